@@ -1,0 +1,5 @@
+import sys
+
+from rankrobust.cli.main import main
+
+sys.exit(main())

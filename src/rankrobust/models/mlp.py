@@ -1,0 +1,36 @@
+"""Fully connected network; default 150-100 hidden units, the authors' FC benchmark net."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from rankrobust.models.normalize import Normalize
+
+DEFAULT_HIDDEN = (150, 100)
+
+
+class MLP(nn.Module):
+    """x (B, C, H, W) → Normalize → flatten → [Linear → ReLU]* → Linear → logits (B, classes)."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = DEFAULT_HIDDEN,
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+    ) -> None:
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        sizes = [int(torch.tensor(in_shape).prod()), *hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], num_classes))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(self.normalize(x).flatten(1))

@@ -1,0 +1,168 @@
+"""The training loop: mini-batch SGD/Adam with an lr schedule, hooks, and per-epoch metrics."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rankrobust.device import resolve_device
+from rankrobust.errors import TrainingDivergedError
+from rankrobust.training.callbacks import Callback, TrainState
+from rankrobust.training.config import TrainConfig
+from rankrobust.training.evaluate import evaluate
+from rankrobust.training.objectives import Objective
+from rankrobust.training.seeding import seed_everything
+from rankrobust.training.setup import build_callbacks, build_objective
+
+Data = tuple[torch.Tensor, torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    """Per-epoch metrics (``history``), callback tables (``records``) and the total time."""
+
+    history: list[dict[str, Any]]
+    records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def final(self) -> dict[str, Any]:
+        return self.history[-1] if self.history else {}
+
+    def history_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.history)
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+        )
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def make_schedule(
+    optimizer: torch.optim.Optimizer, config: TrainConfig, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Per-step multiplier of the base lr: constant, cosine to 0, or step decay by epochs."""
+    total = config.epochs * steps_per_epoch
+
+    def factor(step: int) -> float:
+        if config.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        if config.schedule == "step":
+            return config.lr_gamma ** ((step // steps_per_epoch) // config.lr_step_epochs)
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def train(
+    model: nn.Module,
+    train_data: Data,
+    test_data: Data | None,
+    config: TrainConfig | None = None,
+    callbacks: Sequence[Callback] = (),
+    objective: Objective | None = None,
+) -> TrainResult:
+    """Train ``model`` in place on ``train_data`` = (x (N, C, H, W) in [0, 1], y (N,)).
+
+    The objective and callbacks that ``config`` asks for (adversarial training, regularizers,
+    structure tracking) are built here and run before any extra ``callbacks``. An explicit
+    ``objective`` replaces the configured one. Raises TrainingDivergedError on a NaN/inf loss.
+    """
+    config = config or TrainConfig()
+    config.validate()
+    device = resolve_device(config.device)
+    gen = seed_everything(config.seed)
+    model.to(device)
+    x_train, y_train = train_data[0].to(device), train_data[1].to(device)
+    if len(x_train) == 0:
+        raise ValueError("empty training set")
+    n = len(x_train)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    optimizer = make_optimizer(model, config)
+    schedule = make_schedule(optimizer, config, steps_per_epoch)
+    objective = objective or build_objective(config)
+    all_callbacks = [*build_callbacks(model, config), *callbacks]
+    state = TrainState(model, optimizer, config, device, steps_per_epoch=steps_per_epoch)
+
+    start = time.perf_counter()
+    for cb in all_callbacks:
+        cb.on_train_begin(state)
+    bar = tqdm(
+        total=config.epochs * steps_per_epoch, disable=not config.progress, unit="step",
+        dynamic_ncols=True, leave=False,
+    )
+    try:
+        for epoch in range(config.epochs):
+            state.epoch = epoch
+            epoch_start = time.perf_counter()
+            for cb in all_callbacks:
+                cb.on_epoch_begin(state)
+            model.train()
+            loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+            pen_sum = torch.zeros((), device=device, dtype=torch.float64)
+            correct = torch.zeros((), device=device, dtype=torch.long)
+            perm = torch.randperm(n, generator=gen).to(device)
+            for i in range(0, n, config.batch_size):
+                idx = perm[i : i + config.batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                loss, logits = objective(model, xb, yb, state)
+                total = loss
+                for cb in all_callbacks:
+                    pen = cb.penalty(state)
+                    if pen is not None:
+                        total = total + pen
+                        pen_sum += pen.detach().double()
+                optimizer.zero_grad(set_to_none=True)
+                total.backward()
+                for cb in all_callbacks:
+                    cb.on_after_backward(state)
+                optimizer.step()
+                schedule.step()
+                state.step += 1
+                for cb in all_callbacks:
+                    cb.on_after_step(state)
+                loss_sum += loss.detach().double() * len(idx)
+                correct += (logits.detach().argmax(1) == yb).sum()
+                bar.update(1)
+            train_loss = float(loss_sum) / n
+            if not math.isfinite(train_loss) or not math.isfinite(float(pen_sum)):
+                raise TrainingDivergedError(
+                    f"training diverged in epoch {epoch + 1}: loss is {train_loss} (try a smaller lr)"
+                )
+            metrics: dict[str, Any] = {
+                "epoch": epoch + 1,
+                "lr": state.lr,
+                "train_loss": train_loss,
+                "penalty": float(pen_sum) / steps_per_epoch,
+                "train_acc": float(correct) / n,
+            }
+            if test_data is not None:
+                metrics["test_loss"], metrics["test_acc"] = evaluate(
+                    model, test_data[0], test_data[1], config.eval_batch_size
+                )
+            metrics["epoch_seconds"] = time.perf_counter() - epoch_start
+            for cb in all_callbacks:
+                cb.on_epoch_end(state, metrics)
+            state.history.append(metrics)
+            shown = {"epoch": f"{epoch + 1}/{config.epochs}", "loss": f"{train_loss:.3f}"}
+            if "test_acc" in metrics:
+                shown["test_acc"] = f"{metrics['test_acc']:.3f}"
+            bar.set_postfix(shown)
+        for cb in all_callbacks:
+            cb.on_train_end(state)
+    finally:
+        bar.close()
+        model.eval()
+    return TrainResult(state.history, state.records, time.perf_counter() - start)
