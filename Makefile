@@ -40,3 +40,17 @@ test: $(VENV)/.dev-installed lint typecheck
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build src/*.egg-info
+
+# Structure benchmark: weightwatcher lives in its own venv only (never a project dependency).
+WW_VENV ?= benchmarks/.venv-ww
+$(WW_VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(WW_VENV)
+	$(WW_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(WW_VENV)/bin/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(WW_VENV)/bin/python -m pip install --quiet -e . "$(TORCH_SPEC)"
+	-$(WW_VENV)/bin/python -m pip install --quiet weightwatcher "$(TORCH_SPEC)"
+	touch $@
+
+.PHONY: bench-structure
+bench-structure: $(WW_VENV)/.installed
+	$(WW_VENV)/bin/python benchmarks/bench_structure.py

@@ -1,0 +1,79 @@
+"""The study's stored results as DataFrames: what every report function reads.
+
+The report only reads; :func:`load_tables` opens the results database through
+:class:`rankrobust.experiments.store.ResultsStore` and nothing else touches it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from rankrobust.errors import DataError
+
+RUN_COLUMNS = [
+    "run_id", "status", "error", "config", "dataset", "model", "method", "lambda_l1",
+    "lambda_nuclear", "adv_eps", "seed", "clean_accuracy", "train_seconds", "eval_seconds",
+    "started_at", "finished_at",
+]
+# Run statuses that mean "finished with results"; anything else is left out of the analysis.
+DONE_STATUSES = ("done", "ok", "finished", "completed", "success", "succeeded")
+
+
+def _empty(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+
+
+@dataclass
+class StudyTables:
+    """The six tables of a results store (column names as in the store's read methods)."""
+
+    runs: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS))
+    epoch_metrics: pd.DataFrame = field(default_factory=lambda: _empty(["run_id", "epoch"]))
+    structure: pd.DataFrame = field(default_factory=lambda: _empty(["run_id", "epoch", "layer"]))
+    robustness: pd.DataFrame = field(
+        default_factory=lambda: _empty(["run_id", "attack", "norm", "epsilon", "fooling_ratio"])
+    )
+    scalars: pd.DataFrame = field(default_factory=lambda: _empty(["run_id", "name", "value"]))
+    spectra: pd.DataFrame = field(
+        default_factory=lambda: _empty(["run_id", "layer", "index", "singular_value"])
+    )
+
+    def completed(self) -> StudyTables:
+        """Only the runs that finished (status in DONE_STATUSES), in every table."""
+        runs = self.runs
+        if "status" in runs.columns and len(runs):
+            runs = runs[runs["status"].astype(str).str.lower().isin(DONE_STATUSES)]
+        keep = set(runs["run_id"])
+
+        def sub(frame: pd.DataFrame) -> pd.DataFrame:
+            return frame[frame["run_id"].isin(keep)].reset_index(drop=True)
+
+        return StudyTables(
+            runs.reset_index(drop=True), sub(self.epoch_metrics), sub(self.structure),
+            sub(self.robustness), sub(self.scalars), sub(self.spectra),
+        )
+
+
+def load_tables(db_path: str | os.PathLike[str]) -> StudyTables:
+    """Read every table of the results database at ``db_path`` (raises DataError if missing)."""
+    if not os.path.exists(db_path):
+        raise DataError(f"no results database at {db_path}")
+    from rankrobust.experiments.store import ResultsStore
+
+    store = ResultsStore(db_path)
+    try:
+        tables = StudyTables(
+            runs=store.runs(), epoch_metrics=store.epoch_metrics(), structure=store.structure(),
+            robustness=store.robustness(), scalars=store.scalars(), spectra=store.spectra(),
+        )
+    finally:
+        close = getattr(store, "close", None)
+        if callable(close):
+            close()
+    missing = [c for c in ("run_id", "model", "method", "seed") if c not in tables.runs.columns]
+    if missing:
+        raise DataError(f"{db_path}: the runs table lacks column {missing[0]!r}")
+    return tables

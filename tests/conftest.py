@@ -1,0 +1,18 @@
+"""Shared fixtures: tiny models and data, single-threaded torch for stable CPU timing."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+@pytest.fixture(scope="session")
+def synthetic_data() -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
+    from rankrobust.data import load_dataset
+
+    return load_dataset("synthetic", "train"), load_dataset("synthetic", "test")
