@@ -1,5 +1,27 @@
-"""Adversarial attacks on models with inputs in ``bounds`` (default [0, 1])."""
+"""Adversarial attacks on models with inputs in ``bounds`` (default [0, 1]).
 
+Single-budget primitives (used by adversarial training; they do not switch the model's mode):
+``fgsm_perturb``, ``pgd_perturb``. Evaluation attacks (eval mode, mode restored, a list of
+budgets → success (K, N)): ``fgsm``, ``pgd``, ``apgd``; minimal perturbations: ``deepfool``.
+"""
+
+from rankrobust.attacks.apgd import apgd
+from rankrobust.attacks.base import AttackResult, MinimalResult, eval_mode
+from rankrobust.attacks.deepfool import deepfool
+from rankrobust.attacks.fgsm import fgsm
 from rankrobust.attacks.perturb import fgsm_perturb, input_gradient, pgd_perturb, project
+from rankrobust.attacks.pgd import pgd
 
-__all__ = ["fgsm_perturb", "input_gradient", "pgd_perturb", "project"]
+__all__ = [
+    "AttackResult",
+    "MinimalResult",
+    "apgd",
+    "deepfool",
+    "eval_mode",
+    "fgsm",
+    "fgsm_perturb",
+    "input_gradient",
+    "pgd",
+    "pgd_perturb",
+    "project",
+]

@@ -18,6 +18,11 @@ from rankrobust.errors import RankRobustError
 # Subcommand modules, in help order; each defines register(subparsers) and run(args) -> int.
 COMMAND_MODULES: list[str] = [
     "rankrobust.cli.train",
+    "rankrobust.cli.analyze",
+    "rankrobust.cli.sweep",
+    "rankrobust.cli.runs",
+    "rankrobust.cli.reproduce",
+    "rankrobust.cli.report",
 ]
 
 

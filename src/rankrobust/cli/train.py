@@ -41,6 +41,9 @@ def register(subparsers: Any) -> None:
     r.add_argument("--lambda-nuclear", type=float, default=0.0)
     r.add_argument("--nuclear-mode", choices=["subgradient", "proximal"], default="proximal")
     r.add_argument("--l1-mode", choices=["subgradient", "proximal"], default="subgradient")
+    r.add_argument("--nuclear-method", choices=["fast", "exact"], default="fast",
+                   help="fast: amortized Gram eigendecomposition; exact: SVD every step")
+    r.add_argument("--svd-every", type=int, default=0, help="steps between decompositions (0: auto)")
     a = p.add_argument_group("adversarial training")
     a.add_argument("--adversarial", default="none", choices=["none", "fgsm", "pgd"])
     a.add_argument("--eps", type=float, default=None, help="ℓ∞ budget in pixel units (default 0.3)")
@@ -72,6 +75,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         regularizer=RegularizerConfig(
             kind=args.regularizer, lambda_l1=args.lambda_l1, lambda_nuclear=args.lambda_nuclear,
             nuclear_mode=args.nuclear_mode, l1_mode=args.l1_mode,
+            nuclear_method=args.nuclear_method, svd_every=args.svd_every,
         ),
         adversarial=AdversarialConfig(kind=args.adversarial, **adv_given),
     )

@@ -19,7 +19,7 @@ RUN_COLUMNS = [
     "started_at", "finished_at",
 ]
 # Run statuses that mean "finished with results"; anything else is left out of the analysis.
-DONE_STATUSES = ("done", "ok", "finished", "completed", "success", "succeeded")
+DONE_STATUSES = ("complete", "done", "ok", "finished", "completed", "success", "succeeded")
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:

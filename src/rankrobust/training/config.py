@@ -28,6 +28,10 @@ class RegularizerConfig:
     l1_mode: Literal["subgradient", "proximal"] = "subgradient"
     # Which parameters: "all" = every Linear and Conv weight; else a regex on the module path.
     layers: str = "all"
+    # Nuclear term: "fast" = Gram-matrix eigendecomposition, "exact" = LAPACK SVD; recomputed
+    # every ``svd_every`` steps (0 = auto: 1 for exact, a per-matrix cost rule for fast).
+    nuclear_method: Literal["fast", "exact"] = "fast"
+    svd_every: int = 0
 
     def validate(self) -> None:
         _check(self.lambda_l1 >= 0 and math.isfinite(self.lambda_l1), "lambda_l1 must be a finite number ≥ 0")
@@ -42,6 +46,11 @@ class RegularizerConfig:
         _check(uses_l1 or self.lambda_l1 == 0, f"lambda_l1 is set but regularizer is {self.kind!r}")
         _check(
             uses_nuc or self.lambda_nuclear == 0, f"lambda_nuclear is set but regularizer is {self.kind!r}"
+        )
+        _check(self.svd_every >= 0, f"svd_every must be ≥ 0 (0 = auto), got {self.svd_every}")
+        _check(
+            self.kind != "product-l1" or self.l1_mode == "subgradient",
+            "regularizer 'product-l1' has no proximal step; use l1_mode 'subgradient'",
         )
 
 

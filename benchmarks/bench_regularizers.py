@@ -1,0 +1,190 @@
+"""Cost and fidelity of nuclear-norm regularization: fast (amortized Gram-eigh) vs exact (SVD).
+
+Part 1, step time: one Adam training step at batch 128 on LeNet-5 and a 784-1024-1024-10 MLP
+(MNIST-shaped random data, 2 threads): plain; nuclear ``proximal`` and ``subgradient`` with the
+fast method; and the naive baseline, one exact SVD of every weight matrix every step. Variants
+run interleaved step by step (round r runs one step of each), so machine load hits them alike.
+A variant's cost is its median step time plus, for the amortized refreshes, the summed excess of
+its refresh steps over that median divided by the number of steps (the mean would let a few load
+spikes dominate; the median alone would hide the refreshes). Ratios are against the plain step.
+
+Part 2, fidelity: LeNet-5 on mnist5k (Adam, lr 2e-3, batch 64, cosine) natural, and nuclear
+(both modes) with ``exact`` (SVD every step) and ``fast``: test accuracy and per-layer effective
+rank (Roy & Vetterli 2007, computed here with ``torch.linalg.svdvals``).
+
+    .venv/bin/python benchmarks/bench_regularizers.py [--quick] [--skip-train]
+
+The last printed line is one JSON object with the ratios and the fast-vs-exact differences.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rankrobust.models import build_model
+from rankrobust.regularizers import select_weights
+from rankrobust.training import RegularizerConfig, TrainConfig, TrainState, seed_everything, train
+from rankrobust.training.regularization import NuclearRegularizer
+
+BATCH = 128
+LAMBDA_STEP = 1e-3  # λ for the timing runs (the cost does not depend on it)
+
+
+def effective_rank(weight: torch.Tensor) -> float:
+    """exp(entropy of σ / Σσ) of the (out, rest) matrix."""
+    s = torch.linalg.svdvals(weight.detach().reshape(weight.shape[0], -1).double())
+    p = s / s.sum()
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def _model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    if name == "mlp":
+        return build_model("mlp", (1, 28, 28), 10, hidden=[1024, 1024])
+    return build_model("lenet5", (1, 28, 28), 10)
+
+
+class Stepper:
+    """One model + Adam + optional nuclear callback; ``step()`` runs one loop step, timed."""
+
+    def __init__(self, model_name: str, mode: str | None, method: str = "fast", every: int = 0):
+        self.model = _model(model_name)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
+        self.state = TrainState(self.model, self.opt, TrainConfig(), torch.device("cpu"))
+        self.cb = None
+        if mode is not None:
+            refs = select_weights(self.model)
+            self.cb = NuclearRegularizer(refs, LAMBDA_STEP, mode, method, every)  # type: ignore[arg-type]
+        self.times: list[float] = []
+        self.refresh: list[bool] = []
+
+    def _refreshes(self) -> bool:
+        cb = self.cb
+        if cb is None:
+            return False
+        step = self.state.step + (1 if cb.mode == "proximal" else 0)
+        return any(cb._due(i, step) for i in range(len(cb.refs)))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        self.refresh.append(self._refreshes())
+        start = time.perf_counter()
+        loss = F.cross_entropy(self.model(x), y)
+        if self.cb is not None:
+            loss = loss + self.cb.penalty(self.state)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.cb is not None:
+            self.cb.on_after_backward(self.state)
+        self.opt.step()
+        self.state.step += 1
+        if self.cb is not None:
+            self.cb.on_after_step(self.state)
+        self.times.append(time.perf_counter() - start)
+
+    def amortized(self, skip: int) -> float:
+        times, flags = self.times[skip:], self.refresh[skip:]
+        base = statistics.median(times)
+        excess = sum(t - base for t, f in zip(times, flags, strict=True) if f)
+        return base + excess / len(times)
+
+
+def time_steps(model_name: str, rounds: int, naive_rounds: int) -> dict[str, float]:
+    g = torch.Generator().manual_seed(0)
+    batches = [(torch.rand(BATCH, 1, 28, 28, generator=g), torch.randint(0, 10, (BATCH,), generator=g))
+               for _ in range(4)]
+    variants: dict[str, Stepper] = {
+        "plain": Stepper(model_name, None),
+        "proximal": Stepper(model_name, "proximal"),
+        "subgradient": Stepper(model_name, "subgradient"),
+    }
+    naive = {"plain": Stepper(model_name, None), "naive": Stepper(model_name, "proximal", "exact", 1)}
+    ks = variants["proximal"].cb.every  # type: ignore[union-attr]
+    print(f"{model_name}: refresh every {ks} steps; {rounds} interleaved rounds", flush=True)
+    skip = 5
+    for r in range(rounds + skip):
+        x, y = batches[r % len(batches)]
+        order = list(variants.values())
+        for v in order[r % 3:] + order[: r % 3]:
+            v.step(x, y)
+    for r in range(naive_rounds + skip):
+        x, y = batches[r % len(batches)]
+        for v in naive.values():
+            v.step(x, y)
+    plain = variants["plain"].amortized(skip)
+    out = {name: v.amortized(skip) / plain for name, v in variants.items() if name != "plain"}
+    out["naive"] = statistics.median(naive["naive"].times[skip:]) / statistics.median(
+        naive["plain"].times[skip:]
+    )
+    means = {name: statistics.fmean(v.times[skip:]) for name, v in variants.items()}
+    print(f"  plain step median {1e3 * plain:.2f} ms; mean-based ratios "
+          + ", ".join(f"{k} {means[k] / means['plain']:.3f}" for k in ("proximal", "subgradient")))
+    for k, v in out.items():
+        print(f"  {k:12s} {v:.3f}x plain")
+    return out
+
+
+def train_lenet(reg: RegularizerConfig, epochs: int) -> tuple[float, list[float], float]:
+    from rankrobust.data import load_dataset
+    from rankrobust.training.fit import model_spec_for
+
+    train_data, test_data = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
+    seed_everything(0)
+    model = model_spec_for("mnist5k", "lenet5").build()
+    config = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, progress=False, regularizer=reg)
+    result = train(model, train_data, test_data, config)
+    ranks = [effective_rank(r.parameter) for r in select_weights(model)]
+    return float(result.final["test_acc"]), ranks, result.seconds
+
+
+def fidelity(epochs: int) -> dict[str, float]:
+    out: dict[str, float] = {}
+    acc, ranks, sec = train_lenet(RegularizerConfig(), epochs)
+    print(f"natural                 acc {acc:.3f}  erank {[round(v, 2) for v in ranks]}  {sec:.1f}s")
+    for mode, lam in (("proximal", 1.0), ("subgradient", 3e-3)):
+        res: dict[str, tuple[float, list[float]]] = {}
+        for method in ("exact", "fast"):
+            reg = RegularizerConfig(kind="nuclear", lambda_nuclear=lam, nuclear_mode=mode,  # type: ignore[arg-type]
+                                    nuclear_method=method)  # type: ignore[arg-type]
+            acc, ranks, sec = train_lenet(reg, epochs)
+            res[method] = (acc, ranks)
+            print(f"{mode:11s} λ={lam:<6g} {method:5s} acc {acc:.3f}  erank "
+                  f"{[round(v, 2) for v in ranks]}  {sec:.1f}s", flush=True)
+        (acc_e, r_e), (acc_f, r_f) = res["exact"], res["fast"]
+        out[f"erank_max_rel_diff_{mode}"] = max(abs(f - e) / e for e, f in zip(r_e, r_f, strict=True))
+        out[f"acc_diff_points_{mode}"] = 100 * abs(acc_f - acc_e)
+    return out
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds and epochs")
+    parser.add_argument("--skip-train", action="store_true", help="only the step timing")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    result: dict[str, Any] = {}
+    plan: dict[str, tuple[int, int]] = {"lenet5": (400, 40), "mlp": (1100, 4)}
+    if args.quick:
+        plan = {"lenet5": (100, 10), "mlp": (300, 2)}
+    runner: Callable[[str, int, int], dict[str, float]] = time_steps
+    for name, (rounds, naive_rounds) in plan.items():
+        for k, v in runner(name, rounds, naive_rounds).items():
+            result[f"{name}_{k}"] = round(v, 3)
+    if not args.skip_train:
+        for k, v in fidelity(3 if args.quick else 8).items():
+            result[k] = round(v, 4)
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()

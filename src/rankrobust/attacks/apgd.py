@@ -1,0 +1,203 @@
+"""APGD: step-size-free PGD with momentum (the core of AutoAttack).
+
+Paper: Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", ICML 2020.
+
+Distance: ℓ∞ (norm "inf") or ℓ2 (norm "2"); projection Π onto the ε-ball, then ``bounds``.
+Iteration (η₀ = 2ε, momentum 0.75):
+    z = Π(x_k + η·d(∇L(x_k))),  x_{k+1} = Π(x_k + 0.75·(z − x_k) + 0.25·(x_k − x_{k−1})).
+At checkpoints (first after 22 % of the steps, then intervals shrinking by 3 % to at least 6 %)
+η is halved and the iterate restarts from the best point when fewer than 75 % of the steps since
+the last checkpoint raised the loss, or when η was not reduced last time and the best loss has
+not improved since.
+
+Losses: "ce" cross-entropy; "dlr" −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3); "dlr-targeted"
+−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2), run once per target t among the ``n_targets`` classes
+with the highest clean logits after y (z sorted decreasingly as z_π1 ≥ z_π2 ≥ ...).
+
+Arguments: model, x (N, C, H, W) in bounds, y (N,), epsilons (K budgets), norm="inf",
+loss="ce", steps=100, restarts=1, n_targets=9, bounds=(0, 1), generator=None (seed 0).
+
+Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W). Budgets run in
+ascending order; fooled inputs stop costing work (as in :mod:`rankrobust.attacks.pgd`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rankrobust.attacks.base import (
+    AttackResult,
+    ascending_budgets,
+    check_epsilons,
+    check_norm,
+    default_generator,
+    eval_mode,
+    prepare,
+)
+from rankrobust.attacks.perturb import Bounds, project, steepest_direction
+from rankrobust.attacks.pgd import random_in_ball
+from rankrobust.errors import ConfigError
+
+LOSSES = ("ce", "dlr", "dlr-targeted")
+
+
+def dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sample (targeted) difference-of-logits-ratio loss, (B,); larger = closer to fooled."""
+    z = logits
+    idx = torch.arange(len(z), device=z.device)
+    zs = z.sort(dim=1, descending=True).values
+    zy = z[idx, y]
+    if target is None:
+        other = z.clone()
+        other[idx, y] = -torch.inf
+        return -(zy - other.amax(1)) / (zs[:, 0] - zs[:, 2] + 1e-12)
+    return -(zy - z[idx, target]) / (zs[:, 0] - 0.5 * (zs[:, 2] + zs[:, 3]) + 1e-12)
+
+
+def _checkpoints(steps: int) -> set[int]:
+    """Iteration counts after which the step size is reconsidered (Croce & Hein 2020, §3.2)."""
+    points, p_prev, p = set(), 0.0, 0.22
+    while p < 1.0:
+        points.add(max(1, int(round(p * steps))))
+        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
+    return points
+
+
+def apgd_run(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str,
+    steps: int,
+    start: torch.Tensor,
+    bounds: Bounds,
+    loss: str = "ce",
+    target: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One APGD run at one budget (model in eval mode): (x_adv (B, ...), fooled (B,), loss (B,)).
+
+    x_adv is the first fooling iterate (loss +inf) or else the highest-loss iterate (its loss).
+    """
+    b = x.shape[0]
+    e = torch.full((b, *([1] * (x.ndim - 1))), eps, dtype=x.dtype, device=x.device)
+
+    def proj(v: torch.Tensor, x0: torch.Tensor, e0: torch.Tensor) -> torch.Tensor:
+        return (x0 + project(v - x0, e0, norm)).clamp(*bounds)
+
+    def loss_grad(xa: torch.Tensor, ys: torch.Tensor, ts: torch.Tensor | None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        with torch.enable_grad():
+            xa = xa.detach().requires_grad_(True)
+            logits = model(xa)
+            per = F.cross_entropy(logits, ys, reduction="none") if loss == "ce" else dlr_loss(logits, ys, ts)
+            (g,) = torch.autograd.grad(per.sum(), xa)
+        return per.detach(), g, logits.argmax(1) != ys
+
+    out_x, fooled = x.clone(), torch.zeros(b, dtype=torch.bool, device=x.device)
+    out_loss = torch.full((b,), torch.inf, dtype=x.dtype, device=x.device)
+    checkpoints = _checkpoints(steps)
+    xa = proj(x + start, x, e)
+    cur, grad, hit = loss_grad(xa, y, target)
+    s = {  # per-sample state of the inputs still running
+        "idx": torch.arange(b, device=x.device), "x0": x, "y": y, "e": e, "xa": xa, "prev": xa,
+        "grad": grad, "cur": cur, "best": cur.clone(), "x_best": xa.clone(), "g_best": grad,
+        "eta": 2 * e.clone(), "count": torch.zeros(b, device=x.device),
+        "best_ckpt": cur.clone(), "reduced": torch.zeros(b, dtype=torch.bool, device=x.device),
+    }
+    if target is not None:
+        s["t"] = target
+    last_ckpt = 0
+    with torch.no_grad():
+        for k in range(steps + 1):
+            if hit.any():  # record fooling iterates, drop those inputs
+                out_x[s["idx"][hit]] = s["xa"][hit]
+                fooled[s["idx"][hit]] = True
+                s = {key: v[~hit] for key, v in s.items()}
+            if k == steps or not len(s["idx"]):
+                break
+            xa, prev = s["xa"], s["prev"]
+            z = proj(xa + s["eta"] * steepest_direction(s["grad"], norm), s["x0"], s["e"])
+            a = 0.75 if k > 0 else 1.0
+            new = proj(xa + a * (z - xa) + (1 - a) * (xa - prev), s["x0"], s["e"])
+            loss_new, grad, hit = loss_grad(new, s["y"], s.get("t"))
+            s["count"] += (loss_new > s["cur"]).float()
+            s["prev"], s["xa"], s["grad"], s["cur"] = xa, new, grad, loss_new
+            better = loss_new > s["best"]
+            s["best"] = torch.where(better, loss_new, s["best"])
+            s["x_best"][better], s["g_best"][better] = new[better], grad[better]
+            if k + 1 in checkpoints:
+                h = k + 1 - last_ckpt
+                reduce = (s["count"] < 0.75 * h) | (~s["reduced"] & (s["best"] <= s["best_ckpt"]))
+                s["eta"][reduce] /= 2
+                s["xa"][reduce], s["grad"][reduce] = s["x_best"][reduce], s["g_best"][reduce]
+                s["reduced"], s["best_ckpt"] = reduce, s["best"].clone()
+                s["count"] = torch.zeros_like(s["count"])
+                last_ckpt = k + 1
+        out_x[s["idx"]] = s["x_best"]  # not fooled: the highest-loss iterate
+        out_loss[s["idx"]] = s["best"]
+    return out_x, fooled, out_loss
+
+
+def apgd(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: float | Sequence[float],
+    norm: str = "inf",
+    loss: str = "ce",
+    steps: int = 100,
+    restarts: int = 1,
+    n_targets: int = 9,
+    bounds: Bounds = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> AttackResult:
+    """APGD-CE / APGD-DLR / APGD-T (Croce & Hein 2020) at every ε in ``epsilons``."""
+    norm = check_norm(norm)
+    eps_list = check_epsilons(epsilons)
+    if loss not in LOSSES:
+        raise ConfigError(f"unknown APGD loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    if steps < 1 or restarts < 1 or n_targets < 1:
+        raise ConfigError("steps, restarts and n_targets must be at least 1")
+    x, y = prepare(model, x, y, bounds)
+    gen = default_generator(generator)
+
+    with eval_mode(model):
+        with torch.no_grad():
+            logits = torch.cat([model(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+        k_classes = int(logits.shape[1])
+        need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[loss]
+        if k_classes < need:
+            raise ConfigError(f"APGD loss {loss!r} needs at least {need} classes, got {k_classes}")
+        # targets: classes other than y by decreasing clean logit, (N, K − 1)
+        ranked = logits.argsort(1, descending=True)
+        ranked = ranked[ranked != y[:, None]].view(len(x), k_classes - 1)
+        runs: list[int | None] = [None]
+        if loss == "dlr-targeted":
+            runs = list(range(min(n_targets, k_classes - 1)))
+
+        def attack_one(
+            xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            out, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
+            best = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
+            for t in runs:
+                for _ in range(restarts):
+                    todo = (~fooled).nonzero().squeeze(1)
+                    if not len(todo):
+                        break
+                    target = None if t is None else ranked[rows[todo], t]
+                    start = random_in_ball(xs[todo], eps, norm, gen, full_radius=True)
+                    xa, hit, score = apgd_run(model, xs[todo], ys[todo], eps, norm, steps, start,
+                                              bounds, loss, target)
+                    keep = score > best[todo]
+                    out[todo[keep]], best[todo[keep]] = xa[keep], score[keep]
+                    fooled[todo[hit]] = True
+            return out, fooled
+
+        return ascending_budgets(x, y, eps_list, norm, attack_one)

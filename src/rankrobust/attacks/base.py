@@ -1,0 +1,187 @@
+"""Shared pieces of the attacks: argument checks, ε lists, mode restore and result types.
+
+Conventions for every attack in this package:
+
+* ``model`` maps inputs x (N, C, H, W) (any shape (N, ...)) within ``bounds`` to logits (N, K);
+  it is put in eval mode for the attack and every submodule's mode is restored afterwards;
+* inputs and labels are moved to the model's device; results stay there;
+* ``success[k, i]`` means ``argmax model(x_adv[k, i]) != y[i]``. Pass the model's own clean
+  predictions as ``y`` to measure the *fooling ratio* (label change, the paper's measure), or
+  the true labels to measure misclassification;
+* fixed-budget attacks take a **list** of budgets ε and return an :class:`AttackResult` (K, N);
+  minimal attacks return a :class:`MinimalResult` from which any ε curve follows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rankrobust.attacks.perturb import Bounds, flat_norm
+from rankrobust.errors import ConfigError
+
+NORMS = ("inf", "2")
+_NORM_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "2": "2", "l2": "2"}
+
+
+def check_norm(norm: str | float) -> str:
+    """Canonical norm name, "inf" or "2" (accepts "linf", "l2", math.inf, 2)."""
+    key = "inf" if norm == math.inf else str(norm).strip().lower().removesuffix(".0")
+    if key not in _NORM_ALIASES:
+        raise ConfigError(f"unknown norm {norm!r}; expected 'inf' or '2'")
+    return _NORM_ALIASES[key]
+
+
+def check_epsilons(epsilons: float | Sequence[float]) -> list[float]:
+    """Budgets as a non-empty list of finite, non-negative floats (order kept)."""
+    values = [float(epsilons)] if isinstance(epsilons, int | float) else [float(e) for e in epsilons]
+    if not values:
+        raise ConfigError("epsilons: expected at least one budget")
+    bad = [e for e in values if not math.isfinite(e) or e < 0]
+    if bad:
+        raise ConfigError(f"epsilons must be finite and non-negative, got {bad[0]}")
+    return values
+
+
+def check_bounds(bounds: Bounds) -> Bounds:
+    lo, hi = float(bounds[0]), float(bounds[1])
+    if not lo < hi:
+        raise ConfigError(f"bounds must satisfy low < high, got {bounds}")
+    return lo, hi
+
+
+def check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter or buffer (CPU for a parameterless model)."""
+    for t in (*model.parameters(), *model.buffers()):
+        return t.device
+    return torch.device("cpu")
+
+
+def prepare(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, bounds: Bounds
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """x, y on the model's device, detached, in the model's floating dtype; shapes checked."""
+    if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
+        raise ConfigError(f"expected x (N, ...) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
+    check_bounds(bounds)
+    device = model_device(model)
+    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
+    return x.detach().to(device=device, dtype=dtype), y.detach().to(device=device, dtype=torch.long)
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode; restore each one's own mode on exit."""
+    modes = [(m, m.training) for m in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, was_training in modes:
+            m.training = was_training
+
+
+def default_generator(generator: torch.Generator | None) -> torch.Generator:
+    """The given CPU generator, or a fresh one seeded with 0 (determinism by default)."""
+    return generator if generator is not None else torch.Generator().manual_seed(0)
+
+
+def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """(B,) → (B, 1, ..., 1) so that it broadcasts against ``like`` (B, ...)."""
+    return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+@torch.no_grad()
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """argmax of the logits, (N,), computed in batches without building a graph."""
+    if len(x) == 0:
+        return torch.zeros(0, dtype=torch.long, device=x.device)
+    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+
+
+@dataclass
+class AttackResult:
+    """Outcome of a fixed-budget attack at K budgets on N inputs.
+
+    ``epsilons`` (K,) as given; ``success`` (K, N) bool; ``x_adv`` (K, N, ...) with
+    ‖x_adv[k] − x‖_norm ≤ ε_k and x_adv within the bounds.
+    """
+
+    epsilons: list[float]
+    norm: str
+    success: torch.Tensor
+    x_adv: torch.Tensor
+
+    def success_rate(self) -> torch.Tensor:
+        """Share of successful inputs per budget, (K,)."""
+        return self.success.float().mean(1)
+
+
+@dataclass
+class MinimalResult:
+    """Outcome of a minimal-perturbation attack on N inputs.
+
+    ``x_adv`` (N, ...), ``perturbation`` = x_adv − x, ``norms`` (N,) = ‖perturbation‖_norm,
+    ``success`` (N,) bool, ``iterations`` (N,) linearization steps used.
+    """
+
+    norm: str
+    x_adv: torch.Tensor
+    perturbation: torch.Tensor
+    norms: torch.Tensor
+    success: torch.Tensor
+    iterations: torch.Tensor
+
+    def success_at(self, epsilons: float | Sequence[float]) -> torch.Tensor:
+        """(K, N) bool: the found perturbation succeeds and fits in the ε_k ball."""
+        eps = torch.tensor(check_epsilons(epsilons), dtype=self.norms.dtype, device=self.norms.device)
+        return self.success[None, :] & (self.norms[None, :] <= eps[:, None])
+
+    def norms_in(self, norm: str) -> torch.Tensor:
+        """‖perturbation‖ in another norm ("inf" or "2"), (N,)."""
+        return flat_norm(self.perturbation, check_norm(norm))
+
+
+# One budget on a subset: (x (M, ...), y (M,), eps, rows (M,) indices into the full batch)
+# → (x_adv (M, ...), success (M,)).
+SingleBudget = Callable[
+    [torch.Tensor, torch.Tensor, float, torch.Tensor], tuple[torch.Tensor, torch.Tensor]
+]
+
+
+def ascending_budgets(
+    x: torch.Tensor, y: torch.Tensor, epsilons: list[float], norm: str, attack_one: SingleBudget
+) -> AttackResult:
+    """Run ``attack_one`` for each ε in ascending order, only on inputs not yet fooled.
+
+    An input fooled at ε_j is fooled at every ε_k ≥ ε_j by the same adversarial example (it lies
+    in the larger ball), so it costs no further work: success[k] = OR over ε_j ≤ ε_k.
+    """
+    n = x.shape[0]
+    success = torch.zeros(len(epsilons), n, dtype=torch.bool, device=x.device)
+    x_adv = x.unsqueeze(0).repeat(len(epsilons), *([1] * x.ndim))
+    fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    found = x.clone()
+    for k in sorted(range(len(epsilons)), key=lambda i: epsilons[i]):
+        todo = (~fooled).nonzero().squeeze(1)
+        if len(todo):
+            xa, hit = attack_one(x[todo], y[todo], epsilons[k], todo)
+            x_adv[k, todo] = xa
+            new = todo[hit]
+            fooled[new] = True
+            found[new] = xa[hit]
+        done = fooled.clone()
+        done[todo] = False  # fooled at a smaller budget: reuse that example
+        x_adv[k, done] = found[done]
+        success[k] = fooled
+    return AttackResult(list(epsilons), norm, success, x_adv)

@@ -1,0 +1,45 @@
+"""``rankrobust analyze CHECKPOINT``: per-layer effective rank, sparsity and norms of a model."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rankrobust.checkpoint import load_checkpoint
+from rankrobust.cli.common import emit_frame
+from rankrobust.device import resolve_device
+from rankrobust.structure import CONV_MODES, METHODS, analyze, layer_matrices, spectra
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "analyze", help="structure of a checkpoint's weights (effective rank, sparsity, norms)",
+        description="Print one row per weight matrix of a checkpoint: effective rank, effective "
+        "sparsity, stable rank, nuclear/spectral/Frobenius/l1 norms and normalized variants; "
+        "optionally plot singular value spectra and weight-magnitude histograms (PNG).",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT", help="model.safetensors, model.json or their folder")
+    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    p.add_argument("--plot", metavar="DIR", default=None, help="write spectra.png and weight_histograms.png here")
+    p.add_argument("--conv", choices=list(CONV_MODES), default="reshape",
+                   help="conv kernels as one (out, in·k) matrix, or one matrix per kernel tap")
+    p.add_argument("--order", type=float, default=1.0, help="Rényi order of effective rank/sparsity (1 = Shannon)")
+    p.add_argument("--method", choices=list(METHODS), default="gram",
+                   help="singular values from float64 Gram eigenvalues (fast) or SVD")
+    p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    device = resolve_device(args.device)
+    ckpt = load_checkpoint(args.checkpoint, device=device)
+    frame = analyze(ckpt.model, args.conv, order=args.order, method=args.method)
+    emit_frame(frame, args.format)
+    if args.plot is not None:
+        from rankrobust.cli.analyze_plots import write_plots
+
+        weights = {k: v.cpu().numpy() for k, v in layer_matrices(ckpt.model).items()}
+        paths = write_plots(spectra(ckpt.model, method=args.method), weights, args.plot)
+        print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0

@@ -1,0 +1,24 @@
+"""``rankrobust report DB --out DIR``: rebuild the study report from a results database."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "report", help="write report.html and report.md (claims, figures) from a results database",
+        description="Read the results database DB (no training) and write DIR/report.html, "
+        "DIR/report.md, DIR/figures/*.png and DIR/claims.csv.",
+    )
+    p.add_argument("db", metavar="DB", help="results database, e.g. runs/demo/results.sqlite")
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rankrobust.report.build import build_report
+
+    print(f"report: {build_report(args.db, args.out)}")
+    return 0

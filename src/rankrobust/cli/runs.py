@@ -1,0 +1,42 @@
+"""``rankrobust runs``: list the runs of a results database."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from rankrobust.cli.common import emit_frame
+from rankrobust.errors import ConfigError
+
+SHOWN = ["run_id", "status", "study", "label", "method", "seed", "clean_accuracy",
+         "train_seconds", "eval_seconds", "attempts", "error"]
+STATUSES = ["pending", "running", "complete", "failed"]
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "runs", help="list the runs of a results database",
+        description="List runs (id, status, label, method, seed, accuracy, timings, error).",
+    )
+    p.add_argument("--db", default="results.sqlite", help="results database (default ./results.sqlite)")
+    p.add_argument("--status", nargs="+", choices=STATUSES, default=None, help="only these statuses")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--all-columns", action="store_true", help="every column (config, versions, ...)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rankrobust.experiments.store import ResultsStore
+
+    if not Path(args.db).is_file():
+        raise ConfigError(f"no results database at {args.db} (run `rankrobust sweep` first or give --db)")
+    with ResultsStore(args.db) as store:
+        frame = store.runs(status=args.status)
+    if not args.all_columns:
+        frame = frame[SHOWN]
+    if args.format == "table" and frame.empty:
+        print("no runs")
+        return 0
+    emit_frame(frame, args.format)
+    return 0

@@ -1,0 +1,37 @@
+"""``rankrobust sweep``: run every unfinished run of a study file and store the results."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "sweep", help="run a study grid (resumable) into a results database",
+        description="Expand the study CONFIG (YAML) into runs, skip those already complete in "
+        "the results database, run the others and store every result. Exit code 1 when any "
+        "run of the study is recorded as failed.",
+    )
+    p.add_argument("config", metavar="CONFIG", help="study file (YAML), e.g. examples/smoke.yaml")
+    p.add_argument("--out", default=".", help="output folder (results.sqlite, checkpoints/); default .")
+    p.add_argument("--db", default=None, help="results database (default OUT/results.sqlite)")
+    p.add_argument("--executor", choices=["local", "ray"], default="local")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local: worker processes (1 = in this process); ray: local Ray CPUs")
+    p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
+    p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rankrobust.experiments.sweep import run_sweep
+
+    summary = run_sweep(
+        args.config, out=args.out, db=args.db, executor=args.executor, workers=args.workers,
+        address=args.address, retry_failed=args.retry_failed,
+        progress=False if args.no_progress else None,
+    )
+    print(summary.line())
+    return summary.exit_code

@@ -1,0 +1,278 @@
+"""Run and study (grid) configs: strict schemas on top of :func:`rankrobust.configuration.from_dict`.
+
+A *run config* (:class:`RunConfig`) is everything one training + evaluation needs: dataset, model
+and its options, the full :class:`~rankrobust.training.TrainConfig` (seed included), the
+evaluation (attacks × ε lists, DeepFool ρ_adv, spectra) and execution-only fields (resources,
+checkpointing, labels) that do not enter the run id.
+
+A *study* file (YAML) holds one base run config plus ``seeds``, a ``grid`` of dotted keys → lists
+(their cross product), and optional ``variants`` (named partial overrides, each with its own grid),
+see :func:`rankrobust.experiments.grid.expand`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from rankrobust.configuration import closest, from_dict
+from rankrobust.errors import ConfigError
+from rankrobust.training.config import TrainConfig
+
+AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "deepfool"]
+Method = Literal["natural", "fgsm", "pgd", "l1", "nuclear", "l1+nuclear", "product-l1"]
+
+
+def _check(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+@dataclass
+class AttackSpec:
+    """One robustness curve: ``attack`` at each budget ε in ``epsilons`` (ℓ_``norm`` ball)."""
+
+    attack: AttackName = "fgsm"
+    norm: Literal["inf", "2"] = "inf"
+    epsilons: tuple[float, ...] = (0.1,)
+    options: dict[str, Any] = field(default_factory=dict)  # passed on to the attack
+
+    def check(self, where: str) -> None:
+        """Impossible values raise ConfigError naming ``where`` (e.g. ``attacks[0]``)."""
+        eps = list(self.epsilons)
+        _check(len(eps) > 0, f"{where}.epsilons: list at least one budget")
+        _check(all(e >= 0 and math.isfinite(e) for e in eps),
+               f"{where}.epsilons: budgets must be finite numbers ≥ 0, got {eps}")
+        _check(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
+
+
+@dataclass
+class EvaluationConfig:
+    """After training: robustness curves on the first ``n`` test inputs, ρ_adv, final spectra."""
+
+    attacks: tuple[AttackSpec, ...] = ()
+    n: int = 500  # number of test inputs the attacks see
+    batch_size: int = 256
+    deepfool: bool = False  # store DeepFool ρ_adv = mean ‖r‖₂/‖x‖₂ as scalar "rho_adv"
+    deepfool_options: dict[str, Any] = field(default_factory=dict)
+    spectra: bool = True  # store the final model's singular values per layer
+
+    def validate(self) -> None:
+        _check(self.n >= 1, f"n: must be ≥ 1, got {self.n}")
+        _check(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
+        for i, spec in enumerate(self.attacks):
+            spec.check(f"attacks[{i}]")
+        keys = [(a.attack, a.norm, sorted(a.options.items())) for a in self.attacks]
+        for i, key in enumerate(keys):
+            _check(key not in keys[:i], f"attacks[{i}]: repeats an earlier attack (same attack, norm, options)")
+
+
+@dataclass
+class Resources:
+    """What one run asks of an executor (Ray: task resources; local: informational)."""
+
+    num_cpus: float = 1.0
+    num_gpus: float = 0.0
+
+    def validate(self) -> None:
+        _check(self.num_cpus > 0, f"num_cpus: must be > 0, got {self.num_cpus}")
+        _check(self.num_gpus >= 0, f"num_gpus: must be ≥ 0, got {self.num_gpus}")
+
+
+# Fields of RunConfig that describe how/where a run executes, not what it computes: they are
+# left out of the run id (so relabelling a study or moving it to a GPU box keeps its results).
+EXECUTION_FIELDS = ("study", "variant", "label", "resources", "save_checkpoints", "output_dir")
+
+
+@dataclass
+class RunConfig:
+    """One fully resolved run: train ``model`` on ``dataset`` with ``train``, then evaluate."""
+
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    model: str = "mlp"
+    model_options: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(track_structure=True, progress=False))
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    # execution-only (see EXECUTION_FIELDS)
+    study: str = ""
+    variant: str = ""
+    label: str = ""
+    resources: Resources = field(default_factory=Resources)
+    save_checkpoints: bool = False
+    output_dir: str | None = None  # checkpoints go to <output_dir>/checkpoints/<run_id>/
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    @property
+    def method(self) -> Method:
+        """natural | fgsm | pgd (adversarial training wins) | the regularizer kind."""
+        if self.train.adversarial.kind != "none":
+            return self.train.adversarial.kind
+        if self.train.regularizer.kind != "none":
+            return self.train.regularizer.kind
+        return "natural"
+
+    def validate(self) -> None:
+        from rankrobust.data import DATASETS
+        from rankrobust.models import MODELS
+        from rankrobust.models.registry import model_options
+
+        if self.dataset not in DATASETS:
+            raise ConfigError(
+                f"dataset: unknown dataset {self.dataset!r}{closest(self.dataset, list(DATASETS))}; "
+                f"choose from {', '.join(DATASETS)}"
+            )
+        if self.model not in MODELS:
+            raise ConfigError(
+                f"model: unknown model {self.model!r}{closest(self.model, list(MODELS))}; "
+                f"choose from {', '.join(MODELS)}"
+            )
+        allowed = [o for o in model_options(self.model) if o not in ("mean", "std")]
+        for key in self.model_options:
+            if key not in allowed:
+                raise ConfigError(
+                    f"unknown key 'model_options.{key}' for model {self.model!r}"
+                    f"{closest(str(key), allowed)}; options: {', '.join(allowed) or '(none)'}"
+                )
+
+
+@dataclass
+class StudyConfig:
+    """A study file: a base run (every RunConfig field) plus ``seeds``, ``grid`` and ``variants``."""
+
+    name: str = "study"
+    base: dict[str, Any] = field(default_factory=dict)  # RunConfig fields as plain data
+    seeds: tuple[int, ...] = (0,)
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    variants: tuple[dict[str, Any], ...] = ()
+    per_model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options")
+RUN_KEYS = tuple(f for f in RunConfig.__dataclass_fields__ if f not in ("study", "variant", "label", "output_dir"))
+
+
+def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
+    if grid is None:
+        return {}
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{where}: expected a mapping of dotted keys to lists, got {grid!r}")
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"{where}: keys must be dotted option names, got {key!r}")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of values, got {values!r}")
+    return dict(grid)
+
+
+def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
+    """Validate the study-level keys; run-level keys are checked per run by ``expand``."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"a study file must be a mapping, got {type(data).__name__}")
+    valid = [*STUDY_KEYS, *RUN_KEYS]
+    for key in data:
+        if key not in valid:
+            raise ConfigError(f"unknown key {str(key)!r}{closest(str(key), valid)}")
+    name = data.get("name", default_name)
+    _check(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {name!r}")
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds
+    ):
+        raise ConfigError(f"seeds: expected a non-empty list of integers ≥ 0, got {seeds!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds: duplicate seeds in {seeds!r}")
+    grid = _check_grid(data.get("grid"), "grid")
+    variants = data.get("variants") or []
+    if not isinstance(variants, list):
+        raise ConfigError(f"variants: expected a list of mappings, got {variants!r}")
+    names: list[str] = []
+    for i, variant in enumerate(variants):
+        where = f"variants[{i}]"
+        if not isinstance(variant, dict):
+            raise ConfigError(f"{where}: expected a mapping, got {variant!r}")
+        vname = variant.get("name")
+        _check(isinstance(vname, str) and bool(vname), f"{where}: needs a non-empty 'name'")
+        _check(vname not in names, f"{where}: duplicate variant name {vname!r}")
+        names.append(str(vname))
+        vvalid = ["name", "grid", *RUN_KEYS]
+        for key in variant:
+            if key not in vvalid:
+                raise ConfigError(f"unknown key '{where}.{key}'{closest(str(key), vvalid)}")
+        _check_grid(variant.get("grid"), f"{where}.grid")
+    per_model = data.get("per_model_options") or {}
+    if not isinstance(per_model, dict) or not all(isinstance(v, dict) for v in per_model.values()):
+        raise ConfigError("per_model_options: expected a mapping model name → options mapping")
+    from rankrobust.models import MODELS
+
+    for key in per_model:
+        if key not in MODELS:
+            raise ConfigError(
+                f"per_model_options: unknown model {key!r}{closest(str(key), list(MODELS))}"
+            )
+    train = data.get("train")
+    if isinstance(train, dict) and "seed" in train:
+        raise ConfigError("train.seed: list the seeds under 'seeds:' instead")
+    base = {k: v for k, v in data.items() if k in RUN_KEYS}
+    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model))
+
+
+def load_study(path: str | os.PathLike[str]) -> StudyConfig:
+    """Read and validate a study YAML file (its file stem is the default study name)."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"study file not found: {p}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read study file {p}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return study_from_dict(data if data is not None else {}, default_name=p.stem)
+
+
+def _prefix(exc: ConfigError, section: str) -> str:
+    """Give validate() messages (which lack a path) the section they come from."""
+    msg = str(exc)
+    if msg.startswith(("unknown key", f"{section}.", f"{section}:", f"{section}[")):
+        return msg
+    if re.match(r"^[\w\[\]\.]+: ", msg):  # "attacks[0].epsilons: ..." → "evaluation.attacks[0]..."
+        return f"{section}.{msg}"
+    return f"{section}: {msg}"
+
+
+def run_config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """A validated RunConfig; every error names its dotted path (e.g. ``train.lr``)."""
+    data = dict(data)
+    sections: dict[str, Any] = {}
+    for section, cls in (("train", TrainConfig), ("evaluation", EvaluationConfig), ("resources", Resources)):
+        if section in data:
+            if not isinstance(data[section], dict):
+                raise ConfigError(f"{section}: expected a mapping, got {data[section]!r}")
+            given = data.pop(section)
+            if section == "train":  # sweeps track structure and hide per-run bars by default
+                given = {"track_structure": True, "progress": False, **given}
+            try:
+                sections[section] = from_dict(cls, given, section)
+            except ConfigError as exc:
+                raise ConfigError(_prefix(exc, section)) from None
+    if "train" not in sections:
+        sections["train"] = TrainConfig(track_structure=True, progress=False)
+    config = from_dict(RunConfig, data)
+    for key, value in sections.items():
+        setattr(config, key, value)
+    config.validate()
+    return config

@@ -1,0 +1,165 @@
+"""One run as a pure, picklable function of its config: train, track structure, evaluate.
+
+``execute_run(config)`` never touches the results database and never raises for a failing run:
+an exception (including :class:`~rankrobust.errors.TrainingDivergedError`) comes back as a
+``RunResult`` with ``status="failed"`` and the reason, so the same function serves tests
+(in-process), local worker processes and Ray tasks. Its only side effect is the optional
+checkpoint under ``<output_dir>/checkpoints/<run_id>/`` (written to a temp file and renamed).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import platform
+import socket
+import time
+import traceback as _tb
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from rankrobust import __version__
+from rankrobust.experiments.config import RunConfig
+from rankrobust.experiments.grid import run_id as compute_run_id
+
+Status = Literal["complete", "failed"]
+
+
+def utc_now() -> str:
+    """ISO 8601 UTC timestamp with seconds precision, e.g. '2024-01-31T12:00:00+00:00'."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def package_versions() -> dict[str, str]:
+    """Versions that can change results: python, torch, numpy, rankrobust."""
+    import numpy
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": str(torch.__version__),
+        "numpy": str(numpy.__version__),
+        "rankrobust": __version__,
+    }
+
+
+def _plain(value: Any) -> Any:
+    """numpy/torch scalars → Python numbers; containers recursively; for pickling and SQLite."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        return value.item()
+    return value
+
+
+@dataclass
+class RunResult:
+    """Everything a run produced, as plain Python data (what executors send to the driver)."""
+
+    run_id: str
+    status: Status
+    error: str | None = None  # one line: "ExceptionType: message"
+    traceback: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)  # per-epoch metrics
+    structure: list[dict[str, Any]] = field(default_factory=list)  # per-epoch, per-layer rows
+    robustness: list[dict[str, Any]] = field(default_factory=list)  # fooling-ratio curve rows
+    scalars: dict[str, float] = field(default_factory=dict)
+    spectra: dict[str, list[float]] = field(default_factory=dict)  # layer → σ₁ ≥ σ₂ ≥ …
+    clean_accuracy: float | None = None
+    train_seconds: float | None = None
+    eval_seconds: float | None = None
+    started_at: str = ""
+    finished_at: str = ""
+    versions: dict[str, str] = field(default_factory=dict)
+    host: str = ""
+    checkpoint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "complete"
+
+
+def failed_result(rid: str, exc: BaseException, started_at: str = "") -> RunResult:
+    """A failed RunResult carrying ``exc`` as one line plus its traceback."""
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return RunResult(
+        run_id=rid, status="failed", error=f"{type(exc).__name__}: {first}".rstrip(": "),
+        traceback="".join(_tb.format_exception(type(exc), exc, exc.__traceback__)),
+        started_at=started_at or utc_now(), finished_at=utc_now(), host=socket.gethostname(),
+    )
+
+
+def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
+    """Robustness curves, ρ_adv and spectra of the trained ``model`` into ``result``."""
+    from rankrobust.data import load_dataset
+    from rankrobust.training.seeding import seed_everything
+
+    ev = config.evaluation
+    if ev.attacks or ev.deepfool:
+        from rankrobust.robustness import fooling_ratio_curve, rho_adv
+
+        x, y = load_dataset(config.dataset, "test", config.data_dir)
+        for spec in ev.attacks:
+            seed_everything(config.seed)  # same random starts whatever ran before
+            frame = fooling_ratio_curve(
+                model, (x, y), spec.attack, list(spec.epsilons), norm=spec.norm,
+                batch_size=ev.batch_size, n=ev.n, **spec.options,
+            )
+            options = json.dumps(spec.options, sort_keys=True)
+            for row in frame.to_dict(orient="records"):
+                result.robustness.append({**_plain(row), "options": options})
+        if ev.deepfool:
+            seed_everything(config.seed)
+            result.scalars["rho_adv"] = float(
+                rho_adv(model, (x, y), batch_size=ev.batch_size, n=ev.n, **ev.deepfool_options)
+            )
+    if ev.spectra:
+        from rankrobust.structure import spectra
+
+        result.spectra = {k: [float(s) for s in v] for k, v in spectra(model).items()}
+
+
+def execute_run(config: RunConfig) -> RunResult:
+    """Train and evaluate one run; returns its results (status "failed" with the reason on error)."""
+    started_at = utc_now()
+    rid = compute_run_id(config)
+    try:
+        from rankrobust.training.fit import fit
+
+        fitted = fit(config.dataset, config.model, config.train, dict(config.model_options),
+                     config.data_dir)
+        final = fitted.result.final
+        result = RunResult(
+            run_id=rid, status="complete", started_at=started_at, host=socket.gethostname(),
+            history=_plain(fitted.result.history),
+            structure=_plain(fitted.result.records.get("structure", [])),
+            train_seconds=fitted.result.seconds, versions=package_versions(),
+        )
+        result.clean_accuracy = float(final["test_acc"]) if "test_acc" in final else None
+        for key in ("test_acc", "test_loss", "train_loss", "train_acc"):
+            if key in final and math.isfinite(float(final[key])):
+                result.scalars[f"final_{key}"] = float(final[key])
+        t0 = time.perf_counter()
+        _evaluate(config, fitted.model, result)
+        result.eval_seconds = time.perf_counter() - t0
+        if config.save_checkpoints and config.output_dir:
+            from rankrobust.checkpoint import save_checkpoint
+            from rankrobust.configuration import to_dict
+
+            meta = {"run_id": rid, "run_config": to_dict(config), "metrics": final}
+            path = save_checkpoint(Path(config.output_dir) / "checkpoints" / rid, fitted.model,
+                                   fitted.spec, meta)
+            result.checkpoint = str(path)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - every failure is recorded, the sweep goes on
+        failed = failed_result(rid, exc, started_at)
+        failed.versions = package_versions()
+        return failed
+    result.finished_at = utc_now()
+    return result
+

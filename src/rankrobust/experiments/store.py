@@ -1,0 +1,294 @@
+"""The results database: one SQLite file (WAL journal), written only by the sweep driver.
+
+Tables (read back as pandas DataFrames by the methods of the same name):
+
+- ``runs``: one row per run id: status (pending | running | complete | failed), error, config
+  (canonical JSON), labels, method, λ's, adversarial ε, seed, clean accuracy, timings, package
+  versions, attempts;
+- ``epoch_metrics``: (run_id, epoch) → train/test loss and accuracy, lr, penalty, seconds;
+- ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns;
+- ``robustness``: (run_id, attack, norm, options, epsilon) → the fooling-ratio curve columns;
+- ``scalars``: (run_id, name) → value (``rho_adv``, ``final_test_acc``, ...);
+- ``spectra``: (run_id, layer, index) → singular value of the final model.
+
+Every write is one transaction: a result is either wholly stored (its child rows replaced) or not
+at all, so a driver killed at any moment leaves a consistent file and each run recorded once.
+Columns outside the fixed schema (e.g. metrics added by callbacks) go to a JSON ``extra`` column
+and come back as ordinary DataFrame columns.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rankrobust.errors import ConfigError
+from rankrobust.experiments.config import RunConfig
+from rankrobust.experiments.grid import canonical_json, identity_dict, run_id
+from rankrobust.experiments.run import RunResult, utc_now
+
+SCHEMA_VERSION = 1
+STATUSES = ("pending", "running", "complete", "failed")
+RUN_COLUMNS = (
+    "run_id", "status", "error", "config", "study", "variant", "label", "dataset", "model",
+    "method", "lambda_l1", "lambda_nuclear", "adv_eps", "seed", "clean_accuracy", "train_seconds",
+    "eval_seconds", "started_at", "finished_at", "attempts", "host", "checkpoint",
+    "python_version", "torch_version", "numpy_version", "rankrobust_version", "traceback",
+)
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "penalty",
+                 "epoch_seconds")
+STRUCTURE_COLUMNS = (
+    "epoch", "layer", "kind", "shape", "rows", "cols", "effective_rank", "effective_sparsity",
+    "stable_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
+    "normalized_effective_rank", "normalized_effective_sparsity",
+)
+ROBUSTNESS_COLUMNS = ("attack", "norm", "options", "epsilon", "fooling_ratio",
+                      "fooling_ratio_correct", "robust_accuracy", "clean_accuracy", "n")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
+    error TEXT, config TEXT NOT NULL, study TEXT, variant TEXT, label TEXT,
+    dataset TEXT, model TEXT, method TEXT, lambda_l1 REAL, lambda_nuclear REAL, adv_eps REAL,
+    seed INTEGER, clean_accuracy REAL, train_seconds REAL, eval_seconds REAL,
+    started_at TEXT, finished_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, host TEXT,
+    checkpoint TEXT, python_version TEXT, torch_version TEXT, numpy_version TEXT,
+    rankrobust_version TEXT, traceback TEXT, registered_at TEXT
+);
+CREATE TABLE IF NOT EXISTS epoch_metrics (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
+    train_loss REAL, train_acc REAL, test_loss REAL, test_acc REAL, lr REAL, penalty REAL,
+    epoch_seconds REAL, extra TEXT, PRIMARY KEY (run_id, epoch)
+);
+CREATE TABLE IF NOT EXISTS structure (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL, layer TEXT NOT NULL,
+    kind TEXT, shape TEXT, rows INTEGER, cols INTEGER, effective_rank REAL,
+    effective_sparsity REAL, stable_rank REAL, nuclear_norm REAL, spectral_norm REAL,
+    frobenius_norm REAL, l1_norm REAL, normalized_effective_rank REAL,
+    normalized_effective_sparsity REAL, extra TEXT, PRIMARY KEY (run_id, epoch, layer)
+);
+CREATE TABLE IF NOT EXISTS robustness (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), attack TEXT NOT NULL, norm TEXT NOT NULL,
+    options TEXT NOT NULL DEFAULT '{{}}', epsilon REAL NOT NULL, fooling_ratio REAL,
+    fooling_ratio_correct REAL, robust_accuracy REAL, clean_accuracy REAL, n INTEGER,
+    extra TEXT, PRIMARY KEY (run_id, attack, norm, options, epsilon)
+);
+CREATE TABLE IF NOT EXISTS scalars (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), name TEXT NOT NULL, value REAL,
+    PRIMARY KEY (run_id, name)
+);
+CREATE TABLE IF NOT EXISTS spectra (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), layer TEXT NOT NULL, "index" INTEGER NOT NULL,
+    singular_value REAL NOT NULL, PRIMARY KEY (run_id, layer, "index")
+);
+CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
+"""
+CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra")
+
+
+def _split(row: dict[str, Any], fixed: Sequence[str]) -> tuple[list[Any], str | None]:
+    values = [row.get(c) for c in fixed]
+    extra = {k: v for k, v in row.items() if k not in fixed and k != "run_id"}
+    return values, (json.dumps(extra, sort_keys=True, default=str) if extra else None)
+
+
+def _expand_extra(frame: pd.DataFrame) -> pd.DataFrame:
+    if "extra" not in frame.columns:
+        return frame
+    extras = [json.loads(e) if isinstance(e, str) else {} for e in frame["extra"]]
+    frame = frame.drop(columns="extra")
+    if any(extras):
+        more = pd.DataFrame(extras, index=frame.index)
+        frame = pd.concat([frame, more[[c for c in more.columns if c not in frame.columns]]], axis=1)
+    return frame
+
+
+class ResultsStore:
+    """SQLite results database at ``path`` (created with its folder when missing)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            self._con.execute("PRAGMA busy_timeout = 30000")
+            self._con.execute("PRAGMA journal_mode = WAL")
+            self._con.execute("PRAGMA synchronous = NORMAL")
+            self._con.execute("PRAGMA foreign_keys = ON")
+            tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master")}
+            if not {"meta", "runs", *CHILD_TABLES} <= tables:  # new file: create the schema
+                with self.transaction() as con:
+                    self._create(con)
+            else:
+                self._check_version(self._con)
+        except sqlite3.DatabaseError as exc:
+            raise ConfigError(f"results database {self.path}: {exc}") from None
+
+    def _create(self, con: sqlite3.Connection) -> None:
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                con.execute(statement)
+        found = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None:
+            con.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._check_version(con)
+
+    def _check_version(self, con: sqlite3.Connection) -> None:
+        found = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if found is None or int(found[0]) != SCHEMA_VERSION:
+            raise ConfigError(
+                f"results database {self.path} has schema {found and found[0]}, "
+                f"expected {SCHEMA_VERSION}"
+            )
+
+    # -- plumbing ---------------------------------------------------------------------------
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE … COMMIT (ROLLBACK on any exception)."""
+        self._con.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._con
+        except BaseException:
+            self._con.execute("ROLLBACK")
+            raise
+        self._con.execute("COMMIT")
+
+    def close(self) -> None:
+        self._con.close()
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def integrity_check(self) -> str:
+        """SQLite's ``PRAGMA integrity_check``: 'ok' for a healthy file."""
+        return str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
+
+    # -- writes (driver only) ---------------------------------------------------------------
+    def register(self, configs: Iterable[RunConfig]) -> int:
+        """Insert unseen runs as 'pending' (known ids are left alone); returns how many were new."""
+        new = 0
+        now = utc_now()
+        with self.transaction() as con:
+            for config in configs:
+                tc = config.train
+                cur = con.execute(
+                    "INSERT OR IGNORE INTO runs (run_id, status, config, study, variant, label, "
+                    "dataset, model, method, lambda_l1, lambda_nuclear, adv_eps, seed, registered_at)"
+                    " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (run_id(config), canonical_json(identity_dict(config)["run"]), config.study,
+                     config.variant, config.label, config.dataset, config.model, config.method,
+                     tc.regularizer.lambda_l1, tc.regularizer.lambda_nuclear,
+                     tc.adversarial.eps if tc.adversarial.kind != "none" else None, config.seed, now),
+                )
+                new += cur.rowcount
+        return new
+
+    def mark_running(self, rid: str) -> None:
+        with self.transaction() as con:
+            con.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?, "
+                "finished_at = NULL, error = NULL, traceback = NULL WHERE run_id = ?",
+                (utc_now(), rid),
+            )
+
+    def record(self, result: RunResult) -> None:
+        """Store one finished run (complete or failed) atomically, replacing earlier child rows."""
+        rid = result.run_id
+        v = result.versions
+        with self.transaction() as con:
+            if con.execute("SELECT 1 FROM runs WHERE run_id = ?", (rid,)).fetchone() is None:
+                raise ConfigError(f"run {rid} is not registered in {self.path}")
+            for table in CHILD_TABLES:
+                con.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
+            con.execute(
+                "UPDATE runs SET status = ?, error = ?, traceback = ?, clean_accuracy = ?, "
+                "train_seconds = ?, eval_seconds = ?, started_at = COALESCE(?, started_at), "
+                "finished_at = ?, host = ?, checkpoint = ?, python_version = ?, torch_version = ?, "
+                "numpy_version = ?, rankrobust_version = ? WHERE run_id = ?",
+                (result.status, result.error, result.traceback, result.clean_accuracy,
+                 result.train_seconds, result.eval_seconds, result.started_at or None,
+                 result.finished_at or utc_now(), result.host, result.checkpoint, v.get("python"),
+                 v.get("torch"), v.get("numpy"), v.get("rankrobust"), rid),
+            )
+            for table, fixed, rows in (
+                ("epoch_metrics", EPOCH_COLUMNS, result.history),
+                ("structure", STRUCTURE_COLUMNS, result.structure),
+                ("robustness", ROBUSTNESS_COLUMNS, result.robustness),
+            ):
+                cols = ", ".join(("run_id", *fixed, "extra"))
+                marks = ", ".join("?" * (len(fixed) + 2))
+                con.executemany(
+                    f"INSERT INTO {table} ({cols}) VALUES ({marks})",
+                    [(rid, *vals, extra) for vals, extra in (_split(r, fixed) for r in rows)],
+                )
+            con.executemany("INSERT INTO scalars VALUES (?, ?, ?)",
+                            [(rid, k, float(val)) for k, val in result.scalars.items()])
+            con.executemany(
+                'INSERT INTO spectra (run_id, layer, "index", singular_value) VALUES (?, ?, ?, ?)',
+                [(rid, layer, i, float(s)) for layer, sv in result.spectra.items()
+                 for i, s in enumerate(sv)],
+            )
+
+    # -- reads (what the report uses) ------------------------------------------------------
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+        return pd.read_sql_query(sql, self._con, params=list(params))
+
+    def _child(self, table: str, run_ids: Sequence[str] | None, order: str) -> pd.DataFrame:
+        where, params = "", list(run_ids or [])
+        if run_ids is not None:
+            where = f" WHERE run_id IN ({', '.join('?' * len(params))})" if params else " WHERE 0"
+        return self._query(f"SELECT * FROM {table}{where} ORDER BY {order}", params)
+
+    def runs(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
+        """One row per run (columns :data:`RUN_COLUMNS`), optionally filtered by status."""
+        statuses = [status] if isinstance(status, str) else list(status or [])
+        for s in statuses:
+            if s not in STATUSES:
+                raise ConfigError(f"unknown status {s!r}; choose from {', '.join(STATUSES)}")
+        where = f" WHERE status IN ({', '.join('?' * len(statuses))})" if statuses else ""
+        cols = ", ".join(RUN_COLUMNS)
+        return self._query(f"SELECT {cols} FROM runs{where} ORDER BY registered_at, rowid", statuses)
+
+    def status_of(self, run_ids: Sequence[str]) -> dict[str, str]:
+        """run id → status for the given ids that are registered."""
+        out: dict[str, str] = {}
+        for i in range(0, len(run_ids), 500):
+            chunk = list(run_ids[i : i + 500])
+            marks = ", ".join("?" * len(chunk))
+            for rid, st in self._con.execute(
+                f"SELECT run_id, status FROM runs WHERE run_id IN ({marks})", chunk
+            ):
+                out[rid] = st
+        return out
+
+    def epoch_metrics(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-epoch metrics: run_id, epoch, train_loss, train_acc, test_loss, test_acc, lr, …"""
+        return _expand_extra(self._child("epoch_metrics", run_ids, "run_id, epoch"))
+
+    def structure(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-epoch per-layer structure: run_id, epoch (0 = init) + the analyze() columns."""
+        return _expand_extra(self._child("structure", run_ids, "run_id, epoch, rowid"))
+
+    def robustness(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Fooling-ratio curves: run_id + the fooling_ratio_curve columns (+ attack options)."""
+        return _expand_extra(self._child("robustness", run_ids, "run_id, rowid"))
+
+    def scalars(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Named per-run numbers: run_id, name, value (e.g. name='rho_adv')."""
+        return self._child("scalars", run_ids, "run_id, name")
+
+    def spectra(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Final singular values: run_id, layer, index (0 = largest), singular_value."""
+        return self._child("spectra", run_ids, 'run_id, rowid')

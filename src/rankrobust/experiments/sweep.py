@@ -1,0 +1,160 @@
+"""The sweep driver: expand a study, skip what is done, run the rest, store every result.
+
+Resume rules, per run id of the expanded study:
+
+- ``complete``: skipped;
+- ``pending`` or ``running`` (a driver was killed while it ran): run (again);
+- ``failed``: skipped unless ``retry_failed``.
+
+Only this driver writes the database, one transaction per state change, so killing it at any
+moment loses at most the runs in flight, which the next sweep reruns. A run that raises or
+diverges is stored as failed with its reason and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from rankrobust.errors import ConfigError
+from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
+from rankrobust.experiments.executors import Executor, make_executor
+from rankrobust.experiments.grid import expand, run_id
+from rankrobust.experiments.run import failed_result
+from rankrobust.experiments.store import ResultsStore
+
+DB_NAME = "results.sqlite"
+
+
+@dataclass
+class SweepSummary:
+    """What a sweep did; ``failed_total`` counts the study's runs in state failed at the end."""
+
+    study: str
+    db: Path
+    total: int
+    skipped: int
+    executed: int
+    complete: int
+    failed: int
+    failed_total: int
+    seconds: float
+
+    @property
+    def exit_code(self) -> int:
+        """0 when no run of the study is failed, else 1."""
+        return 1 if self.failed_total else 0
+
+    def line(self) -> str:
+        return (f"study {self.study}: {self.total} runs, {self.skipped} already done, "
+                f"{self.executed} executed ({self.complete} complete, {self.failed} failed) "
+                f"in {self.seconds:.1f}s; {self.failed_total} failed in total; results {self.db}")
+
+
+@contextmanager
+def exclusive(db_path: Path) -> Iterator[None]:
+    """Hold ``<db>.lock`` (flock) so that two drivers never share a database; the OS drops the
+    lock when the holder dies, even by SIGKILL."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock
+        yield
+        return
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(db_path.with_name(db_path.name + ".lock"), "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ConfigError(f"another sweep is writing {db_path}; wait for it to finish") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def plan(configs: list[RunConfig], store: ResultsStore, retry_failed: bool) -> list[RunConfig]:
+    """The runs to execute now, in study order (see the module docstring)."""
+    status = store.status_of([run_id(c) for c in configs])
+    todo_states = {"pending", "running"} | ({"failed"} if retry_failed else set())
+    return [c for c in configs if status.get(run_id(c), "pending") in todo_states]
+
+
+def run_sweep(
+    study: StudyConfig | str | os.PathLike[str],
+    *,
+    out: str | os.PathLike[str] | None = None,
+    db: str | os.PathLike[str] | None = None,
+    executor: str | Executor = "local",
+    workers: int = 1,
+    address: str | None = None,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+) -> SweepSummary:
+    """Run every unfinished run of ``study`` (a StudyConfig or a YAML path) and store results.
+
+    ``out`` (default ``.``) receives ``results.sqlite`` (unless ``db`` is given) and, for
+    studies with ``save_checkpoints: true``, ``checkpoints/<run_id>/model.safetensors``.
+    ``executor`` is "local" (``workers`` processes; 1 = in this process), "ray" (``address``
+    or a local Ray), or an Executor instance. ``progress`` defaults to "stderr is a terminal".
+    """
+    start = time.perf_counter()
+    if not isinstance(study, StudyConfig):
+        study = load_study(study)
+    out_dir = Path(out if out is not None else ".").resolve()
+    db_path = Path(db) if db is not None else out_dir / DB_NAME
+    configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study)]
+    ids = [run_id(c) for c in configs]
+    show = sys.stderr.isatty() if progress is None else progress
+    with exclusive(db_path), ResultsStore(db_path) as store:
+        store.register(configs)
+        todo = plan(configs, store, retry_failed)
+        complete = failed = 0
+        if todo:
+            ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
+            bar = tqdm(total=len(todo), disable=not show, unit="run", desc=study.name,
+                       dynamic_ncols=True, file=sys.stderr,
+                       bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
+            queue = deque(todo)
+            in_flight = 0
+            try:
+                while queue or in_flight:
+                    while queue and in_flight < ex.capacity:
+                        config = queue.popleft()
+                        store.mark_running(run_id(config))
+                        ex.submit(config)
+                        in_flight += 1
+                    bar.set_postfix_str(f"done={complete} running={in_flight} failed={failed}")
+                    for result in ex.wait():
+                        in_flight -= 1
+                        try:
+                            store.record(result)
+                        except Exception as exc:  # noqa: BLE001 - e.g. a value SQLite refuses
+                            result = failed_result(result.run_id, exc, result.started_at)
+                            store.record(result)
+                        if result.ok:
+                            complete += 1
+                        else:
+                            failed += 1
+                            bar.write(f"run {result.run_id} failed: {result.error}", file=sys.stderr)
+                        bar.update(1)
+                        bar.set_postfix_str(f"done={complete} running={in_flight} failed={failed}")
+            finally:
+                bar.close()
+                if isinstance(executor, str):
+                    ex.close()
+        final = store.status_of(ids)
+    return SweepSummary(
+        study=study.name, db=db_path, total=len(ids), skipped=len(ids) - len(todo),
+        executed=complete + failed, complete=complete, failed=failed,
+        failed_total=sum(1 for s in final.values() if s == "failed"),
+        seconds=time.perf_counter() - start,
+    )

@@ -1,0 +1,193 @@
+"""The paper's claims C1–C4 as measured effects with 95 % confidence intervals over seeds.
+
+Statistics (seeds are the replicates):
+- paired effect of method A vs B on the same (dataset, model, seed): d_s = m_A,s − m_B,s,
+  estimate d̄, 95 % CI d̄ ± t_{0.975, n−1} · s_d/√n (Student t);
+- difference of two independent groups (C3: CNN gain vs FC gain): Welch's interval,
+  ā − b̄ ± t_{0.975, ν} · √(s_a²/n_a + s_b²/n_b), ν by Welch–Satterthwaite.
+
+Verdict for a claim that the effect has sign ``direction`` (−1 "lowers", +1 "raises"):
+**holds** when the whole CI lies on the claimed side of 0; **does not hold** when it lies wholly
+on the other side, or contains 0 but lies wholly inside ±margin (an effect too small to matter:
+0.005 for normalized structure measures, 0.01 for fooling ratios); **inconclusive** otherwise,
+including fewer than 2 seeds. A claim with several rows (models, attacks) holds when every row
+holds, does not hold when no row holds and at least one does not, and is inconclusive otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from rankrobust.report.summary import METHOD_LABELS, family
+
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+STRUCTURE_MARGIN = 0.005  # normalized erank / esparsity units
+FOOLING_MARGIN = 0.01  # one percentage point of fooling ratio
+PRIMARY_METRIC = "fr_auc_pgd_inf"
+
+CLAIM_TEXT = {
+    "C1": "adversarial training lowers effective rank and effective sparsity vs natural training",
+    "C2": "ℓ1 + nuclear-norm regularization lowers the fooling ratio vs natural training",
+    "C3": "the C2 gain is larger for CNNs than for fully connected networks",
+    "C4": "ℓ1 + nuclear-norm regularization stays short of adversarial training",
+}
+CLAIM_COLUMNS = ["claim", "scope", "metric", "comparison", "effect", "ci_low", "ci_high",
+                 "relative", "n", "test", "verdict"]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A difference with its 95 % CI; ``relative`` = estimate / |reference mean|."""
+
+    estimate: float
+    ci_low: float
+    ci_high: float
+    n: int
+    test: str
+    relative: float = float("nan")
+
+
+def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high) of the Student-t interval; NaN bounds for fewer than 2 finite values."""
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    mean = float(v.mean())
+    if v.size < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
+    return mean, mean - half, mean + half
+
+
+def paired_effect(a: pd.Series, b: pd.Series) -> Effect:
+    """Effect of A − B from values indexed by seed; only seeds present in both are used."""
+    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
+    mean, low, high = t_interval((joined["a"] - joined["b"]).to_numpy())
+    ref = float(joined["b"].mean()) if len(joined) else float("nan")
+    rel = mean / abs(ref) if ref and math.isfinite(ref) else float("nan")
+    return Effect(mean, low, high, len(joined), "paired t", rel)
+
+
+def welch_effect(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> Effect:
+    """Effect mean(a) − mean(b) with Welch's t interval (independent groups)."""
+    a = np.asarray(a, float)[np.isfinite(a)]
+    b = np.asarray(b, float)[np.isfinite(b)]
+    n = min(a.size, b.size)
+    if a.size == 0 or b.size == 0:
+        return Effect(float("nan"), float("nan"), float("nan"), n, "Welch t")
+    diff = float(a.mean() - b.mean())
+    ref = abs(float(b.mean()))
+    rel = diff / ref if ref > 0 else float("nan")
+    if a.size < 2 or b.size < 2:
+        return Effect(diff, float("nan"), float("nan"), n, "Welch t", rel)
+    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return Effect(diff, diff, diff, n, "Welch t", rel)
+    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
+    return Effect(diff, diff - half, diff + half, n, "Welch t", rel)
+
+
+def verdict(effect: Effect, direction: int, margin: float = 0.0) -> str:
+    """holds / does not hold / inconclusive for a claimed sign ``direction`` (see module doc)."""
+    low, high = effect.ci_low, effect.ci_high
+    if effect.n < 2 or not (math.isfinite(low) and math.isfinite(high)):
+        return INCONCLUSIVE
+    if (direction < 0 and high < 0) or (direction > 0 and low > 0):
+        return HOLDS
+    if (direction < 0 and low > 0) or (direction > 0 and high < 0):
+        return FAILS
+    if margin > 0 and -margin <= low and high <= margin:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def combine(verdicts: list[str]) -> str:
+    """One verdict from a claim's rows (see module doc)."""
+    if not verdicts:
+        return INCONCLUSIVE
+    if all(v == HOLDS for v in verdicts):
+        return HOLDS
+    if HOLDS not in verdicts and FAILS in verdicts:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def _by_seed(runs: pd.DataFrame, dataset: str, model: str, method: str, metric: str) -> pd.Series:
+    sel = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & (runs["method"] == method)]
+    if metric not in sel.columns:
+        return pd.Series(dtype=float)
+    return sel.groupby("seed")[metric].mean()
+
+
+def _row(claim: str, scope: str, metric: str, comparison: str, eff: Effect, direction: int,
+         margin: float) -> dict[str, object]:
+    return {
+        "claim": claim, "scope": scope, "metric": metric, "comparison": comparison,
+        "effect": eff.estimate, "ci_low": eff.ci_low, "ci_high": eff.ci_high,
+        "relative": eff.relative, "n": eff.n, "test": eff.test,
+        "verdict": verdict(eff, direction, margin),
+    }
+
+
+def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
+    """Claims table rows from the comparison runs (natural, adversarial, regularizers at chosen λ).
+
+    ``runs`` has one row per run with dataset, model, method, seed and the per-run metrics of
+    :func:`rankrobust.report.summary.run_summary`. Effects: C1 adversarial − natural in mean
+    normalized erank / esparsity (claimed < 0); C2 ℓ1+nuclear − natural in ``metric`` (< 0);
+    C3 (natural − ℓ1+nuclear) gain of CNN − FC (> 0); C4 ℓ1+nuclear − adversarial (> 0).
+    """
+    rows: list[dict[str, object]] = []
+    label = METHOD_LABELS
+    pairs = runs[["dataset", "model"]].drop_duplicates().sort_values(["dataset", "model"])
+    for dataset, model in pairs.itertuples(index=False):
+        scope = f"{dataset} · {model} ({family(model)})"
+        nat = {m: _by_seed(runs, dataset, model, "natural", m) for m in ("erank", "esparsity", metric)}
+        for adv in ("fgsm", "pgd"):
+            for m, name in (("erank", "mean normalized effective rank"),
+                            ("esparsity", "mean normalized effective sparsity")):
+                a = _by_seed(runs, dataset, model, adv, m)
+                if len(a) and len(nat[m]):
+                    rows.append(_row("C1", scope, name, f"{label[adv]} − natural",
+                                     paired_effect(a, nat[m]), -1, STRUCTURE_MARGIN))
+        reg = _by_seed(runs, dataset, model, "l1+nuclear", metric)
+        if len(reg) and len(nat[metric]):
+            rows.append(_row("C2", scope, metric, "ℓ1+nuclear − natural",
+                             paired_effect(reg, nat[metric]), -1, FOOLING_MARGIN))
+        for adv in ("pgd", "fgsm"):
+            a = _by_seed(runs, dataset, model, adv, metric)
+            if len(reg) and len(a):
+                rows.append(_row("C4", scope, metric, f"ℓ1+nuclear − {label[adv]}",
+                                 paired_effect(reg, a), +1, FOOLING_MARGIN))
+    for dataset in sorted(runs["dataset"].unique()) if len(runs) else []:
+        gains: dict[str, list[float]] = {"FC": [], "CNN": []}
+        for model in sorted(runs[runs["dataset"] == dataset]["model"].unique()):
+            nat_m = _by_seed(runs, dataset, model, "natural", metric)
+            reg_m = _by_seed(runs, dataset, model, "l1+nuclear", metric)
+            diff = (nat_m - reg_m).dropna()
+            gains[family(model)].extend(diff.tolist())
+        if gains["FC"] and gains["CNN"]:
+            eff = welch_effect(np.array(gains["CNN"]), np.array(gains["FC"]))
+            rows.append(_row("C3", f"{dataset} · CNN vs FC", f"gain in {metric}",
+                             "(natural − ℓ1+nuclear) CNN − FC", eff, +1, FOOLING_MARGIN))
+    table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    order = {c: i for i, c in enumerate(CLAIM_TEXT)}
+    return table.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: claim, statement, rows, verdict (combined over its rows)."""
+    out = []
+    for claim, text in CLAIM_TEXT.items():
+        sub = table[table["claim"] == claim]
+        out.append({"claim": claim, "statement": text, "rows": len(sub),
+                    "verdict": combine(sub["verdict"].tolist())})
+    return pd.DataFrame(out)

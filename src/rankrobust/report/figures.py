@@ -1,0 +1,254 @@
+"""The report's figures: PNGs drawn with matplotlib's Agg backend from the study's DataFrames.
+
+Every function takes plain DataFrames (run info already merged in: ``model``, ``method``,
+``seed``), writes one PNG and returns its path, or returns None when its data are absent.
+Means are over seeds; bands and error bars are 95 % Student-t intervals over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
+
+from rankrobust.report.claims import t_interval  # noqa: E402
+from rankrobust.report.summary import METHOD_LABELS, METHOD_ORDER, family  # noqa: E402
+
+COLORS = {
+    "natural": "#4d4d4d", "fgsm": "#e08214", "pgd": "#b2182b", "l1": "#4393c3",
+    "nuclear": "#1b7837", "l1+nuclear": "#762a83", "product-l1": "#8c6d31",
+}
+ATTACK_LABELS = {("fgsm", "inf"): "FGSM ℓ∞", ("fgsm", "2"): "FGM ℓ2", ("pgd", "inf"): "PGD ℓ∞",
+                 ("pgd", "2"): "PGD ℓ2", ("apgd-ce", "inf"): "APGD-CE ℓ∞",
+                 ("apgd-dlr", "inf"): "APGD-DLR ℓ∞", ("deepfool", "2"): "DeepFool ℓ2"}
+DPI = 110
+
+
+def _methods(frame: pd.DataFrame, allowed: Sequence[str] = METHOD_ORDER) -> list[str]:
+    present = set(frame["method"])
+    return [m for m in METHOD_ORDER if m in present and m in allowed]
+
+
+def _models(frame: pd.DataFrame) -> list[str]:
+    """Models, fully connected first (FC left of CNN)."""
+    return sorted(set(frame["model"]), key=lambda m: (family(m) != "FC", m))
+
+
+def _ci(values: pd.Series) -> tuple[float, float, float]:
+    mean, low, high = t_interval(values.to_numpy())
+    if not math.isfinite(low):
+        low = high = mean
+    return mean, low, high
+
+
+def _save(fig: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _grid(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2) -> tuple[Any, np.ndarray]:
+    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False,
+                             layout="constrained")
+    return fig, axes
+
+
+STRUCTURE_METRICS = (("normalized_effective_rank", "effective rank / min(m, n)"),
+                     ("normalized_effective_sparsity", "effective sparsity / (m·n)"))
+
+
+def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
+    """Bars per layer and method of the final normalized erank and esparsity, 95 % error bars."""
+    if structure.empty:
+        return None
+    models, methods = _models(structure), _methods(structure)
+    fig, axes = _grid(2, len(models), w=max(4.2, 1.0 + 0.9 * len(methods)))
+    width = 0.8 / max(len(methods), 1)
+    for j, model in enumerate(models):
+        sub = structure[structure["model"] == model]
+        layers = list(dict.fromkeys(sub["layer"]))
+        for i, (col, ylabel) in enumerate(STRUCTURE_METRICS):
+            ax = axes[i, j]
+            for k, method in enumerate(methods):
+                g = sub[sub["method"] == method]
+                if g.empty:
+                    continue
+                cis = [_ci(g[g["layer"] == layer][col]) for layer in layers]
+                mean = np.array([c[0] for c in cis])
+                err = np.array([[c[0] - c[1] for c in cis], [c[2] - c[0] for c in cis]])
+                x = np.arange(len(layers)) + (k - (len(methods) - 1) / 2) * width
+                ax.bar(x, mean, width, yerr=err, capsize=2, color=COLORS.get(method),
+                       label=METHOD_LABELS.get(method, method))
+            ax.set_xticks(np.arange(len(layers)), layers, rotation=30, ha="right", fontsize=8)
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{model} ({family(model)})")
+        axes[0, j].legend(fontsize=7, ncol=2)
+    fig.suptitle("Weight structure after training, per layer (mean, 95 % CI over seeds)")
+    return _save(fig, path)
+
+
+def plot_structure_epochs(structure: pd.DataFrame, path: Path,
+                          methods: Sequence[str] = ("natural", "fgsm", "pgd")) -> Path | None:
+    """Mean-over-layers normalized erank / esparsity vs epoch, natural vs adversarial, 95 % bands."""
+    data = structure[structure["method"].isin(methods)]
+    if data.empty or data["epoch"].nunique() < 2:
+        return None
+    per_run = (data.groupby(["model", "method", "seed", "run_id", "epoch"])
+               [[c for c, _ in STRUCTURE_METRICS]].mean().reset_index())
+    models = _models(per_run)
+    fig, axes = _grid(2, len(models))
+    for j, model in enumerate(models):
+        for i, (col, ylabel) in enumerate(STRUCTURE_METRICS):
+            ax = axes[i, j]
+            for method in _methods(per_run, methods):
+                g = per_run[(per_run["model"] == model) & (per_run["method"] == method)]
+                if g.empty:
+                    continue
+                band = np.array([_ci(e[col]) for _, e in g.groupby("epoch")])
+                epochs = sorted(g["epoch"].unique())
+                ax.plot(epochs, band[:, 0], color=COLORS.get(method), marker=".",
+                        label=METHOD_LABELS.get(method, method))
+                ax.fill_between(epochs, band[:, 1], band[:, 2], color=COLORS.get(method), alpha=0.2)
+            ax.set_xlabel("epoch (0 = initialization)")
+            ax.set_ylabel(f"mean {ylabel}")
+            ax.set_title(f"{model} ({family(model)})")
+        axes[0, j].legend(fontsize=7)
+    fig.suptitle("Evolution of weight structure during training (mean over layers)")
+    return _save(fig, path)
+
+
+def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
+    """Fooling ratio vs ε: rows = attacks, columns = models (FC, CNN); mean with 95 % bands."""
+    if robustness.empty:
+        return None
+    attacks = [key for key in ATTACK_LABELS
+               if ((robustness["attack"] == key[0]) & (robustness["norm"] == key[1])).any()]
+    models = _models(robustness)
+    if not attacks:
+        return None
+    fig, axes = _grid(len(attacks), len(models))
+    for i, (attack, norm) in enumerate(attacks):
+        for j, model in enumerate(models):
+            ax = axes[i, j]
+            sub = robustness[(robustness["attack"] == attack) & (robustness["norm"] == norm)
+                             & (robustness["model"] == model)]
+            for method in _methods(sub):
+                g = sub[sub["method"] == method]
+                band = np.array([_ci(e["fooling_ratio"]) for _, e in g.groupby("epsilon")])
+                eps = sorted(g["epsilon"].unique())
+                ax.plot(eps, band[:, 0], color=COLORS.get(method), marker=".",
+                        label=METHOD_LABELS.get(method, method))
+                ax.fill_between(eps, band[:, 1], band[:, 2], color=COLORS.get(method), alpha=0.15)
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'inf' else 'ℓ' + str(norm)})")
+            ax.set_ylabel("fooling ratio")
+            ax.set_title(f"{ATTACK_LABELS[(attack, norm)]} · {model} ({family(model)})")
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Fooling ratio vs budget (mean, 95 % band over seeds)")
+    return _save(fig, path)
+
+
+def plot_spectra(spectra: pd.DataFrame, path: Path,
+                 methods: Sequence[str] = ("natural", "fgsm", "pgd", "nuclear", "l1+nuclear"),
+                 ) -> Path | None:
+    """σ_i/σ_1 against i per layer (final models), mean over seeds, one panel per model·layer."""
+    data = spectra[spectra["method"].isin(methods)].copy()
+    if data.empty:
+        return None
+    data["relative"] = data["singular_value"] / data.groupby(["run_id", "layer"])[
+        "singular_value"].transform("max").replace(0, np.nan)
+    panels = [(m, layer) for m in _models(data)
+              for layer in dict.fromkeys(data[data["model"] == m]["layer"])]
+    ncols = min(4, len(panels))
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = _grid(nrows, ncols, w=3.6, h=2.9)
+    for ax, (model, layer) in zip(axes.flat, panels, strict=False):
+        sub = data[(data["model"] == model) & (data["layer"] == layer)]
+        for method in _methods(sub, methods):
+            curve = sub[sub["method"] == method].groupby("index")["relative"].mean()
+            ax.plot(curve.index + 1, curve.to_numpy(), color=COLORS.get(method),
+                    label=METHOD_LABELS.get(method, method))
+        ax.set_title(f"{model} · {layer}", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("index i")
+        ax.set_ylabel("σᵢ / σ₁")
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Singular value spectra of the trained weights (mean over seeds)")
+    return _save(fig, path)
+
+
+def spearman(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
+    """Spearman's ρ, its two-sided p-value and n over the pairs where both are finite."""
+    mask = np.isfinite(x.to_numpy(float)) & np.isfinite(y.to_numpy(float))
+    n = int(mask.sum())
+    if n < 3 or np.unique(x[mask]).size < 2 or np.unique(y[mask]).size < 2:
+        return float("nan"), float("nan"), n
+    res = stats.spearmanr(x[mask], y[mask])
+    return float(res.statistic), float(res.pvalue), n
+
+
+def plot_robustness_vs_rank(summary: pd.DataFrame, path: Path,
+                            targets: Sequence[tuple[str, str]] = (
+                                ("fr_auc_pgd_inf", "PGD ℓ∞ fooling ratio (mean over ε)"),
+                                ("rho_adv", "DeepFool ρ_adv")),
+                            ) -> Path | None:
+    """Scatter of every run: mean normalized erank vs robustness; Spearman's ρ in each title."""
+    present = [(c, lab) for c, lab in targets
+               if c in summary.columns and summary[c].notna().any()]
+    if not present or "erank" not in summary.columns or summary["erank"].isna().all():
+        return None
+    fig, axes = _grid(1, len(present), w=4.8, h=3.8)
+    markers = {m: mk for m, mk in zip(_models(summary), "os^Dv", strict=False)}
+    for ax, (col, label) in zip(axes[0], present, strict=True):
+        for (method, model), g in summary.groupby(["method", "model"]):
+            ax.scatter(g["erank"], g[col], color=COLORS.get(str(method)), alpha=0.8,
+                       marker=markers.get(str(model), "o"), s=22,
+                       label=f"{METHOD_LABELS.get(str(method), method)} · {model}")
+        rho, p, n = spearman(summary["erank"], summary[col])
+        ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {n})", fontsize=10)
+        ax.set_xlabel("mean normalized effective rank")
+        ax.set_ylabel(label)
+    axes[0, -1].legend(fontsize=6, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.suptitle("Robustness vs effective rank across all runs")
+    return _save(fig, path)
+
+
+def plot_lambda_selection(selection: pd.DataFrame, path: Path, tolerance: float = 0.02) -> Path | None:
+    """Mean clean accuracy over the λ grid per regularizer, the natural − tolerance line, choice."""
+    if selection.empty:
+        return None
+    models = _models(selection)
+    fig, axes = _grid(1, len(models), w=4.4, h=3.2)
+    for ax, model in zip(axes[0], models, strict=True):
+        sub = selection[selection["model"] == model]
+        for method in _methods(sub):
+            g = sub[sub["method"] == method].reset_index(drop=True)
+            ax.plot(g.index, g["clean_accuracy"], marker="o", color=COLORS.get(method),
+                    label=METHOD_LABELS.get(method, method))
+            chosen = g[g["selected"]]
+            ax.scatter(chosen.index, chosen["clean_accuracy"], s=120, facecolors="none",
+                       edgecolors=COLORS.get(method), linewidths=2)
+        nat = float(sub["natural_accuracy"].iloc[0])
+        if math.isfinite(nat):
+            ax.axhline(nat, color=COLORS["natural"], ls="--", lw=1, label="natural")
+            ax.axhline(nat - tolerance, color=COLORS["natural"], ls=":", lw=1,
+                       label=f"natural − {100 * tolerance:g} points")
+        ax.set_xlabel("λ grid position (weakest → strongest)")
+        ax.set_ylabel("clean accuracy (mean over seeds)")
+        ax.set_title(f"{model} ({family(model)}); circled = chosen λ", fontsize=10)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Choosing λ: largest λ within {100 * tolerance:g} points of natural accuracy")
+    return _save(fig, path)

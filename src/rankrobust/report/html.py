@@ -1,0 +1,108 @@
+"""Render a :class:`~rankrobust.report.document.Document` as one self-contained HTML page.
+
+Images are referenced by relative path (the PNGs sit beside the page). A small inline script
+checks, once the page has loaded, that every image decoded (``complete`` and ``naturalWidth``
+> 0); it shows a warning banner otherwise and records ``loaded/total`` in the ``data-images``
+attribute of ``<html>`` (a hook for automated checks such as the headless-browser test).
+"""
+
+from __future__ import annotations
+
+import html
+import re
+
+from rankrobust.report.document import (
+    Bullets,
+    Document,
+    Figure,
+    Heading,
+    Paragraph,
+    Table,
+    cell_rows,
+)
+
+STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em;
+       color: #222; line-height: 1.45; }
+table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.88em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
+th { background: #f2f2f2; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+figure { margin: 1em 0 1.6em; }
+figure img { max-width: 100%; border: 1px solid #ddd; }
+figcaption { font-size: 0.9em; color: #555; }
+code { background: #f5f5f5; padding: 0 0.2em; }
+.verdict-holds { background: #d9f0d3; }
+.verdict-does-not-hold { background: #f7d4d4; }
+.verdict-inconclusive { background: #fdf3c8; }
+#image-warning { display: none; background: #f7d4d4; padding: 0.5em; border: 1px solid #b2182b; }
+"""
+
+SCRIPT = """
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  document.documentElement.setAttribute('data-images', ok + '/' + imgs.length);
+  if (ok < imgs.length) {
+    var w = document.getElementById('image-warning');
+    w.textContent = (imgs.length - ok) + ' of ' + imgs.length +
+      ' figures failed to load: keep the PNG files beside report.html.';
+    w.style.display = 'block';
+  }
+});
+"""
+
+
+def inline(text: str) -> str:
+    """Escape ``text`` and turn ``**bold**`` and ```code``` into tags."""
+    out = html.escape(text)
+    out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
+    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+
+
+def table_html(table: Table) -> str:
+    """A <table> with a header row; numeric columns right-aligned, verdict cells coloured."""
+    cols = [str(c) for c in table.frame.columns]
+    numeric = [table.frame[c].dtype.kind in "fiu" for c in table.frame.columns]
+    ident = f' id="{html.escape(table.element_id)}"' if table.element_id else ""
+    lines = [f"<table{ident}>"]
+    if table.caption:
+        lines.append(f"<caption>{inline(table.caption)}</caption>")
+    lines.append("<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr></thead>")
+    lines.append("<tbody>")
+    for row in cell_rows(table):
+        cells = []
+        for col, value, num in zip(cols, row, numeric, strict=True):
+            cls = "num" if num else ""
+            if col == "verdict":
+                cls = "verdict-" + re.sub(r"[^a-z]+", "-", value.lower()).strip("-")
+            attr = f' class="{cls}"' if cls else ""
+            cells.append(f"<td{attr}>{inline(value)}</td>")
+        lines.append("<tr>" + "".join(cells) + "</tr>")
+    lines.append("</tbody></table>")
+    return "\n".join(lines)
+
+
+def render_html(doc: Document) -> str:
+    """The whole document as an HTML5 page."""
+    body: list[str] = [f"<h1>{inline(doc.title)}</h1>", '<div id="image-warning"></div>']
+    for block in doc.blocks:
+        if isinstance(block, Heading):
+            level = max(2, min(block.level, 6))
+            anchor = re.sub(r"[^a-z0-9]+", "-", block.text.lower()).strip("-")
+            body.append(f'<h{level} id="{anchor}">{inline(block.text)}</h{level}>')
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{inline(block.text)}</p>")
+        elif isinstance(block, Bullets):
+            body.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in block.items) + "</ul>")
+        elif isinstance(block, Figure):
+            src = html.escape(block.src, quote=True)
+            body.append(f'<figure><img src="{src}" alt="{html.escape(block.caption, quote=True)}">'
+                        f"<figcaption>{inline(block.caption)}</figcaption></figure>")
+        elif isinstance(block, Table):
+            body.append(table_html(block))
+    return (
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        f"<title>{html.escape(doc.title)}</title>\n<style>{STYLE}</style>\n"
+        f"<script>{SCRIPT}</script>\n</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )

@@ -1,0 +1,110 @@
+"""``analyze(model)``: one row of structure metrics per weight matrix, computed in a few batched calls.
+
+All spectra come from :func:`singular_values_many` (float64 Gram eigenvalues by default) and are
+zero-padded into one (L, k_max) tensor, so every spectral metric of every layer is one tensor
+expression; entry metrics (ℓ1, Frobenius, effective sparsity) are float64 reductions per layer.
+Everything stays on the model's device until the final (L, C) table is copied to the host once.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from rankrobust.structure.matrices import ConvMode, layer_kind, layer_matrices, weight_modules
+from rankrobust.structure.metrics import check_order, hill_numbers
+from rankrobust.structure.spectrum import SpectrumMethod, pad_spectra, singular_values_many
+
+COLUMNS: tuple[str, ...] = (
+    "layer", "kind", "shape", "rows", "cols", "effective_rank", "effective_sparsity",
+    "stable_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
+    "normalized_effective_rank", "normalized_effective_sparsity",
+)
+_NUMERIC = COLUMNS[5:]
+
+
+def _kinds(model: nn.Module, names: list[str]) -> list[str]:
+    modules = weight_modules(model)
+    return [layer_kind(modules[name.split("[", 1)[0]]) for name in names]
+
+
+def structure_table(
+    matrices: OrderedDict[str, torch.Tensor],
+    order: float = 1.0,
+    method: SpectrumMethod | str = "gram",
+) -> dict[str, torch.Tensor]:
+    """Every numeric column of :func:`analyze` as a float64 tensor (L,) on the matrices' device.
+
+    With σ the padded spectra (L, k_max) and w the entries of each matrix:
+    effective_rank = D_α(σ/Σσ); stable_rank = Σw²/σ₁²; nuclear = Σσ; spectral = σ₁;
+    frobenius = (Σw²)^{1/2}; l1 = Σ|w|; effective_sparsity = D_α(|w|/Σ|w|); normalized
+    variants divide by min(m, n) and by m·n. Zero matrices give 0 throughout (no NaN).
+    """
+    order = check_order(order)
+    mats = list(matrices.values())
+    sigma = pad_spectra(singular_values_many(mats, method))  # (L, k_max), descending, zero-padded
+    if not mats:
+        return {name: torch.zeros(0, dtype=torch.float64) for name in _NUMERIC}
+    device = sigma.device
+    entry = torch.stack([  # (L, 3): Σ|w|, Σw², D_α(|w|/Σ|w|)
+        torch.stack([a.sum(), a.square().sum(), hill_numbers(a, order)])
+        for a in (m.detach().reshape(-1).to(torch.float64).abs() for m in mats)
+    ]).to(device)
+    l1, frob_sq, eff_sparsity = entry.unbind(1)
+    top = sigma[:, 0] if sigma.shape[1] else torch.zeros(len(mats), dtype=torch.float64, device=device)
+    rank_cap = torch.tensor([min(m.shape) for m in mats], dtype=torch.float64, device=device)
+    numel = torch.tensor([m.numel() for m in mats], dtype=torch.float64, device=device)
+    eff_rank = hill_numbers(sigma, order)
+    ones = torch.ones_like(top)
+    return {
+        "effective_rank": eff_rank,
+        "effective_sparsity": eff_sparsity,
+        "stable_rank": torch.where(top > 0, frob_sq / torch.where(top > 0, top, ones) ** 2, 0 * top),
+        "nuclear_norm": sigma.sum(1),
+        "spectral_norm": top,
+        "frobenius_norm": frob_sq.sqrt(),
+        "l1_norm": l1,
+        "normalized_effective_rank": eff_rank / rank_cap.clamp_min(1),
+        "normalized_effective_sparsity": eff_sparsity / numel.clamp_min(1),
+    }
+
+
+def analyze(
+    model: nn.Module,
+    conv: ConvMode | str = "reshape",
+    *,
+    order: float = 1.0,
+    method: SpectrumMethod | str = "gram",
+) -> pd.DataFrame:
+    """One row per weight matrix of ``model`` with the columns in :data:`COLUMNS`.
+
+    ``layer`` is the module path (``"path[i,j]"`` per tap with ``conv="per-tap"``), ``kind``
+    "linear"|"conv", ``shape`` "rows×cols" as ``"120x400"``. ``order`` is the Rényi order of
+    effective rank and sparsity (1 = Shannon); ``method`` picks how singular values are computed
+    (see :mod:`rankrobust.structure.spectrum`). The model is not modified and needs no data.
+    """
+    matrices = layer_matrices(model, conv)
+    table = structure_table(matrices, order, method)
+    names = list(matrices)
+    numeric = torch.stack([table[c] for c in _NUMERIC], 1).cpu().numpy() if names else np.zeros((0, 9))
+    frame = pd.DataFrame(numeric, columns=list(_NUMERIC))
+    frame.insert(0, "layer", names)
+    frame.insert(1, "kind", _kinds(model, names))
+    frame.insert(2, "shape", [f"{m.shape[0]}x{m.shape[1]}" for m in matrices.values()])
+    frame.insert(3, "rows", [int(m.shape[0]) for m in matrices.values()])
+    frame.insert(4, "cols", [int(m.shape[1]) for m in matrices.values()])
+    return frame
+
+
+def spectra(
+    model: nn.Module, conv: ConvMode | str = "reshape", method: SpectrumMethod | str = "gram"
+) -> dict[str, np.ndarray]:
+    """{layer path: descending singular values (min(m, n),) as float64 numpy}, in layer order."""
+    matrices = layer_matrices(model, conv)
+    values = singular_values_many(list(matrices.values()), method)
+    return {name: s.cpu().numpy() for name, s in zip(matrices, values, strict=True)}
+

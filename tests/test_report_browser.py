@@ -1,0 +1,67 @@
+"""report.html in headless Chromium: every image loads and the claims table is on the page.
+
+The page's own load script writes ``loaded/total`` images into ``<html data-images=...>``;
+``chromium --dump-dom`` prints the DOM after the load event, so the test reads it from there.
+Skipped, with the reason, where no Chromium is installed (``.ci/run`` installs Debian's).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from rankrobust.report.build import build_report
+from test_report_build import make_db
+
+CHROMIUM = next((p for p in (shutil.which("chromium"), shutil.which("chromium-browser"),
+                             shutil.which("google-chrome")) if p), None)
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)"
+)
+
+
+def dump_dom(page: Path, profile: Path) -> str:
+    """The page's DOM after load, serialized by headless Chromium."""
+    assert CHROMIUM is not None
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update",
+           "--disable-sync", "--disable-dev-shm-usage", f"--user-data-dir={profile}",
+           "--virtual-time-budget=10000", "--dump-dom", page.as_uri()]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("browser")
+    return build_report(make_db(root / "results.db", seeds=(0, 1)), root / "out")
+
+
+def test_every_image_loads_and_claims_table_is_present(report: Path, tmp_path: Path) -> None:
+    dom = dump_dom(report, tmp_path / "profile")
+    found = re.search(r'<html[^>]*data-images="(\d+)/(\d+)"', dom)
+    assert found, "the page's load script did not run"
+    loaded, total = int(found.group(1)), int(found.group(2))
+    assert total == len(list((report.parent / "figures").glob("*.png"))) == 6
+    assert loaded == total
+    table = re.search(r'<table id="claims-table">(.*?)</table>', dom, re.S)
+    assert table, "claims table missing"
+    rows = re.findall(r"<tr>(.*?)</tr>", table.group(1), re.S)
+    claims = {re.search(r"<td>(C\d)</td>", r).group(1) for r in rows if "<td>" in r}  # type: ignore[union-attr]
+    assert claims == {"C1", "C2", "C3", "C4"}
+    assert re.search(r'class="verdict-(holds|does-not-hold|inconclusive)"', table.group(1))
+
+
+def test_a_missing_image_is_detected(report: Path, tmp_path: Path) -> None:
+    """The check can fail: remove one PNG from a copy and the page reports 5/6."""
+    copy = tmp_path / "copy"
+    shutil.copytree(report.parent, copy)
+    (copy / "figures" / "spectra.png").unlink()
+    dom = dump_dom(copy / "report.html", tmp_path / "profile")
+    assert 'data-images="5/6"' in dom
+    assert "1 of 6 figures failed to load" in dom

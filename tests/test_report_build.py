@@ -1,0 +1,147 @@
+"""build_report on a tiny hand-made results database: files, references, claims, rebuilds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rankrobust.errors import DataError
+from rankrobust.experiments.config import run_config_from_dict
+from rankrobust.experiments.grid import run_id
+from rankrobust.experiments.run import RunResult
+from rankrobust.experiments.store import ResultsStore
+from rankrobust.report.build import build_report
+
+LAYERS = {"mlp": [("net.0", 20, 256), ("net.2", 4, 20)],
+          "lenet5": [("conv1", 6, 25), ("conv2", 16, 150), ("fc", 4, 84)]}
+EPS = {"inf": [0.0, 0.05, 0.1, 0.2], "2": [0.0, 0.5, 1.0, 2.0]}
+# (method, λ1, λ*) → a robustness offset; λ grids of two points per regularizer.
+METHODS = [("natural", 0, 0), ("fgsm", 0, 0), ("pgd", 0, 0), ("l1", 1e-5, 0), ("l1", 1e-3, 0),
+           ("nuclear", 0, 1e-4), ("nuclear", 0, 1e-2), ("l1+nuclear", 1e-5, 1e-4),
+           ("l1+nuclear", 1e-3, 1e-2)]
+
+
+def _config(model: str, method: str, l1: float, nuc: float, seed: int):  # noqa: ANN202
+    train: dict = {"epochs": 2, "seed": seed}
+    if method in ("fgsm", "pgd"):
+        train["adversarial"] = {"kind": method, "eps": 0.1}
+    elif method != "natural":
+        train["regularizer"] = {"kind": method, "lambda_l1": l1, "lambda_nuclear": nuc}
+    return run_config_from_dict({"dataset": "synthetic", "model": model, "train": train})
+
+
+def _result(config, model: str, method: str, l1: float, nuc: float, seed: int) -> RunResult:  # noqa: ANN001
+    """Synthetic numbers built so that every claim holds (clear effects, small seed noise)."""
+    rng = np.random.default_rng([seed, len(method), int(l1 * 1e6), int(nuc * 1e6)])
+    strong = l1 >= 1e-3 or nuc >= 1e-2
+    rank_drop = {"fgsm": 0.1, "pgd": 0.2}.get(method, 0.05 if method != "natural" else 0.0)
+    robust = {"natural": 0.0, "fgsm": 0.5, "pgd": 0.6, "l1": 0.1, "nuclear": 0.15,
+              "l1+nuclear": 0.25}[method] * (1.6 if model == "lenet5" else 1.0)
+    structure = []
+    for epoch in range(3):
+        for layer, m, n in LAYERS[model]:
+            ner = 0.8 - rank_drop * epoch / 2 + rng.normal(0, 0.005)
+            nes = 0.7 - rank_drop * epoch / 2 + rng.normal(0, 0.005)
+            structure.append({"epoch": epoch, "layer": layer, "kind": "linear", "shape": f"{m}x{n}",
+                              "rows": m, "cols": n, "effective_rank": ner * min(m, n),
+                              "effective_sparsity": nes * m * n, "normalized_effective_rank": ner,
+                              "normalized_effective_sparsity": nes})
+    robustness = []
+    for attack, norm in (("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf")):
+        for eps in EPS[norm]:
+            fr = min(1.0, eps / max(EPS[norm]) * (1 - 0.6 * robust) + rng.normal(0, 0.005)) if eps else 0.0
+            robustness.append({"attack": attack, "norm": norm, "epsilon": eps, "fooling_ratio": fr,
+                               "fooling_ratio_correct": fr, "robust_accuracy": 0.9 * (1 - fr),
+                               "clean_accuracy": 0.9, "n": 64, "options": "{}"})
+    acc = 0.9 - (0.05 if strong else 0.005) + rng.normal(0, 0.002)
+    spectra = {layer: sorted(rng.uniform(0, 1, min(m, n)) ** (1 + 3 * rank_drop), reverse=True)
+               for layer, m, n in LAYERS[model]}
+    return RunResult(
+        run_id=run_id(config), status="complete", clean_accuracy=acc, train_seconds=1.0 + seed,
+        eval_seconds=0.5, history=[{"epoch": e, "train_loss": 1.0 / e, "test_acc": acc} for e in (1, 2)],
+        structure=structure, robustness=robustness, scalars={"rho_adv": 0.1 + 0.1 * robust},
+        spectra={k: [float(v) for v in s] for k, s in spectra.items()},
+        started_at="2026-01-01T00:00:00+00:00", finished_at="2026-01-01T00:01:00+00:00", host="testhost",
+    )
+
+
+def make_db(path: Path, seeds: tuple[int, ...] = (0, 1, 2), failed: bool = True) -> Path:
+    """A results database with mlp and lenet5 × every method × λ grid × seeds (+ one failure)."""
+    configs = [(_config(mo, me, l1, nuc, s), mo, me, l1, nuc, s)
+               for mo in LAYERS for me, l1, nuc in METHODS for s in seeds]
+    with ResultsStore(path) as store:
+        store.register([c[0] for c in configs])
+        for cfg, *rest in configs:
+            store.record(_result(cfg, *rest))  # type: ignore[arg-type]
+        if failed:
+            bad = _config("mlp", "natural", 0, 0, 99)
+            store.register([bad])
+            store.record(RunResult(run_id=run_id(bad), status="failed", error="RuntimeError: boom"))
+    return path
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("report")
+    db = make_db(root / "results.db")
+    path = build_report(db, root / "out")
+    assert path == root / "out" / "report.html"
+    return root / "out"
+
+
+def test_every_figure_exists_and_is_referenced_in_html_and_md(report_dir: Path) -> None:
+    html = (report_dir / "report.html").read_text()
+    md = (report_dir / "report.md").read_text()
+    pngs = sorted(p.name for p in (report_dir / "figures").glob("*.png"))
+    assert set(pngs) == {"lambda_selection.png", "structure_by_layer.png", "structure_epochs.png",
+                         "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png"}
+    for name in pngs:
+        assert (report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f'src="figures/{name}"' in html
+        assert f"](figures/{name})" in md
+    referenced = set(re.findall(r'src="([^"]+)"', html)) | set(re.findall(r"\]\(([^)]+\.png)\)", md))
+    assert all((report_dir / ref).is_file() for ref in referenced)
+    assert "No data for this figure" not in md
+
+
+def test_claims_table_holds_on_clear_synthetic_effects(report_dir: Path) -> None:
+    claims = pd.read_csv(report_dir / "claims.csv")
+    assert set(claims["claim"]) == {"C1", "C2", "C3", "C4"}
+    assert (claims["verdict"] == "holds").all(), claims[["claim", "scope", "comparison", "verdict"]]
+    assert (claims["n"] == 3).all()
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    assert 'id="claims-table"' in html and "| C2 |" in md
+    assert "within 2 points of natural training" in md  # the λ rule is stated
+    assert "RuntimeError: boom" in md  # failed runs are listed in the run table
+
+
+def test_lambda_rule_picks_largest_within_two_points(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    section = md.split("## Choosing λ")[1].split("##")[0]
+    # The strong λ's cost 5 points of accuracy, so the weak ones are chosen everywhere.
+    chosen = [line for line in section.splitlines() if line.startswith("|") and "| yes | no |" in line]
+    assert len(chosen) == 6
+    assert all("0.01" not in line.split("|")[5] for line in chosen)
+
+
+def test_report_is_rebuildable_and_deterministic(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "r.db", seeds=(0, 1), failed=False)
+    a = build_report(db, tmp_path / "a")
+    b = build_report(db, tmp_path / "b")
+    strip = re.compile(r"report built [^.]*\.")
+    assert strip.sub("", a.read_text()) == strip.sub("", b.read_text())
+    assert (tmp_path / "a" / "claims.csv").read_text() == (tmp_path / "b" / "claims.csv").read_text()
+
+
+def test_one_seed_is_inconclusive_and_missing_db_is_a_data_error(tmp_path: Path) -> None:
+    db = make_db(tmp_path / "one.db", seeds=(0,), failed=False)
+    build_report(db, tmp_path / "out")
+    claims = pd.read_csv(tmp_path / "out" / "claims.csv")
+    assert (claims["verdict"] == "inconclusive").all()
+    with pytest.raises(DataError, match="no results database"):
+        build_report(tmp_path / "missing.db", tmp_path / "x")

@@ -1,0 +1,60 @@
+"""Kill-safety: SIGKILL the sweep driver at random moments, rerun until done, check the database."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+STUDY = {
+    "name": "kill",
+    "dataset": "synthetic",
+    "model": "mlp",
+    "model_options": {"hidden": [8]},
+    "train": {"epochs": 2, "batch_size": 256, "device": "cpu"},
+    "evaluation": {"n": 16},
+    "seeds": [0, 1, 2, 3, 4, 5],
+}
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump(STUDY))
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "rankrobust", "sweep", str(config), "--out", str(out), "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    rng = random.Random(1234)
+    kills = 0
+    for _ in range(4):  # interpreter start ≈ 2 s, then ≈ 0.5 s per run
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        time.sleep(rng.uniform(1.5, 4.5))
+        if proc.poll() is None:
+            os.kill(proc.pid, signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    for _ in range(5):
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+        if done.returncode == 0:
+            break
+    assert done.returncode == 0, done.stderr
+    assert kills >= 1
+    con = sqlite3.connect(out / "results.sqlite")
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    runs = con.execute("SELECT run_id, status FROM runs").fetchall()
+    assert len(runs) == 6 and {s for _, s in runs} == {"complete"}
+    per_run = con.execute("SELECT run_id, COUNT(*), COUNT(DISTINCT epoch) FROM epoch_metrics "
+                          "GROUP BY run_id").fetchall()
+    assert sorted(r for r, _, _ in per_run) == sorted(r for r, _ in runs)
+    assert all(n == d == 2 for _, n, d in per_run)  # every run recorded exactly once
+    structure = con.execute("SELECT run_id, COUNT(*) FROM structure GROUP BY run_id").fetchall()
+    assert all(n == 3 * 2 for _, n in structure) and len(structure) == 6
+    assert "0 executed" in subprocess.run(cmd, capture_output=True, text=True, env=env).stdout
