@@ -3,7 +3,7 @@
 Model: a ResNet-18-shaped network built here (no torchvision): 11.7 M parameters, 21 weight
 matrices (conv1 64×147 … layer4 512×4608, fc 1000×512).
 
-Speed: median wall time of ``analyze(model)`` against weightwatcher's default
+Speed: best-of-N wall time of ``analyze(model)`` against weightwatcher's default
 ``WeightWatcher(model=model).analyze()`` (if importable: ``make bench-structure`` installs it in
 ``benchmarks/.venv-ww``) and against ``torch.linalg.svdvals`` over every layer (float32).
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -64,21 +63,23 @@ def resnet18(num_classes: int = 1000) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def median_seconds(fn: Callable[[], Any], repeats: int) -> float:
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Minimum wall time over ``repeats`` calls after one warm-up: on a shared, loaded machine the
+    minimum is the least disturbed estimate (other processes only ever add time)."""
     fn()  # warm-up (allocations, BLAS threads)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return min(times)
 
 
 def set_spectra(model: nn.Module, profile: Callable[[int], torch.Tensor], seed: int) -> None:
     """Replace each weight W (m×n, k = min) by U diag(σ₁·profile) Vᵀ with random orthonormal U, V."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, module in model.named_modules():
+        for module in model.modules():
             if not isinstance(module, (nn.Linear, nn.Conv2d)):
                 continue
             w = module.weight
@@ -119,7 +120,7 @@ def weightwatcher_seconds(model: nn.Module, repeats: int) -> tuple[float | None,
 
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     watcher = ww.WeightWatcher(model=model)
-    seconds = median_seconds(lambda: watcher.analyze(), repeats)
+    seconds = best_seconds(lambda: watcher.analyze(), repeats)
     return seconds, f"weightwatcher {getattr(ww, '__version__', '?')} analyze() defaults"
 
 
@@ -140,9 +141,9 @@ def main() -> None:
 
     ww_s, ww_note = weightwatcher_seconds(model, args.ww_repeats)  # ww runs on CPU
     model.to(args.device)
-    ours = median_seconds(lambda: analyze(model), args.repeats)
-    ours_svd = median_seconds(lambda: analyze(model, method="svd"), max(1, args.repeats // 2))
-    svdvals = median_seconds(lambda: [torch.linalg.svdvals(m) for m in layer_matrices(model).values()],
+    ours = best_seconds(lambda: analyze(model), args.repeats)
+    ours_svd = best_seconds(lambda: analyze(model, method="svd"), max(1, args.repeats // 2))
+    svdvals = best_seconds(lambda: [torch.linalg.svdvals(m) for m in layer_matrices(model).values()],
                              args.repeats)
     print(f"analyze() float64-Gram path:      {ours:8.3f} s")
     print(f"analyze(method='svd') float64:    {ours_svd:8.3f} s")

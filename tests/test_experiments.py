@@ -190,7 +190,7 @@ def test_cli_sweep_and_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_attacks_and_rho_adv_are_stored(tmp_path: Path) -> None:
     pytest.importorskip("rankrobust.robustness")
     study = study_from_dict(_study(evaluation={
-        "n": 32, "deepfool": True,
+        "n": 32, "deepfool": True, "sanity_checks": True,
         "attacks": [{"attack": "fgsm", "norm": "inf", "epsilons": [0.0, 0.05, 0.3]},
                     {"attack": "pgd", "epsilons": [0.05], "options": {"steps": 3}}],
     }))
@@ -207,3 +207,8 @@ def test_attacks_and_rho_adv_are_stored(tmp_path: Path) -> None:
     assert json.loads(rob.options.iloc[3]) == {"steps": 3}
     rho = store.scalars().set_index("name").value["rho_adv"]
     assert 0 < rho < 10
+    warnings = store.runs().warnings.iloc[0]
+    assert warnings is None or all(isinstance(w, str) for w in json.loads(warnings))
+    # the evaluation is deterministic: executing the run again gives the same curves
+    again = execute_run(expand(study)[0])
+    assert [r["fooling_ratio"] for r in again.robustness] == rob.fooling_ratio.tolist()

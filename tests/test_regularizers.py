@@ -176,7 +176,7 @@ def test_nuclear_and_l1_gradcheck() -> None:
     assert torch.autograd.gradcheck(lambda x, y: nuclear_penalty([x, as_matrix(y)]), (a, b))
     assert torch.autograd.gradcheck(lambda x, y: l1_penalty([x, y]), (a, b))
     value = l1_penalty([a, b])
-    assert float(value.detach()) == pytest.approx(float(a.abs().sum() + b.abs().sum()))
+    assert value.item() == pytest.approx((a.abs().sum() + b.abs().sum()).item())
     value.backward()
     assert a.grad is not None and torch.equal(a.grad, a.detach().sign())
 

@@ -145,3 +145,33 @@ def test_one_seed_is_inconclusive_and_missing_db_is_a_data_error(tmp_path: Path)
     assert (claims["verdict"] == "inconclusive").all()
     with pytest.raises(DataError, match="no results database"):
         build_report(tmp_path / "missing.db", tmp_path / "x")
+
+
+def test_cli_report_prints_the_path_and_fails_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rankrobust.cli.main import main
+
+    db = make_db(tmp_path / "c.db", seeds=(0,), failed=False)
+    assert main(["report", str(db), "--out", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().out.strip() == f"report: {tmp_path / 'r' / 'report.html'}"
+    assert main(["report", str(tmp_path / "none.db"), "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("rankrobust: error: no results database") and "\n" not in err
+
+
+def test_figures_without_data_are_skipped_and_said_so(tmp_path: Path) -> None:
+    from rankrobust.report import figures
+    from rankrobust.report.build import build_document
+    from rankrobust.report.markdown import render_markdown
+    from rankrobust.report.tables import StudyTables
+
+    empty = pd.DataFrame(columns=["run_id", "model", "method", "seed", "epoch", "layer", "attack",
+                                  "norm", "epsilon", "fooling_ratio", "singular_value", "index"])
+    for plot in (figures.plot_structure_by_layer, figures.plot_structure_epochs,
+                 figures.plot_fooling_curves, figures.plot_spectra):
+        assert plot(empty, tmp_path / "x.png") is None
+    doc, claims = build_document(StudyTables(), tmp_path / "figs")
+    assert claims.empty and not doc.figures()
+    assert not list(tmp_path.glob("figs/*.png"))
+    assert "No data for this figure" in render_markdown(doc)

@@ -105,7 +105,7 @@ def test_analyze_rows_match_pure_functions() -> None:
         w = mats[row["layer"]]
         assert (row["rows"], row["cols"]) == tuple(w.shape)
         assert row["effective_rank"] == pytest.approx(effective_rank(w), rel=1e-9)
-        assert row["effective_sparsity"] == pytest.approx(effective_sparsity(w), rel=1e-9)
+        assert row["effective_sparsity"] == pytest.approx(effective_sparsity(w), rel=1e-7)  # float32 log
         assert row["stable_rank"] == pytest.approx(stable_rank(w), rel=1e-9)
         assert row["nuclear_norm"] == pytest.approx(nuclear_norm(w), rel=1e-9)
         assert row["spectral_norm"] == pytest.approx(spectral_norm(w), rel=1e-9)

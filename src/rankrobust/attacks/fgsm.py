@@ -17,7 +17,8 @@ an input fooled at a smaller ε keeps that adversarial example at larger ε (suc
 over budgets ε_j ≤ ε_k along the FGSM ray). ``search="all"`` checks every budget for every input
 not yet fooled; ``search="bisect"`` finds each input's smallest fooling budget on the grid by
 bisection (log₂(K+1) forwards instead of K), which is exact when fooling is monotone along the
-ray (always for affine models) and otherwise may miss a success but never reports a false one.
+ray (always for affine models) and otherwise may miss a success but never reports a false one
+(x_adv of an unsuccessful entry is then the FGSM point at ε_k, unverified).
 
 Example::
 

@@ -18,6 +18,7 @@ from rankrobust.errors import RankRobustError
 # Subcommand modules, in help order; each defines register(subparsers) and run(args) -> int.
 COMMAND_MODULES: list[str] = [
     "rankrobust.cli.train",
+    "rankrobust.cli.evaluate",
     "rankrobust.cli.analyze",
     "rankrobust.cli.sweep",
     "rankrobust.cli.runs",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 
@@ -35,13 +36,15 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rankrobust.experiments.study import run_reproduce
+    from rankrobust.report.build import build_report
 
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
-    out = args.out or f"runs/reproduce-{args.scale}"
-    result = run_reproduce(
+    out = Path(args.out or f"runs/reproduce-{args.scale}")
+    summary = run_reproduce(
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,
         address=args.address, data_dir=args.data_dir, progress=False if args.no_progress else None,
     )
-    print(result.summary.line())
-    print(f"report: {result.report}")
-    return result.summary.exit_code
+    print(summary.line())
+    report = build_report(summary.db, out / "report")
+    print(f"report: {report}")
+    return summary.exit_code

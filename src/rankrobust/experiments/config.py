@@ -25,7 +25,7 @@ from rankrobust.configuration import closest, from_dict
 from rankrobust.errors import ConfigError
 from rankrobust.training.config import TrainConfig
 
-AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "deepfool"]
+AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool"]
 Method = Literal["natural", "fgsm", "pgd", "l1", "nuclear", "l1+nuclear", "product-l1"]
 
 
@@ -62,6 +62,7 @@ class EvaluationConfig:
     deepfool: bool = False  # store DeepFool ρ_adv = mean ‖r‖₂/‖x‖₂ as scalar "rho_adv"
     deepfool_options: dict[str, Any] = field(default_factory=dict)
     spectra: bool = True  # store the final model's singular values per layer
+    sanity_checks: bool = False  # run robustness.sanity_checks per curve (costly); warnings stored
 
     def validate(self) -> None:
         _check(self.n >= 1, f"n: must be ≥ 1, got {self.n}")

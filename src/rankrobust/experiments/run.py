@@ -77,6 +77,7 @@ class RunResult:
     versions: dict[str, str] = field(default_factory=dict)
     host: str = ""
     checkpoint: str | None = None
+    warnings: list[str] = field(default_factory=list)  # robustness sanity-check warnings
 
     @property
     def ok(self) -> bool:
@@ -100,18 +101,22 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
 
     ev = config.evaluation
     if ev.attacks or ev.deepfool:
-        from rankrobust.robustness import fooling_ratio_curve, rho_adv
+        from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
 
         x, y = load_dataset(config.dataset, "test", config.data_dir)
         for spec in ev.attacks:
             seed_everything(config.seed)  # same random starts whatever ran before
+            options = {"seed": config.seed, **spec.options}
             frame = fooling_ratio_curve(
                 model, (x, y), spec.attack, list(spec.epsilons), norm=spec.norm,
-                batch_size=ev.batch_size, n=ev.n, **spec.options,
+                batch_size=ev.batch_size, n=ev.n, **options,
             )
-            options = json.dumps(spec.options, sort_keys=True)
+            if ev.sanity_checks:
+                result.warnings += sanity_checks(model, (x, y), frame, batch_size=ev.batch_size,
+                                                 n=ev.n, seed=config.seed)
+            stored = json.dumps(spec.options, sort_keys=True)
             for row in frame.to_dict(orient="records"):
-                result.robustness.append({**_plain(row), "options": options})
+                result.robustness.append({**_plain(row), "options": stored})
         if ev.deepfool:
             seed_everything(config.seed)
             result.scalars["rho_adv"] = float(

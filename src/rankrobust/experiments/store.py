@@ -40,7 +40,8 @@ RUN_COLUMNS = (
     "run_id", "status", "error", "config", "study", "variant", "label", "dataset", "model",
     "method", "lambda_l1", "lambda_nuclear", "adv_eps", "seed", "clean_accuracy", "train_seconds",
     "eval_seconds", "started_at", "finished_at", "attempts", "host", "checkpoint",
-    "python_version", "torch_version", "numpy_version", "rankrobust_version", "traceback",
+    "python_version", "torch_version", "numpy_version", "rankrobust_version", "warnings",
+    "traceback",
 )
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "penalty",
                  "epoch_seconds")
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS runs (
     seed INTEGER, clean_accuracy REAL, train_seconds REAL, eval_seconds REAL,
     started_at TEXT, finished_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, host TEXT,
     checkpoint TEXT, python_version TEXT, torch_version TEXT, numpy_version TEXT,
-    rankrobust_version TEXT, traceback TEXT, registered_at TEXT
+    rankrobust_version TEXT, warnings TEXT, traceback TEXT, registered_at TEXT
 );
 CREATE TABLE IF NOT EXISTS epoch_metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
@@ -216,11 +217,12 @@ class ResultsStore:
                 "UPDATE runs SET status = ?, error = ?, traceback = ?, clean_accuracy = ?, "
                 "train_seconds = ?, eval_seconds = ?, started_at = COALESCE(?, started_at), "
                 "finished_at = ?, host = ?, checkpoint = ?, python_version = ?, torch_version = ?, "
-                "numpy_version = ?, rankrobust_version = ? WHERE run_id = ?",
+                "numpy_version = ?, rankrobust_version = ?, warnings = ? WHERE run_id = ?",
                 (result.status, result.error, result.traceback, result.clean_accuracy,
                  result.train_seconds, result.eval_seconds, result.started_at or None,
                  result.finished_at or utc_now(), result.host, result.checkpoint, v.get("python"),
-                 v.get("torch"), v.get("numpy"), v.get("rankrobust"), rid),
+                 v.get("torch"), v.get("numpy"), v.get("rankrobust"),
+                 json.dumps(result.warnings) if result.warnings else None, rid),
             )
             for table, fixed, rows in (
                 ("epoch_metrics", EPOCH_COLUMNS, result.history),

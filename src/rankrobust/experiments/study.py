@@ -11,14 +11,13 @@ their ε grids. :func:`reproduce_study` fills in what the command line chooses:
 - ``seeds``: N seeds 0..N−1 (the preset's count by default).
 
 :func:`run_reproduce` runs the sweep (resumable: rerunning skips finished runs) into
-``OUT/results.sqlite`` and builds the report in ``OUT/report/``.
+``OUT/results.sqlite``; ``rankrobust reproduce`` then builds the report in ``OUT/report/``.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -91,12 +90,6 @@ def reproduce_study(
     return study_from_dict(data)
 
 
-@dataclass
-class ReproduceResult:
-    summary: SweepSummary
-    report: Path
-
-
 def run_reproduce(
     scale: str = "small",
     dataset: str | None = None,
@@ -107,12 +100,11 @@ def run_reproduce(
     address: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
-) -> ReproduceResult:
-    """Run (or resume) the study into ``out/results.sqlite``; build ``out/report/report.html``."""
-    from rankrobust.report.build import build_report
+) -> SweepSummary:
+    """Run (or resume) the study of ``scale`` into ``out/results.sqlite``; its sweep summary.
 
+    The report (``rankrobust.report.build_report``) is built from that database by the caller.
+    """
     study = reproduce_study(scale, dataset, seeds, data_dir)
-    summary = run_sweep(study, out=out, executor=executor, workers=workers, address=address,
-                        progress=progress)
-    report = build_report(summary.db, Path(out) / "report")
-    return ReproduceResult(summary, report)
+    return run_sweep(study, out=out, executor=executor, workers=workers, address=address,
+                     progress=progress)

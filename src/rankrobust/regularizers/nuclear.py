@@ -16,6 +16,10 @@ thin when W is (becoming) low rank. ``eigh`` of an n×n matrix is 2–3× cheape
 Squaring the spectrum resolves singular values only down to ~√ε·σ₁ of the compute dtype, so the
 Gram route runs in float64 for matrices whose smaller side is ≤ 256 (cheap) and in the weight's
 dtype above; thresholds τ above ~1e-3·σ₁ are unaffected.
+
+Newton–Schulz iterations (X ← 1.5X − 0.5XXᵀX) also give U Vᵀ with products only, but each costs
+two n³ products and an ill-conditioned W needs 10–20 of them: more than one ``eigh`` on a CPU.
+The training callbacks therefore amortize one Gram decomposition over several steps instead.
 """
 
 from __future__ import annotations

@@ -78,6 +78,21 @@ def run_table(tables: StudyTables) -> pd.DataFrame:
     return out.sort_values([c for c in ("dataset", "model", "method", "seed") if c in out.columns])
 
 
+def sanity_warnings(runs: pd.DataFrame) -> list[str]:
+    """'run_id (model, method, seed): warning' for every stored sanity-check warning."""
+    if "warnings" not in runs.columns:
+        return []
+    out = []
+    for row in runs[runs["warnings"].notna()].to_dict(orient="records"):
+        try:
+            items = json.loads(row["warnings"])
+        except (TypeError, ValueError):
+            items = [str(row["warnings"])]
+        who = f"`{row['run_id']}` ({row.get('model')}, {row.get('method')}, seed {row.get('seed')})"
+        out += [f"{who}: {item}" for item in items]
+    return out
+
+
 def _machine(tables: StudyTables) -> str:
     for col in ("host", "machine"):
         if col in tables.runs.columns and tables.runs[col].notna().any():
@@ -181,6 +196,15 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
                              "p_value": p, "n_runs": n})
     if rho_rows:
         doc.add(Table(pd.DataFrame(rho_rows), "spearman-table", "Spearman's ρ across all runs."))
+
+    doc.add(Heading("Evaluation sanity checks"))
+    notes = sanity_warnings(done.runs)
+    if notes:
+        doc.add(Paragraph("Warnings of the gradient-masking checks (Carlini et al. 2019), per run:"))
+        doc.add(Bullets(notes))
+    else:
+        doc.add(Paragraph("No run stored a sanity-check warning (the checks run where the study "
+                          "enables `evaluation.sanity_checks`; the full preset does)."))
 
     doc.add(Heading("Runs"))
     labels = ", ".join(f"`{k}` = {v}" for k, v in METHOD_LABELS.items())

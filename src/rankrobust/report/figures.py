@@ -1,5 +1,6 @@
 """The report's figures: PNGs drawn with matplotlib's Agg backend from the study's DataFrames.
 
+Figures are built on ``matplotlib.figure.Figure`` (Agg canvas, no pyplot, no global state).
 Every function takes plain DataFrames (run info already merged in: ``model``, ``method``,
 ``seed``), writes one PNG and returns its path, or returns None when its data are absent.
 Means are over seeds; bands and error bars are 95 % Student-t intervals over seeds.
@@ -12,17 +13,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from scipy import stats
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
-
-from rankrobust.report.claims import t_interval  # noqa: E402
-from rankrobust.report.summary import METHOD_LABELS, METHOD_ORDER, family  # noqa: E402
+from rankrobust.report.claims import t_interval
+from rankrobust.report.summary import METHOD_LABELS, METHOD_ORDER, family
 
 COLORS = {
     "natural": "#4d4d4d", "fgsm": "#e08214", "pgd": "#b2182b", "l1": "#4393c3",
@@ -53,14 +51,13 @@ def _ci(values: pd.Series) -> tuple[float, float, float]:
 
 def _save(fig: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    fig.savefig(path, dpi=DPI)
     return path
 
 
 def _grid(nrows: int, ncols: int, w: float = 4.2, h: float = 3.2) -> tuple[Any, np.ndarray]:
-    fig, axes = plt.subplots(nrows, ncols, figsize=(w * ncols, h * nrows), squeeze=False,
-                             layout="constrained")
+    fig = Figure(figsize=(w * ncols, h * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False)
     return fig, axes
 
 
@@ -101,6 +98,8 @@ def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
 def plot_structure_epochs(structure: pd.DataFrame, path: Path,
                           methods: Sequence[str] = ("natural", "fgsm", "pgd")) -> Path | None:
     """Mean-over-layers normalized erank / esparsity vs epoch, natural vs adversarial, 95 % bands."""
+    if structure.empty:
+        return None
     data = structure[structure["method"].isin(methods)]
     if data.empty or data["epoch"].nunique() < 2:
         return None
@@ -120,6 +119,7 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
                 ax.plot(epochs, band[:, 0], color=COLORS.get(method), marker=".",
                         label=METHOD_LABELS.get(method, method))
                 ax.fill_between(epochs, band[:, 1], band[:, 2], color=COLORS.get(method), alpha=0.2)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch (0 = initialization)")
             ax.set_ylabel(f"mean {ylabel}")
             ax.set_title(f"{model} ({family(model)})")
@@ -163,6 +163,8 @@ def plot_spectra(spectra: pd.DataFrame, path: Path,
                  methods: Sequence[str] = ("natural", "fgsm", "pgd", "nuclear", "l1+nuclear"),
                  ) -> Path | None:
     """σ_i/σ_1 against i per layer (final models), mean over seeds, one panel per model·layer."""
+    if spectra.empty:
+        return None
     data = spectra[spectra["method"].isin(methods)].copy()
     if data.empty:
         return None
@@ -246,6 +248,7 @@ def plot_lambda_selection(selection: pd.DataFrame, path: Path, tolerance: float 
             ax.axhline(nat, color=COLORS["natural"], ls="--", lw=1, label="natural")
             ax.axhline(nat - tolerance, color=COLORS["natural"], ls=":", lw=1,
                        label=f"natural − {100 * tolerance:g} points")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("λ grid position (weakest → strongest)")
         ax.set_ylabel("clean accuracy (mean over seeds)")
         ax.set_title(f"{model} ({family(model)}); circled = chosen λ", fontsize=10)

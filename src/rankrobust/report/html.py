@@ -24,6 +24,7 @@ from rankrobust.report.document import (
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1150px; margin: 2em auto; padding: 0 1em;
        color: #222; line-height: 1.45; }
+.table-wrap { overflow-x: auto; }
 table { border-collapse: collapse; margin: 0.5em 0 1.2em; font-size: 0.88em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: left; vertical-align: top; }
 th { background: #f2f2f2; }
@@ -65,7 +66,7 @@ def table_html(table: Table) -> str:
     cols = [str(c) for c in table.frame.columns]
     numeric = [table.frame[c].dtype.kind in "fiu" for c in table.frame.columns]
     ident = f' id="{html.escape(table.element_id)}"' if table.element_id else ""
-    lines = [f"<table{ident}>"]
+    lines = ['<div class="table-wrap">', f"<table{ident}>"]
     if table.caption:
         lines.append(f"<caption>{inline(table.caption)}</caption>")
     lines.append("<thead><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cols) + "</tr></thead>")
@@ -79,7 +80,7 @@ def table_html(table: Table) -> str:
             attr = f' class="{cls}"' if cls else ""
             cells.append(f"<td{attr}>{inline(value)}</td>")
         lines.append("<tr>" + "".join(cells) + "</tr>")
-    lines.append("</tbody></table>")
+    lines.append("</tbody></table></div>")
     return "\n".join(lines)
 
 

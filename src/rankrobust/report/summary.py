@@ -128,8 +128,7 @@ def select_lambdas(summary: pd.DataFrame, tolerance: float = LAMBDA_TOLERANCE) -
 def comparison_runs(summary: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
     """Runs entering the comparisons: natural, adversarial, and each regularizer at its chosen λ."""
     base = summary[~summary["method"].isin(REGULARIZED)]
-    chosen = selection[selection["selected"]][
-        ["dataset", "model", "method", "lambda_l1", "lambda_nuclear"]
-    ]
-    reg = summary.merge(chosen, on=["dataset", "model", "method", "lambda_l1", "lambda_nuclear"])
+    keys = ["dataset", "model", "method", "lambda_l1", "lambda_nuclear"]
+    chosen = selection.loc[selection["selected"].astype(bool), keys]
+    reg = summary.merge(chosen, on=keys) if len(chosen) else summary.iloc[:0]
     return pd.concat([base, reg], ignore_index=True)

@@ -2,12 +2,13 @@
 
 All spectra come from :func:`singular_values_many` (float64 Gram eigenvalues by default) and are
 zero-padded into one (L, k_max) tensor, so every spectral metric of every layer is one tensor
-expression; entry metrics (ℓ1, Frobenius, effective sparsity) are float64 reductions per layer.
+expression; entry metrics (ℓ1, Frobenius, effective sparsity) are float64-accumulated reductions per layer.
 Everything stays on the model's device until the final (L, C) table is copied to the host once.
 """
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 import numpy as np
@@ -32,6 +33,33 @@ def _kinds(model: nn.Module, names: list[str]) -> list[str]:
     return [layer_kind(modules[name.split("[", 1)[0]]) for name in names]
 
 
+def _entry_stats(w: torch.Tensor, order: float) -> torch.Tensor:
+    """(Σ|w|, Σw², D_α(|w|/Σ|w|)) as float64 (3,), element-wise work in w's own precision.
+
+    With a = |w| and S = Σa the Shannon case needs no normalized copy of the entries:
+    H = −Σ (a/S) log(a/S) = log S − (Σ a log a) / S; order 2 is S²/Σa² and order ∞ is S/max a.
+    Sums accumulate in float64; other orders take the float64 :func:`hill_numbers` path.
+    """
+    a = w.reshape(-1).abs()
+    if not a.is_floating_point() or a.dtype in (torch.float16, torch.bfloat16):
+        a = a.to(torch.float32)
+    total = a.sum(dtype=torch.float64)
+    squares = torch.linalg.vector_norm(a, dtype=torch.float64).square()
+    if order == 1:
+        xlogx = torch.special.xlogy(a, a).sum(dtype=torch.float64)
+        safe = torch.where(total > 0, total, torch.ones_like(total))
+        value = torch.exp(torch.log(safe) - xlogx / safe)
+    elif order == 2:
+        value = total.square() / torch.where(squares > 0, squares, torch.ones_like(squares))
+    elif math.isinf(order):
+        top = a.max().to(torch.float64) if a.numel() else total
+        value = total / torch.where(top > 0, top, torch.ones_like(top))
+    else:
+        value = hill_numbers(a.to(torch.float64), order)
+    value = torch.where(total > 0, value, torch.zeros_like(value))
+    return torch.stack([total, squares, value])
+
+
 def structure_table(
     matrices: OrderedDict[str, torch.Tensor],
     order: float = 1.0,
@@ -50,10 +78,7 @@ def structure_table(
     if not mats:
         return {name: torch.zeros(0, dtype=torch.float64) for name in _NUMERIC}
     device = sigma.device
-    entry = torch.stack([  # (L, 3): Σ|w|, Σw², D_α(|w|/Σ|w|)
-        torch.stack([a.sum(), a.square().sum(), hill_numbers(a, order)])
-        for a in (m.detach().reshape(-1).to(torch.float64).abs() for m in mats)
-    ]).to(device)
+    entry = torch.stack([_entry_stats(m.detach(), order) for m in mats]).to(device)  # (L, 3)
     l1, frob_sq, eff_sparsity = entry.unbind(1)
     top = sigma[:, 0] if sigma.shape[1] else torch.zeros(len(mats), dtype=torch.float64, device=device)
     rank_cap = torch.tensor([min(m.shape) for m in mats], dtype=torch.float64, device=device)

@@ -1,0 +1,83 @@
+"""``rankrobust evaluate``: a fooling-ratio curve of a saved checkpoint, with sanity warnings."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rankrobust.cli.common import emit_frame, float_list
+
+
+def register(subparsers: Any) -> None:
+    from rankrobust.data import DATASETS
+    from rankrobust.robustness import ATTACKS
+
+    p = subparsers.add_parser(
+        "evaluate", help="fooling-ratio curve of a checkpoint under an attack",
+        description="Attack the first N test inputs of a checkpoint's dataset at each ε and print "
+        "the fooling ratio (share of changed labels), robust and clean accuracy. Sanity checks "
+        "against gradient masking print 'warning: ...' lines on stderr.",
+    )
+    p.add_argument("checkpoint", help="model.safetensors, model.json or their folder")
+    p.add_argument("--attack", default="pgd", choices=ATTACKS)
+    p.add_argument("--norm", default="inf", choices=["inf", "2"])
+    p.add_argument("--eps", type=float_list, required=True, help="budgets, e.g. 0.05,0.1,0.2,0.3")
+    p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
+                   help="default: the dataset stored with the checkpoint")
+    p.add_argument("--data-dir", default=None, help="folder with dataset files")
+    p.add_argument("--n", type=int, default=1000, help="number of test inputs (default 1000)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=None, help="iterations of pgd/apgd (max_iter of deepfool)")
+    p.add_argument("--restarts", type=int, default=None, help="random restarts of pgd/apgd")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    p.add_argument("--no-sanity", action="store_true", help="skip the gradient-masking checks")
+    p.set_defaults(run=run)
+
+
+def attack_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Attack keyword options from --steps/--restarts (ConfigError where they do not apply)."""
+    from rankrobust.errors import ConfigError
+
+    options: dict[str, Any] = {}
+    if args.steps is not None:
+        if args.attack == "fgsm":
+            raise ConfigError("--steps does not apply to --attack fgsm")
+        options["max_iter" if args.attack == "deepfool" else "steps"] = args.steps
+    if args.restarts is not None:
+        if args.attack in ("fgsm", "deepfool"):
+            raise ConfigError(f"--restarts does not apply to --attack {args.attack}")
+        options["restarts"] = args.restarts
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from rankrobust.checkpoint import load_checkpoint
+    from rankrobust.data import load_dataset
+    from rankrobust.device import resolve_device
+    from rankrobust.errors import ConfigError
+    from rankrobust.robustness import fooling_ratio_curve, sanity_checks
+
+    if args.n < 1 or args.batch_size < 1:
+        raise ConfigError("--n and --batch-size must be positive")
+    if any(e < 0 for e in args.eps):
+        raise ConfigError("--eps values must be non-negative")
+    options = attack_options(args)
+    ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
+    dataset = args.dataset or ckpt.meta.get("dataset")
+    if not dataset:
+        raise ConfigError(f"{args.checkpoint}: no dataset stored with the checkpoint; pass --dataset")
+    x, y = load_dataset(str(dataset), "test", args.data_dir)
+    if tuple(x.shape[1:]) != tuple(ckpt.spec.in_shape):
+        raise ConfigError(f"dataset {dataset} has inputs {tuple(x.shape[1:])} but the model "
+                          f"expects {tuple(ckpt.spec.in_shape)}")
+    curve = fooling_ratio_curve(ckpt.model, (x, y), args.attack, args.eps, norm=args.norm,
+                                batch_size=args.batch_size, n=args.n, seed=args.seed, **options)
+    emit_frame(curve, args.format)
+    if not args.no_sanity:
+        for line in sanity_checks(ckpt.model, (x, y), curve, batch_size=args.batch_size,
+                                  n=args.n, seed=args.seed):
+            print(f"warning: {line}", file=sys.stderr)
+    return 0

@@ -1,0 +1,129 @@
+"""Checks against gradient masking and broken evaluations (Carlini et al. 2019, "On evaluating
+adversarial robustness", §5 checklist), returned as one-line warnings.
+
+Given a fooling-ratio curve (from :func:`fooling_ratio_curve`) on the same model and data:
+
+1. iterative attacks are at least as strong as single-step ones: PGD ≥ FGSM at every ε;
+2. success reaches ~100 % at a budget that covers the whole input box (ℓ∞: high − low;
+   ℓ2: (high − low)·√D), where any label can be reached unless the model is constant;
+3. random noise of the same size (ℓ∞: random corners ε·sign; ℓ2: a random direction of
+   length ε) never fools more inputs than the attack;
+4. an unbounded attack (DeepFool) changes every label;
+5. input gradients are not zero (a sign of saturated softmax or shattered gradients).
+
+An empty list means no check fired, not that the evaluation is proven sound.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from rankrobust.attacks import deepfool, input_gradient
+from rankrobust.attacks.base import (
+    broadcast,
+    check_norm,
+    eval_mode,
+    model_device,
+    predict,
+)
+from rankrobust.attacks.perturb import Bounds, flat_norm
+from rankrobust.robustness.curves import Data, fooling_ratio_curve, make_generator, select
+
+LARGE_SUCCESS = 0.99  # minimum fooling ratio at a budget that covers the whole box
+ZERO_GRADIENT_SHARE = 0.01
+
+
+def noise_fooling_ratio(
+    model: nn.Module,
+    data: Data,
+    epsilons: list[float],
+    norm: str,
+    bounds: Bounds = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+    batch_size: int = 256,
+) -> list[float]:
+    """Share of inputs whose label changes under random noise of size exactly ε, per ε."""
+    x_all, _ = data
+    gen = generator or torch.Generator().manual_seed(0)
+    device = model_device(model)
+    fooled = [0] * len(epsilons)
+    for i in range(0, len(x_all), batch_size):
+        x = x_all[i : i + batch_size].to(device)
+        pred = predict(model, x)
+        for k, e in enumerate(epsilons):
+            if norm == "inf":
+                d = (torch.randint(0, 2, x.shape, generator=gen).to(x) * 2 - 1)
+            else:
+                d = torch.randn(x.shape, generator=gen).to(x)
+                d = d / broadcast(flat_norm(d, "2").clamp_min(1e-12), d)
+            fooled[k] += int((predict(model, (x + e * d).clamp(*bounds)) != pred).sum())
+    return [f / len(x_all) for f in fooled]
+
+
+def sanity_checks(
+    model: nn.Module,
+    data: Data,
+    curve: pd.DataFrame,
+    *,
+    bounds: Bounds = (0.0, 1.0),
+    batch_size: int = 256,
+    n: int | None = None,
+    seed: int | None = None,
+    steps: int = 20,
+) -> list[str]:
+    """Warnings (one line each) about ``curve``, the fooling-ratio curve of one attack and norm
+    on the first ``n`` inputs of ``data``; an empty list when every check passes."""
+    attack, norm = str(curve["attack"].iloc[0]), check_norm(str(curve["norm"].iloc[0]))
+    eps = [float(e) for e in curve["epsilon"]]
+    ratios = [float(r) for r in curve["fooling_ratio"]]
+    x, y = select(data, n)
+    gen = make_generator(seed)
+    opts: dict[str, Any] = {"norm": norm, "batch_size": batch_size, "bounds": bounds}
+    warnings: list[str] = []
+    with eval_mode(model):
+        # 1. iterative ≥ single-step
+        if attack != "deepfool":
+            single = ratios if attack == "fgsm" else fooling_ratio_curve(
+                model, (x, y), "fgsm", eps, **opts)["fooling_ratio"].tolist()
+            multi = ratios if attack != "fgsm" else fooling_ratio_curve(
+                model, (x, y), "pgd", eps, steps=steps, seed=int(torch.randint(0, 2**62, (1,), generator=gen)), **opts
+            )["fooling_ratio"].tolist()
+            name = "pgd" if attack == "fgsm" else attack
+            for e, s, m in zip(eps, single, multi, strict=True):
+                if m < s:
+                    warnings.append(f"{name} fools fewer inputs than single-step fgsm at ε={e:g} "
+                                    f"({m:.3f} < {s:.3f}): the iterative attack is not converging")
+        # 2. a budget covering the whole box
+        dim = x[0].numel()
+        big = (bounds[1] - bounds[0]) * (1.0 if norm == "inf" else math.sqrt(dim))
+        large = fooling_ratio_curve(model, (x, y), "pgd", [big], steps=steps,
+                                    seed=int(torch.randint(0, 2**62, (1,), generator=gen)), **opts)["fooling_ratio"].iloc[0]
+        if large < LARGE_SUCCESS:
+            warnings.append(f"pgd at ε={big:g} (the whole input box) fools only {large:.3f} of "
+                            "inputs, expected ~1: gradients may be masked or the model constant")
+        # 3. random noise never beats the attack
+        noise = noise_fooling_ratio(model, (x, y), eps, norm, bounds, gen, batch_size)
+        for e, r, q in zip(eps, ratios, noise, strict=True):
+            if q > r:
+                warnings.append(f"random noise of size ε={e:g} fools more inputs than {attack} "
+                                f"({q:.3f} > {r:.3f}): the attack's gradients are unreliable")
+        # 4. unbounded attack changes every label; 5. non-zero gradients
+        failed = zero = 0
+        device = model_device(model)
+        for i in range(0, len(x), batch_size):
+            xb = x[i : i + batch_size].to(device)
+            pred = predict(model, xb)
+            failed += int((~deepfool(model, xb, pred, norm=norm, bounds=bounds).success).sum())
+            zero += int((flat_norm(input_gradient(model, xb, pred), "inf") == 0).sum())
+        if failed:
+            warnings.append(f"unbounded deepfool ({norm}) failed to change {failed} of {len(x)} "
+                            "labels: expected every label to change")
+        if zero > ZERO_GRADIENT_SHARE * len(x):
+            warnings.append(f"input gradient is exactly zero for {zero} of {len(x)} inputs: "
+                            "saturated softmax or masked gradients make gradient attacks blind")
+    return warnings

@@ -1,0 +1,214 @@
+"""fooling_ratio_curve, rho_adv, sanity checks and the ``rankrobust evaluate`` command."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from rankrobust.attacks.base import predict
+from rankrobust.checkpoint import save_checkpoint
+from rankrobust.cli.main import main
+from rankrobust.data import load_dataset
+from rankrobust.errors import ConfigError
+from rankrobust.models import ModelSpec
+from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
+from rankrobust.robustness.curves import COLUMNS
+from rankrobust.training import train
+from rankrobust.training.config import TrainConfig
+
+SPEC = ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [32], "mean": [0.5], "std": [0.3]})
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> object:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        model = SPEC.build()
+        train(model, load_dataset("synthetic", "train"), None,
+              TrainConfig(epochs=4, optimizer="adam", lr=0.003, batch_size=32, progress=False,
+                          device="cpu"))
+    finally:
+        torch.set_num_threads(threads)
+    x, y = load_dataset("synthetic", "test")
+    return model.eval(), (x[:96], y[:96])
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool"])
+def test_curve_columns_and_invariants(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]], attack: str
+) -> None:
+    model, data = trained
+    eps = [0.3, 0.0, 0.1, 2.0]  # unsorted on purpose
+    opts = {"steps": 5} if attack in ("pgd", "apgd-ce", "apgd-dlr", "apgd-t") else {}
+    curve = fooling_ratio_curve(model, data, attack, eps, norm="2" if attack == "deepfool" else "inf",
+                                batch_size=40, seed=0, **opts)
+    assert list(curve.columns) == COLUMNS
+    assert curve["epsilon"].tolist() == eps and (curve["n"] == 96).all()
+    by_eps = curve.sort_values("epsilon")
+    assert by_eps["fooling_ratio"].is_monotonic_increasing
+    assert curve.loc[curve["epsilon"] == 0, "fooling_ratio"].item() == 0
+    acc = curve["clean_accuracy"]
+    assert ((curve["robust_accuracy"] - acc * (1 - curve["fooling_ratio_correct"])).abs() < 1e-9).all()
+    assert (curve["fooling_ratio"] <= 1).all() and acc.iloc[0] > 0.5
+
+
+def test_curve_is_deterministic_and_uses_the_global_seed(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    model, data = trained
+    a = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3, seed=5)
+    b = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3, seed=5)
+    pd.testing.assert_frame_equal(a, b)
+    torch.manual_seed(3)
+    c = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3)
+    torch.manual_seed(3)
+    d = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3)
+    pd.testing.assert_frame_equal(c, d)
+
+
+def test_curve_counts_label_changes_not_errors() -> None:
+    """A constant classifier is never fooled, whatever the true labels."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    nn.init.zeros_(model[1].weight)
+    with torch.no_grad():
+        model[1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
+    x, y = torch.rand(10, 1, 2, 2), torch.arange(10) % 3
+    curve = fooling_ratio_curve(model, (x, y), "pgd", [0.5], steps=3)
+    assert curve["fooling_ratio"].item() == 0
+    assert curve["clean_accuracy"].item() == pytest.approx(0.3)
+    assert curve["robust_accuracy"].item() == pytest.approx(0.3)
+
+
+def test_rho_adv_is_mean_relative_deepfool_norm(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    from rankrobust.attacks import deepfool
+
+    model, (x, y) = trained
+    rho = rho_adv(model, (x, y), batch_size=50)
+    res = deepfool(model, x, predict(model, x))
+    expected = (res.norms / x.flatten(1).norm(dim=1))[res.success].double().mean()
+    assert rho == pytest.approx(float(expected), rel=1e-5)
+    assert 0 < rho < 1
+
+
+def test_bad_curve_arguments(trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> None:
+    model, data = trained
+    with pytest.raises(ConfigError, match="unknown attack"):
+        fooling_ratio_curve(model, data, "cw", [0.1])
+    with pytest.raises(ConfigError):
+        fooling_ratio_curve(model, data, "fgsm", [0.1], norm="1")
+    with pytest.raises(ConfigError):
+        fooling_ratio_curve(model, data, "fgsm", [0.1], n=0)
+
+
+def test_sanity_checks_pass_on_a_healthy_model(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    model, data = trained
+    curve = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1, 0.2], steps=10, seed=0)
+    assert sanity_checks(model, data, curve, seed=0) == []
+
+
+class Quantized(nn.Module):
+    """Gradient masking by construction: round(4x)/4 has zero gradient everywhere."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(torch.round(x * 4) / 4)
+
+
+def test_sanity_checks_flag_gradient_masking(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    model, data = trained
+    masked = Quantized(model).eval()
+    curve = fooling_ratio_curve(masked, data, "pgd", [0.1, 0.2, 0.4], steps=5, seed=0)
+    warnings = sanity_checks(masked, data, curve, seed=0)
+    text = "\n".join(warnings)
+    assert "exactly zero" in text and "deepfool" in text and "whole input box" in text
+    assert all("\n" not in w for w in warnings)
+
+
+def test_sanity_checks_flag_noise_beating_the_attack_and_weak_iterations(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    model, data = trained
+    weak = pd.DataFrame({"attack": ["pgd"] * 2, "norm": ["inf"] * 2, "epsilon": [0.3, 0.6],
+                         "fooling_ratio": [0.0, 0.0]})  # a broken attack that fools nothing
+    text = "\n".join(sanity_checks(model, data, weak, seed=0))
+    assert "random noise of size ε=0.6 fools more inputs than pgd" in text
+    assert "fewer inputs than single-step fgsm" in text
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory,
+               trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]) -> str:
+    path = tmp_path_factory.mktemp("ckpt")
+    save_checkpoint(path, trained[0], SPEC, {"dataset": "synthetic"})
+    return str(path)
+
+
+def test_cli_evaluate_prints_a_curve(checkpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", checkpoint, "--attack", "pgd", "--eps", "0.05,0.2", "--n", "64",
+                 "--steps", "5", "--format", "json", "--device", "cpu"])
+    out = capsys.readouterr()
+    assert code == 0
+    rows = json.loads(out.out)
+    assert [r["epsilon"] for r in rows] == [0.05, 0.2] and rows[0]["n"] == 64
+    assert rows[0]["fooling_ratio"] <= rows[1]["fooling_ratio"]
+    assert all(line.startswith("warning: ") for line in out.err.splitlines())
+
+
+def test_cli_evaluate_warns_on_stderr(tmp_path: object, capsys: pytest.CaptureFixture[str],
+                                      trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+                                      ) -> None:
+    spec = ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [32]})
+    model = spec.build()
+    with torch.no_grad():  # a constant model: nothing can fool it
+        for p in model.parameters():
+            p.zero_()
+    save_checkpoint(f"{tmp_path}/m", model, spec, {"dataset": "synthetic"})
+    code = main(["evaluate", f"{tmp_path}/m", "--attack", "fgsm", "--eps", "0.1",
+                 "--n", "32", "--format", "csv"])
+    out = capsys.readouterr()
+    assert code == 0 and out.out.startswith("attack,norm,epsilon")
+    assert "warning: pgd at ε=1" in out.err
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--eps", "0.1", "--attack", "fgsm", "--restarts", "2"], "--restarts"),
+        (["--eps", "0.1", "--attack", "fgsm", "--steps", "2"], "--steps"),
+        (["--eps", "x"], "comma-separated"),
+        (["--eps", "0.1", "--attack", "cw"], "invalid choice"),
+    ],
+)
+def test_cli_evaluate_errors_are_one_line(checkpoint: str, capsys: pytest.CaptureFixture[str],
+                                          argv: list[str], message: str) -> None:
+    assert main(["evaluate", checkpoint, *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_evaluate_missing_checkpoint(tmp_path: object, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["evaluate", f"{tmp_path}/nothing", "--eps", "0.1"]) == 2
+    assert "not found" in capsys.readouterr().err
