@@ -8,7 +8,8 @@ import pytest
 import torch
 
 os.environ.setdefault("MPLBACKEND", "Agg")
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# One thread: on a loaded 2-core machine, spin-waiting torch threads slow tiny tests 10-50x.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

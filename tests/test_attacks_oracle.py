@@ -139,3 +139,26 @@ def test_deepfool_success_at_gives_the_curve() -> None:
     curve = res.success_at(eps).double().mean(1)
     assert curve[0] == 0 and curve[2] == 1
     assert abs(curve[1] - (res.norms <= eps[1]).double().mean()) < 1e-12
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_box_step_is_the_exact_linear_step_inside_the_box(norm: str) -> None:
+    from rankrobust.attacks.deepfool import box_step
+
+    g = torch.Generator().manual_seed(7)
+    w = torch.randn(50, 8, generator=g, dtype=torch.float64)
+    room = torch.rand(50, 8, generator=g, dtype=torch.float64)
+    room[:, 0] = 0.0  # a saturated coordinate
+    f = torch.rand(50, generator=g, dtype=torch.float64) * (w.abs() * room).sum(1) * 1.3
+    r = box_step(w, f, room, norm)
+    assert torch.all(r.abs() <= room + 1e-12) and torch.all(r * w >= 0)
+    reachable = (w.abs() * room).sum(1) >= f
+    gain = (w * r).sum(1)
+    assert torch.allclose(gain[reachable], f[reachable])
+    assert torch.allclose(r[~reachable], (w.sign() * room)[~reachable])  # saturates the box
+    # the KKT form: unsaturated coordinates move by λ·|v| with one λ per row
+    v = w.abs() if norm == "2" else torch.ones_like(w)
+    free = (r.abs() < room - 1e-9) & (w != 0)
+    lam = torch.where(free, r.abs() / v, torch.nan)
+    spread = lam.nan_to_num(0).amax(1) - torch.where(free, lam, torch.inf).amin(1)
+    assert torch.all(spread[reachable & free.any(1)] < 1e-9)

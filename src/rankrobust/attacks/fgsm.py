@@ -97,10 +97,10 @@ def fgsm(
         # success at sorted position j iff first <= j; example at min(first, j).
         pos = torch.arange(k_total, device=x.device)
         success_sorted = first[None, :] <= pos[:, None]  # (K, N)
-        all_idx = torch.arange(n, device=x.device)
-        x_adv = torch.empty((k_total, *x.shape), dtype=x.dtype, device=x.device)
-        success = torch.empty((k_total, n), dtype=torch.bool, device=x.device)
-        for j, k in enumerate(order):
-            x_adv[k] = point(all_idx, torch.clamp(first, max=j))
-            success[k] = success_sorted[j]
+        inverse = torch.empty(k_total, dtype=torch.long, device=x.device)
+        inverse[torch.tensor(order, device=x.device)] = pos  # given order → sorted position
+        used = torch.minimum(first[None, :], inverse[:, None])  # (K, N) grid position used
+        e = grid[used].view(k_total, n, *([1] * (x.ndim - 1)))
+        x_adv = torch.addcmul(x.unsqueeze(0), e, d.unsqueeze(0)).clamp_(*bounds)  # one pass
+        success = success_sorted[inverse]
     return AttackResult(eps, norm, success, x_adv.detach())

@@ -10,7 +10,9 @@ or ∇/‖∇‖₂ (ℓ2), Π the projection onto the ε-ball around the input 
 Arguments: model, x (N, C, H, W) in bounds, y (N,), epsilons (K budgets), norm, steps=40,
 step_size=None (α = 2.5·ε/steps), random_start=True (uniform in the ℓ∞ ball; uniform direction
 and radius in the ℓ2 ball), restarts=1, bounds=(0, 1), generator=None (a seeded CPU generator;
-None means seed 0), early_stop=True.
+None means seed 0), early_stop=True, warm_start=True (the first run at each budget after the
+smallest starts from the highest-loss iterate found at the previous budget, which lies in the
+larger ball, instead of a random start: in effect more steps where they are needed).
 
 Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W).
 
@@ -131,6 +133,7 @@ def pgd(
     bounds: Bounds = (0.0, 1.0),
     generator: torch.Generator | None = None,
     early_stop: bool = True,
+    warm_start: bool = True,
 ) -> AttackResult:
     """PGD (Madry et al. 2018) at every ε in ``epsilons``; keeps the highest-loss restart."""
     norm = check_norm(norm)
@@ -142,6 +145,7 @@ def pgd(
     x, y = prepare(model, x, y, bounds)
     gen = default_generator(generator)
     n_runs = restarts if random_start else 1
+    previous: dict[str, torch.Tensor] = {}  # highest-loss iterates at the last (smaller) budget
 
     def attack_one(
         xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
@@ -149,18 +153,26 @@ def pgd(
         alpha = 2.5 * eps / steps if step_size is None else step_size
         best_x, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
         best_loss = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
-        for _ in range(n_runs):
+        for run in range(n_runs):
             todo = (~fooled).nonzero().squeeze(1)
             if not len(todo):
                 break
             sub = xs[todo]
-            start = random_in_ball(sub, eps, norm, gen) if random_start else torch.zeros_like(sub)
+            if run == 0 and warm_start and "x" in previous:
+                start = previous["x"][rows[todo]] - sub  # inside the smaller, hence this, ball
+            elif random_start:
+                start = random_in_ball(sub, eps, norm, gen)
+            else:
+                start = torch.zeros_like(sub)
             xa, hit, loss = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
                                     early_stop)
             better = loss > best_loss[todo]
             best_x[todo[better]] = xa[better]
             best_loss[todo[better]] = loss[better]
             fooled[todo[hit]] = True
+        if "x" not in previous:
+            previous["x"] = x.clone()
+        previous["x"][rows] = best_x
         return best_x, fooled
 
     with eval_mode(model):
