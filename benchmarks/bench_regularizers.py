@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--quick", action="store_true", help="fewer rounds and epochs")
     parser.add_argument("--skip-train", action="store_true", help="only the step timing")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (the issue: 2)")
+    parser.add_argument("--models", default="lenet5,mlp", help="comma-separated: lenet5,mlp")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result: dict[str, Any] = {}
@@ -182,6 +183,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         plan = {"lenet5": (3, 10), "mlp": (1, 2)}
     runner: Callable[[str, int, int], dict[str, float]] = time_steps
     for name, (rounds, naive_rounds) in plan.items():
+        if name not in args.models.split(","):
+            continue
         for k, v in runner(name, rounds, naive_rounds).items():
             result[f"{name}_{k}"] = round(v, 3)
     if not args.skip_train:

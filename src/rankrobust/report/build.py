@@ -100,6 +100,50 @@ def _machine(tables: StudyTables) -> str:
     return f"{platform.node()} ({platform.machine()}, {os.cpu_count()} CPUs)"
 
 
+def claims_notes() -> Bullets:
+    """How the claims table is computed and judged (shown under it)."""
+    return Bullets([
+        "**C1** effect: adversarial minus natural training, in the mean over layers of the "
+        "normalized effective rank erank(W)/min(m, n) or effective sparsity esparsity(W)/(m·n) "
+        "of the final weights (claimed < 0).",
+        f"**C2, C4** metric `{PRIMARY_METRIC}`: the PGD ℓ∞ fooling ratio averaged over the ε grid "
+        "(normalized area under the curve; lower = more robust). C2: ℓ1+nuclear − natural "
+        "(claimed < 0); C4: ℓ1+nuclear − adversarial (claimed > 0, i.e. still less robust).",
+        "**C3**: the C2 gain (natural − ℓ1+nuclear) of the CNN minus that of the FC network "
+        "(claimed > 0), Welch interval over the per-seed gains.",
+        "Intervals: paired Student-t over seeds (same seed, same model); effects and CIs are in "
+        "the metric's own units, `relative` is the effect over the reference method's mean.",
+        "Verdict: **holds** when the whole 95 % CI lies on the claimed side of 0; **does not "
+        "hold** when it lies wholly on the other side, or straddles 0 within a negligible margin "
+        f"(±{STRUCTURE_MARGIN} for structure, ±{FOOLING_MARGIN} for fooling ratios); otherwise "
+        "**inconclusive** (also with fewer than 2 seeds). A claim holds when all its rows hold.",
+    ])
+
+
+def draw_figures(done: StudyTables, summary: pd.DataFrame, ids: set[str], figure_dir: Path,
+                 ) -> list[tuple[Path | None, str]]:
+    """The structure, robustness, spectra and rank-vs-robustness figures (None: no data)."""
+    structure = _with_runs(done.structure, done.runs) if not done.structure.empty else done.structure
+    final = final_structure(structure)
+    final = final[final["run_id"].isin(ids)] if not final.empty else final
+    robustness = _with_runs(done.robustness, done.runs) if not done.robustness.empty else done.robustness
+    robustness = robustness[robustness["run_id"].isin(ids)] if not robustness.empty else robustness
+    spectra = _with_runs(done.spectra, done.runs) if not done.spectra.empty else done.spectra
+    spectra = spectra[spectra["run_id"].isin(ids)] if not spectra.empty else spectra
+    return [
+        (fig.plot_structure_by_layer(final, figure_dir / "structure_by_layer.png"),
+         "Normalized effective rank and effective sparsity per layer and method (error bars: 95 % CI)."),
+        (fig.plot_structure_epochs(structure, figure_dir / "structure_epochs.png"),
+         "Evolution over epochs, natural vs adversarial training (bands: 95 % CI)."),
+        (fig.plot_fooling_curves(robustness, figure_dir / "fooling_ratio.png"),
+         "Fooling ratio vs ε per method; FC left, CNN right (bands: 95 % CI)."),
+        (fig.plot_spectra(spectra, figure_dir / "spectra.png"),
+         "Singular value spectra σᵢ/σ₁ per layer: natural vs adversarial vs nuclear."),
+        (fig.plot_robustness_vs_rank(summary, figure_dir / "robustness_vs_rank.png"),
+         "Robustness vs mean normalized effective rank across all runs, with Spearman's ρ."),
+    ]
+
+
 def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> tuple[Document, pd.DataFrame]:
     """The report and its claims table, drawing figures into ``figure_dir``."""
     all_runs = tables.runs
@@ -127,22 +171,7 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
     doc.add(Table(verdicts, "claims-summary", "The paper's claims and our verdicts."))
     doc.add(Table(claims, "claims-table", "Measured effects (95 % CI over seeds).",
                   {"effect": _signed, "ci_low": _signed, "ci_high": _signed, "relative": _pct}))
-    doc.add(Bullets([
-        "**C1** effect: adversarial minus natural training, in the mean over layers of the "
-        "normalized effective rank erank(W)/min(m, n) or effective sparsity esparsity(W)/(m·n) "
-        "of the final weights (claimed < 0).",
-        f"**C2, C4** metric `{PRIMARY_METRIC}`: the PGD ℓ∞ fooling ratio averaged over the ε grid "
-        "(normalized area under the curve; lower = more robust). C2: ℓ1+nuclear − natural "
-        "(claimed < 0); C4: ℓ1+nuclear − adversarial (claimed > 0, i.e. still less robust).",
-        "**C3**: the C2 gain (natural − ℓ1+nuclear) of the CNN minus that of the FC network "
-        "(claimed > 0), Welch interval over the per-seed gains.",
-        "Intervals: paired Student-t over seeds (same seed, same model); effects and CIs are in "
-        "the metric's own units, `relative` is the effect over the reference method's mean.",
-        "Verdict: **holds** when the whole 95 % CI lies on the claimed side of 0; **does not "
-        "hold** when it lies wholly on the other side, or straddles 0 within a negligible margin "
-        f"(±{STRUCTURE_MARGIN} for structure, ±{FOOLING_MARGIN} for fooling ratios); otherwise "
-        "**inconclusive** (also with fewer than 2 seeds). A claim holds when all its rows hold.",
-    ]))
+    doc.add(claims_notes())
 
     doc.add(Heading("Choosing λ"))
     doc.add(Paragraph(
@@ -158,25 +187,7 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
     figs.append((fig.plot_lambda_selection(selection, figure_dir / "lambda_selection.png"),
                  "Clean accuracy over each regularizer's λ grid; circled: the chosen λ."))
 
-    structure = _with_runs(done.structure, done.runs) if not done.structure.empty else done.structure
-    final = final_structure(structure)
-    final = final[final["run_id"].isin(ids)] if not final.empty else final
-    robustness = _with_runs(done.robustness, done.runs) if not done.robustness.empty else done.robustness
-    robustness = robustness[robustness["run_id"].isin(ids)] if not robustness.empty else robustness
-    spectra = _with_runs(done.spectra, done.runs) if not done.spectra.empty else done.spectra
-    spectra = spectra[spectra["run_id"].isin(ids)] if not spectra.empty else spectra
-    figs += [
-        (fig.plot_structure_by_layer(final, figure_dir / "structure_by_layer.png"),
-         "Normalized effective rank and effective sparsity per layer and method (error bars: 95 % CI)."),
-        (fig.plot_structure_epochs(structure, figure_dir / "structure_epochs.png"),
-         "Evolution over epochs, natural vs adversarial training (bands: 95 % CI)."),
-        (fig.plot_fooling_curves(robustness, figure_dir / "fooling_ratio.png"),
-         "Fooling ratio vs ε per method; FC left, CNN right (bands: 95 % CI)."),
-        (fig.plot_spectra(spectra, figure_dir / "spectra.png"),
-         "Singular value spectra σᵢ/σ₁ per layer: natural vs adversarial vs nuclear."),
-        (fig.plot_robustness_vs_rank(summary, figure_dir / "robustness_vs_rank.png"),
-         "Robustness vs mean normalized effective rank across all runs, with Spearman's ρ."),
-    ]
+    figs += draw_figures(done, summary, ids, figure_dir)
     sections = ["Choosing λ", "Weight structure", "Weight structure", "Robustness", "Spectra",
                 "Robustness vs effective rank"]
     current = "Choosing λ"
