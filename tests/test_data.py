@@ -41,7 +41,7 @@ def test_mnist_idx_roundtrip_through_loader(tmp_path: Path, gz: bool) -> None:
     assert torch.equal(y, torch.from_numpy(arrays["train-labels"]).long())
     xt, _ = load_dataset("mnist", "test", tmp_path)
     assert xt.shape == (6, 1, 28, 28)
-    assert 0.0 <= float(x.min()) and float(x.max()) <= 1.0
+    assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
 
 
 def test_fashion_mnist_from_data_dir(tmp_path: Path) -> None:

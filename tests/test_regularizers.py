@@ -186,7 +186,7 @@ def test_product_l1_value_and_gradcheck() -> None:
     ws = [torch.randn(o, i, generator=g, dtype=torch.float64, requires_grad=True)
           for i, o in [(6, 5), (5, 4), (4, 3)]]
     expected = (ws[2] @ ws[1] @ ws[0]).abs().sum()
-    assert float(product_l1_penalty(ws)) == pytest.approx(float(expected))
+    assert product_l1_penalty(ws).item() == pytest.approx(expected.item())
     assert weight_product(ws).shape == (3, 6)
     assert torch.autograd.gradcheck(lambda *m: product_l1_penalty(list(m)), tuple(ws))
 
