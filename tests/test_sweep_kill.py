@@ -19,9 +19,9 @@ STUDY = {
     "dataset": "synthetic",
     "model": "mlp",
     "model_options": {"hidden": [8]},
-    "train": {"epochs": 2, "batch_size": 256, "device": "cpu"},
+    "train": {"epochs": 2, "batch_size": 32, "device": "cpu"},
     "evaluation": {"n": 16},
-    "seeds": [0, 1, 2, 3, 4, 5],
+    "seeds": list(range(16)),
 }
 
 
@@ -34,9 +34,26 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = random.Random(1234)
     kills = 0
-    for _ in range(4):  # interpreter start ≈ 2 s, then ≈ 0.5 s per run
+    db = out / "results.sqlite"
+
+    def complete() -> int:
+        if not db.exists():
+            return 0
+        try:
+            with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
+                return int(con.execute("SELECT COUNT(*) FROM runs WHERE status='complete'").fetchone()[0])
+        except sqlite3.Error:
+            return 0
+
+    # Each attempt waits until the sweep has made progress (one more run complete), then kills
+    # it after a random delay: mid-run, mid-write or between runs, however fast the machine is.
+    for attempt in range(4):
+        before = complete()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-        time.sleep(rng.uniform(1.5, 4.5))
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and complete() <= before and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(rng.uniform(0.0, 0.05))
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGKILL)
             kills += 1
@@ -46,15 +63,15 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
         if done.returncode == 0:
             break
     assert done.returncode == 0, done.stderr
-    assert kills >= 1
+    assert kills >= 3
     con = sqlite3.connect(out / "results.sqlite")
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     runs = con.execute("SELECT run_id, status FROM runs").fetchall()
-    assert len(runs) == 6 and {s for _, s in runs} == {"complete"}
+    assert len(runs) == 16 and {s for _, s in runs} == {"complete"}
     per_run = con.execute("SELECT run_id, COUNT(*), COUNT(DISTINCT epoch) FROM epoch_metrics "
                           "GROUP BY run_id").fetchall()
     assert sorted(r for r, _, _ in per_run) == sorted(r for r, _ in runs)
     assert all(n == d == 2 for _, n, d in per_run)  # every run recorded exactly once
     structure = con.execute("SELECT run_id, COUNT(*) FROM structure GROUP BY run_id").fetchall()
-    assert all(n == 3 * 2 for _, n in structure) and len(structure) == 6
+    assert all(n == 3 * 2 for _, n in structure) and len(structure) == 16
     assert "0 executed" in subprocess.run(cmd, capture_output=True, text=True, env=env).stdout
