@@ -155,7 +155,8 @@ def execute_run(config: RunConfig) -> RunResult:
             from rankrobust.checkpoint import save_checkpoint
             from rankrobust.configuration import to_dict
 
-            meta = {"run_id": rid, "run_config": to_dict(config), "metrics": final}
+            meta = {"run_id": rid, "dataset": config.dataset, "run_config": to_dict(config),
+                    "train_config": to_dict(config.train), "metrics": final}
             path = save_checkpoint(Path(config.output_dir) / "checkpoints" / rid, fitted.model,
                                    fitted.spec, meta)
             result.checkpoint = str(path)
