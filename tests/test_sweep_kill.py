@@ -47,7 +47,7 @@ def test_sigkill_at_random_moments_then_resume(tmp_path: Path) -> None:
 
     # Each attempt waits until the sweep has made progress (one more run complete), then kills
     # it after a random delay: mid-run, mid-write or between runs, however fast the machine is.
-    for attempt in range(4):
+    for _ in range(4):
         before = complete()
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
         deadline = time.monotonic() + 120
