@@ -1,6 +1,7 @@
 """Attack speed and strength vs torchattacks on LeNet-5 / mnist5k, batch 256 (issue 5).
 
 Run: .venv/bin/python benchmarks/bench_attacks.py [--threads 1] [--epochs 2] [--df-n 64]
+     [--only fgsm]  (just the FGSM part: its two ratios)
 
 Prints, then as the last line one JSON object of ratios:
   pgd_vs_limit              PGD-40 ℓ∞ (early stop off) / 40·(forward + backward)   goal ≤ 1.05
@@ -41,26 +42,15 @@ def best_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     return best, out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--df-n", type=int, default=64, help="inputs for the DeepFool comparison")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def other_parts(
+    model: torch.nn.Module,
+    x: torch.Tensor,
+    p: torch.Tensor,
+    args: argparse.Namespace,
+    changed: Callable[[torch.Tensor], float],
+) -> dict[str, float]:
+    """Parts 1-3 (PGD, PGD curve, DeepFool vs torchattacks); their ratios."""
     import torchattacks
-
-    fitted = fit("mnist5k", "lenet5", TrainConfig(epochs=args.epochs, progress=False, device="cpu"))
-    model = fitted.model.eval()
-    x_all, _ = load_dataset("mnist5k", "test")
-    x = x_all[:256]
-    p = predict(model, x)  # attack the clean predictions: fooling ratio = label change
-    print(f"LeNet-5 mnist5k, {args.epochs} epochs, test acc {fitted.result.final['test_acc']:.3f}; "
-          f"threads {args.threads}, batch {len(x)}")
-
-    def changed(x_adv: torch.Tensor) -> float:
-        return float((predict(model, x_adv) != p).float().mean())
 
     # 1. PGD-40 vs the limit 40·(forward + backward)
     def limit_loop() -> None:  # the limit: 40 forward+backward passes, nothing else
@@ -108,6 +98,42 @@ def main() -> None:
           f"ρ_adv on {int(both.sum())} both fooled: {rho_ours:.4f} vs {rho_theirs:.4f}; "
           f"ours over all its successes {float((df.norms / xn)[df.success].mean()):.4f}")
 
+    return {
+        "pgd_vs_limit": round(t_pgd / limit, 3),
+        "pgd_early_stop_vs_limit": round(t_pgd_es / limit, 3),
+        "torchattacks_pgd_vs_limit": round(t_ta_pgd / limit, 3),
+        "pgd_curve_vs_torchattacks": round(t_curve / t_ta_curve, 3),
+        "pgd_curve_fooling_gain": round(min(a - b for a, b in zip(ours5, theirs5, strict=True)), 4),
+        "deepfool_speedup": round(t_ta_df / t_df, 1),
+        "deepfool_rho_rel_diff": round(abs(rho_ours / rho_theirs - 1), 4),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--df-n", type=int, default=64, help="inputs for the DeepFool comparison")
+    parser.add_argument("--only", choices=["fgsm"], default=None, help="run only this part")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    fitted = fit("mnist5k", "lenet5", TrainConfig(epochs=args.epochs, progress=False, device="cpu"))
+    model = fitted.model.eval()
+    x_all, _ = load_dataset("mnist5k", "test")
+    x = x_all[:256]
+    p = predict(model, x)  # attack the clean predictions: fooling ratio = label change
+    print(f"LeNet-5 mnist5k, {args.epochs} epochs, test acc {fitted.result.final['test_acc']:.3f}; "
+          f"threads {args.threads}, batch {len(x)}")
+
+    def changed(x_adv: torch.Tensor) -> float:
+        return float((predict(model, x_adv) != p).float().mean())
+
+    ratios: dict[str, float] = {}
+    if args.only is None:
+        ratios = other_parts(model, x, p, args, changed)
+
     # 4. FGSM curve over 10 ε vs one single-ε FGSM
     eps10 = [0.03 * i for i in range(1, 11)]
     t_single, _ = best_time(lambda: fgsm(model, x, p, [0.1]), 5 * args.repeats)
@@ -116,17 +142,8 @@ def main() -> None:
     print(f"FGSM single ε {t_single * 1e3:.1f} ms; 10-ε curve bisect {t_bisect * 1e3:.1f} ms, "
           f"all {t_all * 1e3:.1f} ms; curves equal: {torch.equal(fb.success, fa.success)}")
 
-    ratios = {
-        "pgd_vs_limit": round(t_pgd / limit, 3),
-        "pgd_early_stop_vs_limit": round(t_pgd_es / limit, 3),
-        "torchattacks_pgd_vs_limit": round(t_ta_pgd / limit, 3),
-        "pgd_curve_vs_torchattacks": round(t_curve / t_ta_curve, 3),
-        "pgd_curve_fooling_gain": round(min(a - b for a, b in zip(ours5, theirs5, strict=True)), 4),
-        "deepfool_speedup": round(t_ta_df / t_df, 1),
-        "deepfool_rho_rel_diff": round(abs(rho_ours / rho_theirs - 1), 4),
-        "fgsm_curve_vs_single": round(t_bisect / t_single, 3),
-        "fgsm_curve_all_vs_single": round(t_all / t_single, 3),
-    }
+    ratios["fgsm_curve_vs_single"] = round(t_bisect / t_single, 3)
+    ratios["fgsm_curve_all_vs_single"] = round(t_all / t_single, 3)
     print(json.dumps(ratios))
 
 

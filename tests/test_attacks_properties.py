@@ -140,3 +140,45 @@ def test_bad_arguments_raise_config_error(call: object) -> None:
     x, y = torch.rand(4, 1, 3, 4), torch.zeros(4, dtype=torch.long)
     with pytest.raises(ConfigError):
         call(model, x, y)  # type: ignore[operator]
+
+
+@pytest.fixture(scope="module")
+def lenet_synthetic() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    """LeNet-5 trained 2 epochs on the synthetic data, 200 test inputs, their predictions."""
+    from rankrobust.data import dataset_info, load_dataset
+    from rankrobust.models import build_model
+    from rankrobust.training import train
+    from rankrobust.training.config import TrainConfig
+
+    info = dataset_info("synthetic")
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    model = build_model("lenet5", info.in_shape, info.num_classes, mean=list(info.mean),
+                        std=list(info.std))
+    train(model, load_dataset("synthetic", "train"), None,
+          TrainConfig(epochs=2, optimizer="adam", lr=0.003, batch_size=32, progress=False,
+                      device="cpu"))
+    model.eval()
+    x = load_dataset("synthetic", "test")[0][:200]
+    return model, x, predict(model, x)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_fgsm_guided_search_is_exact_on_a_trained_network(
+    lenet_synthetic: tuple[nn.Module, torch.Tensor, torch.Tensor], norm: str
+) -> None:
+    model, x, y = lenet_synthetic
+    scale = 1.0 if norm == "inf" else 10.0
+    eps = [scale * e for e in (0.25, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.1, 0.12, 0.15, 0.2, 0.3)]
+    full = fgsm(model, x, y, eps, norm=norm)
+    fast = fgsm(model, x, y, eps, norm=norm, search="bisect")
+    # fooling at every budget on its own (FGSM's point at ε_j does not depend on the others)
+    hits = torch.stack([fgsm(model, x, y, [e], norm=norm).success[0] for e in eps])
+    order = sorted(range(len(eps)), key=lambda i: eps[i])
+    monotone = (hits[order].int().diff(dim=0) >= 0).all(0)
+    assert monotone.float().mean() > 0.9
+    assert 0.2 < full.success.float().mean() < 0.9
+    assert torch.equal(fast.success[:, monotone], full.success[:, monotone])
+    assert not (fast.success & ~full.success).any()  # never a success the exhaustive one lacks
+    for k in range(len(eps)):  # every reported success is verified
+        assert (predict(model, fast.x_adv[k, fast.success[k]]) != y[fast.success[k]]).all()
