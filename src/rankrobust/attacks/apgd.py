@@ -134,6 +134,8 @@ def apgd_run(
             if k + 1 in checkpoints:
                 h = k + 1 - last_ckpt
                 reduce = (s["count"] < 0.75 * h) | (~s["reduced"] & (s["best"] <= s["best_ckpt"]))
+                # an input that fooled at this step keeps that iterate: it is recorded next round
+                reduce &= ~hit
                 s["eta"][reduce] /= 2
                 s["xa"][reduce], s["grad"][reduce] = s["x_best"][reduce], s["g_best"][reduce]
                 s["reduced"], s["best_ckpt"] = reduce, s["best"].clone()
