@@ -15,14 +15,6 @@ from rankrobust.attacks.base import predict
 BOUNDS = (-10.0, 10.0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    """Tiny tensors: one intra-op thread avoids spin-waiting on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def affine(num_classes: int, dim: int = 6, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)

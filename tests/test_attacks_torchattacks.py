@@ -25,29 +25,17 @@ def lenet(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, torch.Tensor
 
     name = request.param
     info = dataset_info(name)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        model = build_model("lenet5", info.in_shape, info.num_classes, mean=list(info.mean),
-                            std=list(info.std))
-        train(model, load_dataset(name, "train"), None,
-              TrainConfig(epochs=5 if name == "synthetic" else 2, optimizer="adam", lr=0.003,
-                          batch_size=32 if name == "synthetic" else 64, progress=False,
-                          device="cpu"))
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = build_model("lenet5", info.in_shape, info.num_classes, mean=list(info.mean),
+                        std=list(info.std))
+    train(model, load_dataset(name, "train"), None,
+          TrainConfig(epochs=5 if name == "synthetic" else 2, optimizer="adam", lr=0.003,
+                      batch_size=32 if name == "synthetic" else 64, progress=False,
+                      device="cpu"))
     model.eval()
     x = load_dataset(name, "test")[0][:256]
     return model, x, predict(model, x)
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def changed(model: torch.nn.Module, x_adv: torch.Tensor, labels: torch.Tensor) -> float:

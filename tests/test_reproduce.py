@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import torch
 
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
@@ -50,17 +48,8 @@ def test_small_preset_is_mnist5k_with_three_seeds_and_cifar_swaps_the_cnn() -> N
         reproduce_study("smoke", seeds=0)
 
 
-@pytest.fixture
-def one_thread() -> Iterator[None]:
-    """Tiny models run in-process: one torch thread avoids oversubscribing a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
 def test_reproduce_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "smoke"
     code = main(["reproduce", "--scale", "smoke", "--out", str(out), "--workers", "1",

@@ -23,26 +23,14 @@ from rankrobust.training.config import TrainConfig
 SPEC = ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [32], "mean": [0.5], "std": [0.3]})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> object:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def trained() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        torch.manual_seed(0)
-        model = SPEC.build()
-        train(model, load_dataset("synthetic", "train"), None,
-              TrainConfig(epochs=4, optimizer="adam", lr=0.003, batch_size=32, progress=False,
-                          device="cpu"))
-    finally:
-        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = SPEC.build()
+    train(model, load_dataset("synthetic", "train"), None,
+          TrainConfig(epochs=4, optimizer="adam", lr=0.003, batch_size=32, progress=False,
+                      device="cpu"))
     x, y = load_dataset("synthetic", "test")
     return model.eval(), (x[:96], y[:96])
 

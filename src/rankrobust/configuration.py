@@ -18,6 +18,12 @@ from rankrobust.errors import ConfigError
 T = TypeVar("T")
 
 
+def require(condition: bool, message: str) -> None:
+    """Raise ConfigError(message) unless ``condition``: the one-line check of every validate()."""
+    if not condition:
+        raise ConfigError(message)
+
+
 def closest(name: str, options: list[str]) -> str:
     """' (did you mean X?)' for the nearest valid option, or '' when nothing is close."""
     hit = difflib.get_close_matches(name, options, n=1, cutoff=0.5)

@@ -8,6 +8,7 @@ from typing import Any
 
 from rankrobust.cli.common import int_list
 from rankrobust.data import DATASETS
+from rankrobust.errors import ConfigError
 from rankrobust.models import MODELS
 from rankrobust.training.config import AdversarialConfig, RegularizerConfig, TrainConfig
 from rankrobust.training.fit import fit, save_fit
@@ -63,8 +64,6 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         "step_size": args.adv_step_size, "warmup_epochs": args.eps_warmup,
     }.items() if v is not None}
     if args.adversarial == "none" and adv_given:
-        from rankrobust.errors import ConfigError
-
         flag = next(iter(adv_given)).replace("_", "-")
         raise ConfigError(f"--{flag} given without --adversarial fgsm|pgd")
     config = TrainConfig(
@@ -88,14 +87,10 @@ def run(args: argparse.Namespace) -> int:
     options: dict[str, Any] = {}
     if args.hidden is not None:
         if args.model != "mlp":
-            from rankrobust.errors import ConfigError
-
             raise ConfigError("--hidden applies to --model mlp only")
         options["hidden"] = args.hidden
     if args.widths is not None:
         if args.model != "cnn-small":
-            from rankrobust.errors import ConfigError
-
             raise ConfigError("--widths applies to --model cnn-small only")
         options["widths"] = args.widths
     fitted = fit(args.dataset, args.model, config, options, args.data_dir)

@@ -21,17 +21,12 @@ from typing import Any, Literal
 
 import yaml
 
-from rankrobust.configuration import closest, from_dict
+from rankrobust.configuration import closest, from_dict, require
 from rankrobust.errors import ConfigError
 from rankrobust.training.config import TrainConfig
 
 AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool"]
 Method = Literal["natural", "fgsm", "pgd", "l1", "nuclear", "l1+nuclear", "product-l1"]
-
-
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -46,10 +41,10 @@ class AttackSpec:
     def check(self, where: str) -> None:
         """Impossible values raise ConfigError naming ``where`` (e.g. ``attacks[0]``)."""
         eps = list(self.epsilons)
-        _check(len(eps) > 0, f"{where}.epsilons: list at least one budget")
-        _check(all(e >= 0 and math.isfinite(e) for e in eps),
+        require(len(eps) > 0, f"{where}.epsilons: list at least one budget")
+        require(all(e >= 0 and math.isfinite(e) for e in eps),
                f"{where}.epsilons: budgets must be finite numbers ≥ 0, got {eps}")
-        _check(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
+        require(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
 
 
 @dataclass
@@ -65,13 +60,13 @@ class EvaluationConfig:
     sanity_checks: bool = False  # run robustness.sanity_checks per curve (costly); warnings stored
 
     def validate(self) -> None:
-        _check(self.n >= 1, f"n: must be ≥ 1, got {self.n}")
-        _check(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
+        require(self.n >= 1, f"n: must be ≥ 1, got {self.n}")
+        require(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
         for i, spec in enumerate(self.attacks):
             spec.check(f"attacks[{i}]")
         keys = [(a.attack, a.norm, sorted(a.options.items())) for a in self.attacks]
         for i, key in enumerate(keys):
-            _check(key not in keys[:i], f"attacks[{i}]: repeats an earlier attack (same attack, norm, options)")
+            require(key not in keys[:i], f"attacks[{i}]: repeats an earlier attack (same attack, norm, options)")
 
 
 @dataclass
@@ -82,8 +77,8 @@ class Resources:
     num_gpus: float = 0.0
 
     def validate(self) -> None:
-        _check(self.num_cpus > 0, f"num_cpus: must be > 0, got {self.num_cpus}")
-        _check(self.num_gpus >= 0, f"num_gpus: must be ≥ 0, got {self.num_gpus}")
+        require(self.num_cpus > 0, f"num_cpus: must be > 0, got {self.num_cpus}")
+        require(self.num_gpus >= 0, f"num_gpus: must be ≥ 0, got {self.num_gpus}")
 
 
 # Fields of RunConfig that describe how/where a run executes, not what it computes: they are
@@ -184,7 +179,7 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
         if key not in valid:
             raise ConfigError(f"unknown key {str(key)!r}{closest(str(key), valid)}")
     name = data.get("name", default_name)
-    _check(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {name!r}")
+    require(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {name!r}")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or any(
         isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds
@@ -202,8 +197,8 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
         if not isinstance(variant, dict):
             raise ConfigError(f"{where}: expected a mapping, got {variant!r}")
         vname = variant.get("name")
-        _check(isinstance(vname, str) and bool(vname), f"{where}: needs a non-empty 'name'")
-        _check(vname not in names, f"{where}: duplicate variant name {vname!r}")
+        require(isinstance(vname, str) and bool(vname), f"{where}: needs a non-empty 'name'")
+        require(vname not in names, f"{where}: duplicate variant name {vname!r}")
         names.append(str(vname))
         vvalid = ["name", "grid", *RUN_KEYS]
         for key in variant:

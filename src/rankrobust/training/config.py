@@ -6,15 +6,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rankrobust.errors import ConfigError
+from rankrobust.configuration import require
 
 RegularizerKind = Literal["none", "l1", "nuclear", "l1+nuclear", "product-l1"]
 AdversarialKind = Literal["none", "fgsm", "pgd"]
-
-
-def _check(cond: bool, message: str) -> None:
-    if not cond:
-        raise ConfigError(message)
 
 
 @dataclass
@@ -34,21 +29,21 @@ class RegularizerConfig:
     svd_every: int = 0
 
     def validate(self) -> None:
-        _check(self.lambda_l1 >= 0 and math.isfinite(self.lambda_l1), "lambda_l1 must be a finite number ≥ 0")
-        _check(
+        require(self.lambda_l1 >= 0 and math.isfinite(self.lambda_l1), "lambda_l1 must be a finite number ≥ 0")
+        require(
             self.lambda_nuclear >= 0 and math.isfinite(self.lambda_nuclear),
             "lambda_nuclear must be a finite number ≥ 0",
         )
         uses_l1 = self.kind in ("l1", "l1+nuclear", "product-l1")
         uses_nuc = self.kind in ("nuclear", "l1+nuclear")
-        _check(not uses_l1 or self.lambda_l1 > 0, f"regularizer {self.kind!r} needs lambda_l1 > 0")
-        _check(not uses_nuc or self.lambda_nuclear > 0, f"regularizer {self.kind!r} needs lambda_nuclear > 0")
-        _check(uses_l1 or self.lambda_l1 == 0, f"lambda_l1 is set but regularizer is {self.kind!r}")
-        _check(
+        require(not uses_l1 or self.lambda_l1 > 0, f"regularizer {self.kind!r} needs lambda_l1 > 0")
+        require(not uses_nuc or self.lambda_nuclear > 0, f"regularizer {self.kind!r} needs lambda_nuclear > 0")
+        require(uses_l1 or self.lambda_l1 == 0, f"lambda_l1 is set but regularizer is {self.kind!r}")
+        require(
             uses_nuc or self.lambda_nuclear == 0, f"lambda_nuclear is set but regularizer is {self.kind!r}"
         )
-        _check(self.svd_every >= 0, f"svd_every must be ≥ 0 (0 = auto), got {self.svd_every}")
-        _check(
+        require(self.svd_every >= 0, f"svd_every must be ≥ 0 (0 = auto), got {self.svd_every}")
+        require(
             self.kind != "product-l1" or self.l1_mode == "subgradient",
             "regularizer 'product-l1' has no proximal step; use l1_mode 'subgradient'",
         )
@@ -67,11 +62,11 @@ class AdversarialConfig:
     warmup_epochs: int = 0  # ε grows linearly from 0 over these epochs
 
     def validate(self) -> None:
-        _check(0 < self.eps <= 1 or self.kind == "none", "eps must be in (0, 1] (pixel units)")
-        _check(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
-        _check(self.steps >= 1, "steps must be ≥ 1")
-        _check(self.step_size is None or self.step_size > 0, "step_size must be > 0")
-        _check(self.warmup_epochs >= 0, "warmup_epochs must be ≥ 0")
+        require(0 < self.eps <= 1 or self.kind == "none", "eps must be in (0, 1] (pixel units)")
+        require(0 <= self.alpha <= 1, "alpha must be in [0, 1]")
+        require(self.steps >= 1, "steps must be ≥ 1")
+        require(self.step_size is None or self.step_size > 0, "step_size must be > 0")
+        require(self.warmup_epochs >= 0, "warmup_epochs must be ≥ 0")
 
 
 @dataclass
@@ -96,12 +91,12 @@ class TrainConfig:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def validate(self) -> None:
-        _check(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
-        _check(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
-        _check(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}")
-        _check(0 <= self.momentum < 1, "momentum must be in [0, 1)")
-        _check(self.weight_decay >= 0, "weight_decay must be ≥ 0")
-        _check(self.lr_step_epochs >= 1 and 0 < self.lr_gamma <= 1, "lr_step_epochs ≥ 1, 0 < lr_gamma ≤ 1")
-        _check(self.eval_batch_size >= 1, "eval_batch_size must be ≥ 1")
+        require(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
+        require(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
+        require(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}")
+        require(0 <= self.momentum < 1, "momentum must be in [0, 1)")
+        require(self.weight_decay >= 0, "weight_decay must be ≥ 0")
+        require(self.lr_step_epochs >= 1 and 0 < self.lr_gamma <= 1, "lr_step_epochs ≥ 1, 0 < lr_gamma ≤ 1")
+        require(self.eval_batch_size >= 1, "eval_batch_size must be ≥ 1")
         self.regularizer.validate()
         self.adversarial.validate()
