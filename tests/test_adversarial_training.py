@@ -1,4 +1,4 @@
-"""Adversarial training objectives: FGSM mix by hand, PGD, ε warm-up, wiring into train()."""
+"""Adversarial training methods: FGSM mix by hand, PGD, ε warm-up, wiring into train()."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from torch import nn
 from rankrobust.attacks.perturb import fgsm_perturb, pgd_perturb
 from rankrobust.errors import ConfigError
 from rankrobust.models import build_model
-from rankrobust.training import AdversarialConfig, TrainConfig, TrainState, evaluate, train
-from rankrobust.training.adversarial import (
-    FGSMObjective,
-    PGDObjective,
-    adversarial_objective,
-    warmup_eps,
-)
-from rankrobust.training.setup import build_objective
+from rankrobust.methods import method_from_config, natural_objective
+from rankrobust.methods.base import warmup_eps
+from rankrobust.methods.fgsm_adv import FGSMAdv
+from rankrobust.methods.pgd_adv import PGDAdv
+from rankrobust.training import TrainConfig, TrainState, evaluate, train
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -37,7 +34,7 @@ def _setup(progress_steps: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tens
 def test_fgsm_mix_equals_hand_computation(alpha: float) -> None:
     model, x, y, state = _setup()
     eps = 0.1
-    loss, logits = FGSMObjective(eps, alpha)(model, x, y, state)
+    loss, logits = FGSMAdv(eps, alpha).objective(0)(model, x, y, state)
     # by hand: x_adv = clip(x + ε·sign ∇ₓ L(x, y), 0, 1) with L the mean cross-entropy
     xg = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(F.cross_entropy(model(xg), y), xg)
@@ -57,10 +54,10 @@ def test_warmup_schedule() -> None:
 
 def test_fgsm_warmup_start_is_clean_loss() -> None:
     model, x, y, state = _setup(progress_steps=0)
-    loss, _ = FGSMObjective(0.3, 0.5, warmup_epochs=1)(model, x, y, state)
+    loss, _ = FGSMAdv(0.3, 0.5, warmup_epochs=1).objective(0)(model, x, y, state)
     assert loss.item() == pytest.approx(F.cross_entropy(model(x), y).item())
     state.step = 5  # half an epoch into a one-epoch warm-up: ε = 0.15
-    loss, _ = FGSMObjective(0.3, 0.5, warmup_epochs=1)(model, x, y, state)
+    loss, _ = FGSMAdv(0.3, 0.5, warmup_epochs=1).objective(0)(model, x, y, state)
     expected = 0.5 * F.cross_entropy(model(x), y) + 0.5 * F.cross_entropy(
         model(fgsm_perturb(model, x, y, 0.15)), y)
     assert loss.item() == pytest.approx(expected.item())
@@ -68,8 +65,8 @@ def test_fgsm_warmup_start_is_clean_loss() -> None:
 
 def test_pgd_objective_matches_pgd_perturb_and_is_seeded() -> None:
     model, x, y, state = _setup()
-    loss_a, logits = PGDObjective(0.1, steps=3, seed=4)(model, x, y, state)
-    loss_b, _ = PGDObjective(0.1, steps=3, seed=4)(model, x, y, state)
+    loss_a, logits = PGDAdv(0.1, steps=3).objective(4)(model, x, y, state)
+    loss_b, _ = PGDAdv(0.1, steps=3).objective(4)(model, x, y, state)
     assert loss_a.item() == loss_b.item()
     gen = torch.Generator().manual_seed(4 + 7919)
     x_adv = pgd_perturb(model, x, y, 0.1, "inf", 3, None, True, generator=gen)
@@ -78,13 +75,14 @@ def test_pgd_objective_matches_pgd_perturb_and_is_seeded() -> None:
     assert loss_a.item() >= F.cross_entropy(model(x), y).item()
 
 
-def test_build_objective_wiring_and_errors() -> None:
-    config = TrainConfig(adversarial=AdversarialConfig(kind="fgsm", eps=0.1))
-    assert isinstance(build_objective(config), FGSMObjective)
-    config = TrainConfig(adversarial=AdversarialConfig(kind="pgd", eps=0.1, steps=2))
-    assert isinstance(build_objective(config), PGDObjective)
-    with pytest.raises(ConfigError):
-        adversarial_objective(AdversarialConfig(kind="pgd", eps=2.0))
+def test_method_config_wiring_and_errors() -> None:
+    assert isinstance(method_from_config({"name": "fgsm-adv", "eps": 0.1}), FGSMAdv)
+    assert method_from_config({"name": "pgd-adv", "eps": 0.1, "steps": 2}) == PGDAdv(0.1, 2)
+    assert method_from_config("natural").objective(0) is natural_objective
+    with pytest.raises(ConfigError, match="eps"):
+        PGDAdv(eps=2.0)
+    with pytest.raises(ConfigError, match="steps"):
+        method_from_config({"name": "pgd-adv", "steps": 0})
 
 
 def test_pgd_training_is_more_robust_than_natural(synthetic_data: tuple[Data, Data]) -> None:
@@ -94,8 +92,8 @@ def test_pgd_training_is_more_robust_than_natural(synthetic_data: tuple[Data, Da
     for kind in ("none", "pgd"):
         torch.manual_seed(0)
         model = build_model("mlp", (1, 16, 16), 4, hidden=[32])
-        adv = AdversarialConfig(kind=kind, eps=eps, steps=3)  # type: ignore[arg-type]
-        config = TrainConfig(epochs=8, batch_size=64, lr=5e-3, progress=False, adversarial=adv)
+        method = PGDAdv(eps=eps, steps=3) if kind == "pgd" else method_from_config("natural")
+        config = TrainConfig(epochs=8, batch_size=64, lr=5e-3, progress=False, method=method)
         train(model, (x_tr, y_tr), (x_te, y_te), config)
         x_adv = pgd_perturb(model, x_te, y_te, eps, steps=10,
                             generator=torch.Generator().manual_seed(1))

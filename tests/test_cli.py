@@ -40,10 +40,10 @@ def test_train_writes_checkpoint_and_history(tmp_path: Path) -> None:
     ("args", "needle"),
     [
         (["train", "--epochs", "x", "--out", "o"], "invalid int value"),
-        (["train", "--dataset", "nope", "--out", "o"], "invalid choice"),
+        (["train", "--dataset", "nope", "--out", "o"], "'nope'"),
         (["train", "--dataset", "mnist", "--data-dir", "/nonexistent", "--out", "o"], "/nonexistent"),
         (["train", "--dataset", "synthetic", "--epochs", "0", "--out", "o"], "epochs"),
-        (["train", "--dataset", "synthetic", "--eps", "0.1", "--out", "o"], "--adversarial"),
+        (["train", "--dataset", "synthetic", "--eps", "0.1", "--out", "o"], "eps"),  # no adv. method
         (["train", "--dataset", "synthetic", "--hidden", "3", "--out", "o"], "--hidden"),
         (["bogus"], "invalid choice"),
     ],

@@ -11,14 +11,11 @@ from torch import nn
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
 from rankrobust.models import build_model
+from rankrobust.methods import TrainingMethod, method_from_config
+from rankrobust.methods.l1 import l1_penalty_hooks
+from rankrobust.methods.nuclear import auto_svd_every, nuclear_penalty_hooks
 from rankrobust.regularizers import polar_factor, select_weights, singular_value_threshold
-from rankrobust.training import RegularizerConfig, TrainConfig, TrainState, train
-from rankrobust.training.regularization import (
-    L1Regularizer,
-    NuclearRegularizer,
-    auto_svd_every,
-    regularizer_callbacks,
-)
+from rankrobust.training import TrainConfig, TrainState, train
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -37,11 +34,16 @@ def _effective_sparsity(w: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-def _train_mlp(data: tuple[Data, Data], reg: RegularizerConfig, epochs: int = 6) -> nn.Module:
+def RegularizerConfig(kind: str = "natural", **params: object) -> TrainingMethod:  # noqa: N802
+    """The method ``kind`` with ``params`` (the tests' shorthand)."""
+    return method_from_config({"name": kind, **params})
+
+
+def _train_mlp(data: tuple[Data, Data], reg: TrainingMethod, epochs: int = 6) -> nn.Module:
     torch.manual_seed(0)
     model = build_model("mlp", (1, 16, 16), 4, hidden=[32])
     config = TrainConfig(epochs=epochs, batch_size=64, optimizer="sgd", lr=0.1, progress=False,
-                         regularizer=reg)
+                         method=reg)
     train(model, data[0], data[1], config)
     return model
 
@@ -65,7 +67,7 @@ def test_effective_rank_falls_as_lambda_nuclear_grows(
     ranks = []
     for lam in (0.0, 0.02, 0.2):
         reg = RegularizerConfig() if lam == 0 else RegularizerConfig(
-            kind="nuclear", lambda_nuclear=lam, nuclear_mode=mode, nuclear_method=method)  # type: ignore[arg-type]
+            kind="nuclear", lambda_nuclear=lam, nuclear_mode=mode, nuclear_method=method)
         ranks.append(_effective_rank(_hidden(_train_mlp(synthetic_data, reg))))
     assert ranks[0] > ranks[1] > ranks[2]
     assert ranks[2] < 0.7 * ranks[0]
@@ -78,7 +80,7 @@ def test_effective_sparsity_falls_as_lambda_l1_grows(
     sparsity = []
     for lam in (0.0, 1e-3, 1e-2):
         reg = RegularizerConfig() if lam == 0 else RegularizerConfig(
-            kind="l1", lambda_l1=lam, l1_mode=mode)  # type: ignore[arg-type]
+            kind="l1", lambda_l1=lam, l1_mode=mode)
         sparsity.append(_effective_sparsity(_hidden(_train_mlp(synthetic_data, reg))))
     assert sparsity[0] > sparsity[1] > sparsity[2]
     assert sparsity[2] < 0.8 * sparsity[0]
@@ -94,22 +96,20 @@ def test_proximal_modes_give_exact_zeros_and_exact_low_rank(synthetic_data: tupl
 # --- hooks: subgradient, amortized prox ---------------------------------------------------------
 
 
-def test_subgradient_hook_adds_lambda_polar_factor() -> None:
+def test_subgradient_term_has_value_norm_and_gradient_lambda_polar_factor() -> None:
     torch.manual_seed(1)
     model = nn.Sequential(nn.Linear(6, 5), nn.Linear(5, 3))
     refs = select_weights(model)
-    cb = NuclearRegularizer(refs, 0.3, "subgradient", "exact")
+    penalty = nuclear_penalty_hooks(refs, 0.3, "subgradient", "exact", 0)
+    assert not penalty.prox_steps and not penalty.final_steps
     state = _state(model, 0.1)
-    value = cb.penalty(state)
+    value = penalty.loss_terms["nuclear"](state)
     expected = 0.3 * sum(float(torch.linalg.svdvals(r.parameter.detach()).sum()) for r in refs)
-    assert float(value) == pytest.approx(expected, rel=1e-5)
-    grads = [torch.randn_like(r.parameter) for r in refs]
-    for r, g in zip(refs, grads, strict=True):
-        r.parameter.grad = g.clone()
-    cb.on_after_backward(state)
-    for r, g in zip(refs, grads, strict=True):
+    assert float(value.detach()) == pytest.approx(expected, rel=1e-5)
+    value.backward()  # λ⟨W, stopgrad(U Vᵀ)⟩: the gradient is λ U Vᵀ
+    for r in refs:
         assert r.parameter.grad is not None
-        torch.testing.assert_close(r.parameter.grad, g + 0.3 * polar_factor(r.parameter.detach()))
+        torch.testing.assert_close(r.parameter.grad, 0.3 * polar_factor(r.parameter.detach()))
 
 
 @pytest.mark.parametrize("method", ["exact", "fast"])
@@ -117,37 +117,33 @@ def test_amortized_prox_applies_accumulated_threshold(method: str) -> None:
     torch.manual_seed(2)
     model = nn.Sequential(nn.Linear(8, 6))
     w0 = model[0].weight.detach().clone()
-    cb = NuclearRegularizer(select_weights(model), 0.5, "proximal", method, every=3)  # type: ignore[arg-type]
+    penalty = nuclear_penalty_hooks(select_weights(model), 0.5, "proximal", method, 3)  # type: ignore[arg-type]
+    (prox,) = penalty.prox_steps
+    (final,) = penalty.final_steps
     state = _state(model, 0.1)
-    cb.penalty(state)
-    for _ in range(2):  # two steps with no gradient change: no prox yet
-        cb.on_after_backward(state)
-        state.step += 1
-        cb.on_after_step(state)
+    penalty.loss_terms["nuclear"](state)
+    for step in (1, 2):  # two steps with no gradient change: no prox yet
+        prox(step, 0.1)
     torch.testing.assert_close(model[0].weight.detach(), w0)
-    cb.on_after_backward(state)
-    state.step += 1
-    cb.on_after_step(state)  # third step: one SVT with τ = 3·lr·λ
+    prox(3, 0.1)  # third step: one SVT with τ = 3·lr·λ
     torch.testing.assert_close(model[0].weight.detach(), singular_value_threshold(w0, 0.15),
                                atol=1e-5, rtol=1e-4)
-    cb.on_after_backward(state)
-    state.step += 1
-    cb.on_after_step(state)
-    cb.on_train_end(state)  # flushes the pending τ = lr·λ
+    prox(4, 0.1)
+    final()  # flushes the pending τ = lr·λ
     expected = singular_value_threshold(singular_value_threshold(w0, 0.15), 0.05)
     torch.testing.assert_close(model[0].weight.detach(), expected, atol=1e-5, rtol=1e-4)
 
 
-def test_l1_proximal_hook_soft_thresholds_with_step_lr() -> None:
+def test_l1_proximal_step_soft_thresholds_with_the_steps_lr() -> None:
     model = nn.Sequential(nn.Linear(3, 2, bias=False))
     with torch.no_grad():
         model[0].weight.copy_(torch.tensor([[0.5, -0.01, 0.02], [-1.0, 0.3, 0.0]]))
-    cb = L1Regularizer(select_weights(model), 0.2, "proximal")
+    penalty = l1_penalty_hooks(select_weights(model), 0.2, "proximal")
     state = _state(model, 0.1)
-    assert float(cb.penalty(state)) == pytest.approx(0.2 * 1.83)
-    cb.on_after_backward(state)
-    state.optimizer.param_groups[0]["lr"] = 5.0  # a schedule step must not change this step's τ
-    cb.on_after_step(state)
+    value = penalty.loss_terms["l1"](state)
+    assert float(value) == pytest.approx(0.2 * 1.83) and not value.requires_grad
+    (prox,) = penalty.prox_steps
+    prox(1, 0.1)  # the loop passes the lr of the step taken, not the schedule's next one
     expected = torch.tensor([[0.48, 0.0, 0.0], [-0.98, 0.28, 0.0]])
     torch.testing.assert_close(model[0].weight.detach(), expected)
 
@@ -159,9 +155,9 @@ def test_auto_svd_every_rule() -> None:
 
 
 def test_fast_with_every_one_matches_exact(synthetic_data: tuple[Data, Data]) -> None:
-    base = {"kind": "nuclear", "lambda_nuclear": 0.1, "svd_every": 1}
-    a = _train_mlp(synthetic_data, RegularizerConfig(**base, nuclear_method="exact"), epochs=2)  # type: ignore[arg-type]
-    b = _train_mlp(synthetic_data, RegularizerConfig(**base, nuclear_method="fast"), epochs=2)  # type: ignore[arg-type]
+    base: dict[str, object] = {"kind": "nuclear", "lambda_nuclear": 0.1, "svd_every": 1}
+    a = _train_mlp(synthetic_data, RegularizerConfig(**base, nuclear_method="exact"), epochs=2)
+    b = _train_mlp(synthetic_data, RegularizerConfig(**base, nuclear_method="fast"), epochs=2)
     torch.testing.assert_close(_hidden(a), _hidden(b), atol=1e-4, rtol=1e-3)
 
 
@@ -171,7 +167,7 @@ def test_fast_with_every_one_matches_exact(synthetic_data: tuple[Data, Data]) ->
 def test_penalties_are_logged_and_deterministic(synthetic_data: tuple[Data, Data]) -> None:
     reg = RegularizerConfig(kind="l1+nuclear", lambda_l1=1e-3, lambda_nuclear=0.01,
                             nuclear_mode="subgradient")
-    config = TrainConfig(epochs=2, batch_size=64, progress=False, regularizer=reg)
+    config = TrainConfig(epochs=2, batch_size=64, progress=False, method=reg)
     weights, finals = [], []
     for _ in range(2):
         torch.manual_seed(0)
@@ -187,20 +183,25 @@ def test_penalties_are_logged_and_deterministic(synthetic_data: tuple[Data, Data
 
 def test_product_l1_needs_chained_linear_layers() -> None:
     reg = RegularizerConfig(kind="product-l1", lambda_l1=1e-3)
-    cbs = regularizer_callbacks(build_model("mlp", (1, 16, 16), 4, hidden=[8, 6]), reg)
-    assert len(cbs) == 1
+    penalty = reg.regularize(build_model("mlp", (1, 16, 16), 4, hidden=[8, 6]))
+    assert list(penalty.loss_terms) == ["product_l1"]
     with pytest.raises(ConfigError, match="product-l1"):
-        regularizer_callbacks(build_model("lenet5", (1, 16, 16), 4), reg)
-    with pytest.raises(ConfigError, match="proximal"):
-        RegularizerConfig(kind="product-l1", lambda_l1=1e-3, l1_mode="proximal").validate()
+        reg.regularize(build_model("lenet5", (1, 16, 16), 4))
+    with pytest.raises(ConfigError, match="l1_mode"):  # no proximal step: not a parameter
+        RegularizerConfig(kind="product-l1", lambda_l1=1e-3, l1_mode="proximal")
 
 
 def test_layers_pattern_restricts_selection() -> None:
     model = build_model("lenet5", (1, 16, 16), 4)
-    reg = RegularizerConfig(kind="nuclear", lambda_nuclear=0.1, layers="classifier")
-    (cb,) = regularizer_callbacks(model, reg)
-    assert isinstance(cb, NuclearRegularizer)
-    assert [r.path for r in cb.refs] == ["classifier.0", "classifier.2", "classifier.4"]
+    reg = RegularizerConfig(kind="nuclear", lambda_nuclear=0.1, layers="classifier", svd_every=1)
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    penalty = reg.regularize(model)
+    for step in range(1, 3):
+        for prox in penalty.prox_steps:
+            prox(step, 0.5)
+    changed = {n.rsplit(".", 1)[0] for n, p in model.named_parameters()
+               if not torch.equal(p.detach(), before[n])}
+    assert changed == {"classifier.0", "classifier.2", "classifier.4"}
 
 
 # --- CLI ----------------------------------------------------------------------------------------
@@ -216,13 +217,18 @@ def test_cli_regularized_and_adversarial_runs_finish(tmp_path: Path) -> None:
                 "--lambda-nuclear", "1e-4", "--nuclear-mode", "proximal") == 0
     assert (tmp_path / "out" / "model.safetensors").exists()
     assert _cli(tmp_path, "--adversarial", "fgsm", "--eps", "0.1") == 0
-    assert _cli(tmp_path, "--regularizer", "nuclear", "--lambda-nuclear", "1e-3",
-                "--nuclear-method", "exact", "--adversarial", "pgd", "--eps", "0.1",
-                "--adv-steps", "2", "--eps-warmup", "1") == 0
+    assert _cli(tmp_path, "--adversarial", "pgd", "--eps", "0.1", "--adv-steps", "2",
+                "--eps-warmup", "1") == 0
+    assert _cli(tmp_path, "--method", "nuclear", "--set", "lambda_nuclear=1e-3",
+                "--set", "nuclear_method=exact") == 0
 
 
 @pytest.mark.parametrize("extra", [
-    ("--regularizer", "nuclear"),
+    ("--regularizer", "nuclear", "--adversarial", "pgd"),
+    ("--method", "l1", "--lambda-l1", "1e-3", "--set", "lambda_l1=1e-2"),
+    ("--method", "l1", "--set", "lambda_l1"),
+    ("--method", "l1", "--set", "lambda_l1=-1"),
+    ("--method", "lowrank", "--set", "rank=4", "--set", "rank_ratio=0.5"),
     ("--regularizer", "l1", "--lambda-nuclear", "1e-3", "--lambda-l1", "1e-3"),
     ("--regularizer", "product-l1", "--lambda-l1", "1e-3", "--l1-mode", "proximal"),
     ("--regularizer", "nuclear", "--lambda-nuclear", "1e-3", "--svd-every", "-1"),

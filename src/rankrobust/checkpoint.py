@@ -21,6 +21,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
+from torch.nn.utils import parametrize as P
 
 from rankrobust.errors import CheckpointError, ConfigError
 from rankrobust.models import ModelSpec
@@ -64,6 +65,27 @@ def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
     return base.with_suffix(".safetensors"), base.with_suffix(".json")
 
 
+def effective_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with every ``torch.nn.utils.parametrize`` tensor as its effective value.
+
+    A parametrized weight (e.g. a factorized W = U·V) is stored as W itself under the plain
+    name (``fc1.weight``), so the checkpoint loads into the unparametrized model.
+    """
+    state = model.state_dict()
+    out: dict[str, torch.Tensor] = {}
+    parametrized: dict[str, nn.Module] = {}
+    for path, module in model.named_modules():
+        if P.is_parametrized(module):
+            prefix = f"{path}." if path else ""
+            parametrized[f"{prefix}parametrizations."] = module
+            for name in module.parametrizations:  # type: ignore[union-attr]
+                out[f"{prefix}{name}"] = getattr(module, name).detach()
+    for key, value in state.items():
+        if not any(key.startswith(p) for p in parametrized):
+            out[key] = value
+    return out
+
+
 def save_checkpoint(
     path: str | os.PathLike[str],
     model: nn.Module,
@@ -78,7 +100,7 @@ def save_checkpoint(
     if p.suffix not in (".safetensors", ".json") and (p.is_dir() or not p.suffix):
         p = p / DEFAULT_NAME
     weights_path, sidecar_path = _paths(p)
-    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in effective_state_dict(model).items()}
     sidecar = {"format": FORMAT, "version": FORMAT_VERSION, "model": spec.to_dict(), **(meta or {})}
     atomic_write_bytes(weights_path, st_save(tensors, metadata={"format": FORMAT}))
     atomic_write_bytes(sidecar_path, json.dumps(sidecar, indent=2, default=str).encode())

@@ -35,6 +35,9 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
     args = typing.get_args(tp)
     if tp is Any:
         return value
+    from_config = getattr(tp, "from_config", None)
+    if callable(from_config):  # a polymorphic config (e.g. a training method) parses itself
+        return from_config(value, where)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
             return None
@@ -110,7 +113,13 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
 
 
 def to_dict(obj: Any) -> Any:
-    """Plain-JSON form of a (nested) dataclass config: tuples become lists."""
+    """Plain-JSON form of a (nested) dataclass config: tuples become lists.
+
+    An object with a ``to_config()`` method (e.g. a training method) gives its own form.
+    """
+    to_config = getattr(obj, "to_config", None)
+    if callable(to_config) and not isinstance(obj, type):
+        return to_dict(to_config())
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, (list, tuple)):

@@ -6,8 +6,6 @@ import torch
 
 from rankrobust.errors import ConfigError
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda")
-
 
 def resolve_device(spec: str = "auto") -> torch.device:
     """Map ``auto|cpu|cuda|cuda:N`` to a ``torch.device``; ``auto`` picks CUDA when available."""

@@ -32,15 +32,16 @@ from torch import nn
 
 from rankrobust.attacks.base import (
     AttackResult,
+    Bounds,
     ascending_budgets,
     check_epsilons,
     check_norm,
     default_generator,
     eval_mode,
+    per_sample,
     prepare,
 )
-from rankrobust.attacks.perturb import Bounds, project, steepest_direction
-from rankrobust.attacks.pgd import random_in_ball
+from rankrobust.attacks.perturb import project, random_in_ball, steepest_direction
 from rankrobust.errors import ConfigError
 
 LOSSES = ("ce", "dlr", "dlr-targeted")
@@ -85,7 +86,7 @@ def apgd_run(
     x_adv is the first fooling iterate (loss +inf) or else the highest-loss iterate (its loss).
     """
     b = x.shape[0]
-    e = torch.full((b, *([1] * (x.ndim - 1))), eps, dtype=x.dtype, device=x.device)
+    e = per_sample(eps, x).contiguous()  # (B, 1, ..., 1)
 
     def proj(v: torch.Tensor, x0: torch.Tensor, e0: torch.Tensor) -> torch.Tensor:
         return (x0 + project(v - x0, e0, norm)).clamp(*bounds)

@@ -1,4 +1,5 @@
-"""Shared pieces of the attacks: argument checks, ε lists, mode restore and result types.
+"""Shared pieces of the attacks: argument checks, ε lists, shapes, mode restore, batched
+prediction and result types (the bottom layer of the package: it imports no other attack module).
 
 Conventions for every attack in this package:
 
@@ -22,10 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from rankrobust.attacks.perturb import Bounds, flat_norm
 from rankrobust.errors import ConfigError
 
-NORMS = ("inf", "2")
+Bounds = tuple[float, float]
 _NORM_ALIASES = {"inf": "inf", "linf": "inf", "l_inf": "inf", "2": "2", "l2": "2"}
 
 
@@ -101,12 +101,34 @@ def broadcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
 
 
+def per_sample(value: float | torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A budget or step size, scalar or (B,), as a (B, 1, ..., 1) tensor in ``like``'s dtype and
+    device, broadcastable against ``like`` (B, ...)."""
+    v = torch.as_tensor(value, dtype=like.dtype, device=like.device)
+    if v.ndim == 0:
+        v = v.expand(like.shape[0])
+    return broadcast(v, like)
+
+
+def flat_norm(v: torch.Tensor, norm: str) -> torch.Tensor:
+    """Per-sample ‖vᵢ‖ over all non-batch dims, shape (B,); norm "inf" or "2"."""
+    flat = v.flatten(1)
+    return flat.abs().amax(1) if norm == "inf" else flat.norm(p=2, dim=1)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
-    """argmax of the logits, (N,), computed in batches without building a graph."""
-    if len(x) == 0:
-        return torch.zeros(0, dtype=torch.long, device=x.device)
-    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+    """Predicted labels argmaxₖ model(x)ₖ, (N,) long, on the model's device.
+
+    x (N, ...) may live on any device; it is moved batch by batch (``batch_size`` inputs per
+    forward, no graph built). The model runs in eval mode and every submodule's own mode is
+    restored afterwards.
+    """
+    device = model_device(model)
+    with eval_mode(model):
+        out = [model(x[i : i + batch_size].to(device)).argmax(1)
+               for i in range(0, len(x), batch_size)]
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=device)
 
 
 @dataclass
@@ -169,7 +191,7 @@ def ascending_budgets(
     """
     n = x.shape[0]
     success = torch.zeros(len(epsilons), n, dtype=torch.bool, device=x.device)
-    x_adv = x.unsqueeze(0).repeat(len(epsilons), *([1] * x.ndim))
+    x_adv = x.expand(len(epsilons), *x.shape).clone()  # (K, N, ...)
     fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
     found = x.clone()
     for k in sorted(range(len(epsilons)), key=lambda i: epsilons[i]):

@@ -40,13 +40,14 @@ import torch
 from torch import nn
 
 from rankrobust.attacks.base import (
+    Bounds,
     MinimalResult,
     check_norm,
     eval_mode,
+    flat_norm,
     predict,
     prepare,
 )
-from rankrobust.attacks.perturb import Bounds, flat_norm
 from rankrobust.errors import ConfigError
 
 

@@ -5,7 +5,8 @@ adversarial attacks", ICLR 2018.
 
 Distance: ℓ∞ (norm "inf") or ℓ2 (norm "2"). Each step x ← Π(x + α·d(∇ₓL)) with d = sign (ℓ∞)
 or ∇/‖∇‖₂ (ℓ2), Π the projection onto the ε-ball around the input followed by clipping to
-``bounds``; L = cross-entropy at label y.
+``bounds``; L = cross-entropy at label y. The loop is :func:`rankrobust.attacks.perturb.pgd_run`,
+the one adversarial training runs too (here with ``track``: iterates scored and kept).
 
 Arguments: model, x (N, C, H, W) in bounds, y (N,), epsilons (K budgets), norm, steps=40,
 step_size=None (α = 2.5·ε/steps), random_start=True (uniform in the ℓ∞ ball; uniform direction
@@ -32,13 +33,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from rankrobust.attacks.base import (
     AttackResult,
+    Bounds,
     ascending_budgets,
-    broadcast,
     check_epsilons,
     check_norm,
     check_positive,
@@ -46,78 +46,8 @@ from rankrobust.attacks.base import (
     eval_mode,
     prepare,
 )
-from rankrobust.attacks.perturb import Bounds, flat_norm, project, steepest_direction
+from rankrobust.attacks.perturb import pgd_run, random_in_ball
 from rankrobust.errors import ConfigError
-
-
-def random_in_ball(
-    x: torch.Tensor, eps: float, norm: str, generator: torch.Generator, full_radius: bool = False
-) -> torch.Tensor:
-    """δ (same shape as x) uniform in the ℓ∞ ball, or a uniform direction times ε·u (ℓ2; u ~
-    U[0, 1], or u = 1 with ``full_radius``). Drawn on CPU for device-independent determinism."""
-    u = torch.rand(x.shape, generator=generator, dtype=x.dtype)
-    if norm == "inf":
-        return ((2 * u - 1) * eps).to(x.device)
-    g = torch.randn(x.shape, generator=generator, dtype=x.dtype)
-    g = g / broadcast(flat_norm(g, "2").clamp_min(1e-12), g)
-    r = torch.ones_like(u.flatten(1)[:, 0]) if full_radius else u.flatten(1)[:, 0]
-    return (g * eps * broadcast(r, g)).to(x.device)
-
-
-def pgd_run(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    eps: float,
-    norm: str,
-    steps: int,
-    alpha: float,
-    start: torch.Tensor,
-    bounds: Bounds,
-    early_stop: bool = True,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """One PGD run from x + start at one budget; model already in eval mode.
-
-    Returns (x_adv (B, ...), fooled (B,), loss (B,)): the first fooling iterate for fooled
-    inputs, else the highest-loss iterate, and that iterate's loss (+inf when fooled).
-    """
-    b = x.shape[0]
-    e = torch.full((b, *([1] * (x.ndim - 1))), eps, dtype=x.dtype, device=x.device)
-    best_x = x.clone()
-    best_loss = torch.full((b,), -torch.inf, dtype=x.dtype, device=x.device)
-    fooled = torch.zeros(b, dtype=torch.bool, device=x.device)
-    active = torch.arange(b, device=x.device)
-    xs, ys, es = x, y, e
-    xa = (x + start).clamp(*bounds)
-    for t in range(steps + 1):
-        last = t == steps
-        with torch.enable_grad() if not last else torch.no_grad():
-            xa = xa.detach().requires_grad_(not last)
-            logits = model(xa)
-            loss = F.cross_entropy(logits, ys, reduction="none")
-            grad = None if last else torch.autograd.grad(loss.sum(), xa)[0]
-        with torch.no_grad():
-            xa = xa.detach()
-            loss = loss.detach()
-            hit = (logits.argmax(1) != ys) & ~fooled[active]
-            better = (loss > best_loss[active]) & ~fooled[active]
-            upd = hit | better
-            best_x[active[upd]] = xa[upd]
-            best_loss[active[better]] = loss[better]
-            fooled[active[hit]] = True
-            best_loss[active[hit]] = torch.inf
-            if last:
-                break
-            assert grad is not None
-            xa = (xs + project(xa + alpha * steepest_direction(grad, norm) - xs, es, norm))
-            xa = xa.clamp(*bounds)
-            if early_stop:
-                keep = ~fooled[active]
-                if not keep.all():
-                    active, xa, xs, ys, es = active[keep], xa[keep], xs[keep], ys[keep], es[keep]
-                if not len(active):
-                    break
-    return best_x, fooled, best_loss
 
 
 def pgd(
@@ -164,8 +94,10 @@ def pgd(
                 start = random_in_ball(sub, eps, norm, gen)
             else:
                 start = torch.zeros_like(sub)
-            xa, hit, loss = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
-                                    early_stop)
+            run = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
+                          track=True, early_stop=early_stop)
+            xa, hit, loss = run.x_adv, run.fooled, run.loss
+            assert hit is not None and loss is not None  # track=True records both
             better = loss > best_loss[todo]
             best_x[todo[better]] = xa[better]
             best_loss[todo[better]] = loss[better]

@@ -6,10 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from rankrobust.checkpoint import load_checkpoint
-from rankrobust.cli.common import emit_frame
-from rankrobust.device import resolve_device
-from rankrobust.structure import CONV_MODES, METHODS, analyze, layer_matrices, spectra
+from rankrobust.cli.common import check_choice, emit_frame, output_dir
 
 
 def register(subparsers: Any) -> None:
@@ -22,24 +19,33 @@ def register(subparsers: Any) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT", help="model.safetensors, model.json or their folder")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--plot", metavar="DIR", default=None, help="write spectra.png and weight_histograms.png here")
-    p.add_argument("--conv", choices=list(CONV_MODES), default="reshape",
-                   help="conv kernels as one (out, in·k) matrix, or one matrix per kernel tap")
+    p.add_argument("--conv", default="reshape",
+                   help="reshape: a conv kernel is one (out, in·k) matrix (default); per-tap: one "
+                   "matrix per kernel tap")
     p.add_argument("--order", type=float, default=1.0, help="Rényi order of effective rank/sparsity (1 = Shannon)")
-    p.add_argument("--method", choices=list(METHODS), default="gram",
-                   help="singular values from float64 Gram eigenvalues (fast) or SVD")
+    p.add_argument("--method", default="gram",
+                   help="singular values from float64 Gram eigenvalues (gram, fast; default), a "
+                   "float64 SVD (svd) or float32 Gram eigenvalues (gram32, lossy)")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
-    ckpt = load_checkpoint(args.checkpoint, device=device)
+    # heavy: imports torch
+    from rankrobust.checkpoint import load_checkpoint
+    from rankrobust.device import resolve_device
+    from rankrobust.structure import CONV_MODES, METHODS, analyze, layer_matrices, spectra
+
+    check_choice("--conv", args.conv, CONV_MODES)
+    check_choice("--method", args.method, METHODS)
+    plot_dir = None if args.plot is None else output_dir(args.plot, "--plot")
+    ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
     frame = analyze(ckpt.model, args.conv, order=args.order, method=args.method)
     emit_frame(frame, args.format)
-    if args.plot is not None:
-        from rankrobust.cli.analyze_plots import write_plots
+    if plot_dir is not None:
+        from rankrobust.cli.analyze_plots import write_plots  # heavy: imports matplotlib
 
         weights = {k: v.cpu().numpy() for k, v in layer_matrices(ckpt.model).items()}
-        paths = write_plots(spectra(ckpt.model, method=args.method), weights, args.plot)
+        paths = write_plots(spectra(ckpt.model, method=args.method), weights, plot_dir)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0

@@ -10,8 +10,11 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from rankrobust.errors import ConfigError
+
 
 def _grid(count: int, title: str) -> tuple[Figure, list]:  # type: ignore[type-arg]
+    """A figure with ``count`` panels, at most 4 per row, and its list of axes."""
     cols = min(4, max(count, 1))
     rows = max(1, math.ceil(count / cols))
     fig = Figure(figsize=(3.6 * cols, 2.8 * rows), layout="constrained")
@@ -19,6 +22,15 @@ def _grid(count: int, title: str) -> tuple[Figure, list]:  # type: ignore[type-a
     axes = [fig.add_subplot(rows, cols, i + 1) for i in range(count)]
     fig.suptitle(title)
     return fig, axes
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as PNG to ``path``; ConfigError naming the path when it cannot be written."""
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from None
+    return path
 
 
 def plot_spectra(spectra: Mapping[str, np.ndarray], path: Path) -> Path:
@@ -32,8 +44,7 @@ def plot_spectra(spectra: Mapping[str, np.ndarray], path: Path) -> Path:
         ax.set_xlabel("index i", fontsize=7)
         ax.set_ylabel("σ_i", fontsize=7)
         ax.tick_params(labelsize=6)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def plot_weight_histograms(weights: Mapping[str, np.ndarray], path: Path, bins: int = 60) -> Path:
@@ -50,8 +61,7 @@ def plot_weight_histograms(weights: Mapping[str, np.ndarray], path: Path, bins: 
         ax.set_title(f"{name} ({w.size} entries)", fontsize=8)
         ax.set_xlabel("|w|", fontsize=7)
         ax.tick_params(labelsize=6)
-    fig.savefig(path, dpi=110)
-    return path
+    return _save(fig, path)
 
 
 def write_plots(

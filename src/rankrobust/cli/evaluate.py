@@ -6,13 +6,11 @@ import argparse
 import sys
 from typing import Any
 
-from rankrobust.cli.common import emit_frame, float_list
+from rankrobust.cli.common import check_choice, emit_frame, float_list
+from rankrobust.errors import ConfigError
 
 
 def register(subparsers: Any) -> None:
-    from rankrobust.data import DATASETS
-    from rankrobust.robustness import ATTACKS
-
     p = subparsers.add_parser(
         "evaluate", help="fooling-ratio curve of a checkpoint under an attack",
         description="Attack the first N test inputs of a checkpoint's dataset at each ε and print "
@@ -20,11 +18,13 @@ def register(subparsers: Any) -> None:
         "against gradient masking print 'warning: ...' lines on stderr.",
     )
     p.add_argument("checkpoint", help="model.safetensors, model.json or their folder")
-    p.add_argument("--attack", default="pgd", choices=ATTACKS)
+    p.add_argument("--attack", default="pgd",
+                   help="fgsm | pgd | apgd-ce | apgd-dlr | apgd-t | deepfool (default pgd)")
     p.add_argument("--norm", default="inf", choices=["inf", "2"])
     p.add_argument("--eps", type=float_list, required=True, help="budgets, e.g. 0.05,0.1,0.2,0.3")
-    p.add_argument("--dataset", default=None, choices=sorted(DATASETS),
-                   help="default: the dataset stored with the checkpoint")
+    p.add_argument("--dataset", default=None,
+                   help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic (default: the "
+                   "dataset stored with the checkpoint)")
     p.add_argument("--data-dir", default=None, help="folder with dataset files")
     p.add_argument("--n", type=int, default=1000, help="number of test inputs (default 1000)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -39,8 +39,6 @@ def register(subparsers: Any) -> None:
 
 def attack_options(args: argparse.Namespace) -> dict[str, Any]:
     """Attack keyword options from --steps/--restarts (ConfigError where they do not apply)."""
-    from rankrobust.errors import ConfigError
-
     options: dict[str, Any] = {}
     if args.steps is not None:
         if args.attack == "fgsm":
@@ -54,12 +52,15 @@ def attack_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # heavy: imports torch
     from rankrobust.checkpoint import load_checkpoint
-    from rankrobust.data import load_dataset
+    from rankrobust.data import DATASETS, load_dataset
     from rankrobust.device import resolve_device
-    from rankrobust.errors import ConfigError
-    from rankrobust.robustness import fooling_ratio_curve, sanity_checks
+    from rankrobust.robustness import ATTACKS, fooling_ratio_curve, sanity_checks
 
+    check_choice("--attack", args.attack, ATTACKS)
+    if args.dataset is not None:
+        check_choice("--dataset", args.dataset, DATASETS)
     if args.n < 1 or args.batch_size < 1:
         raise ConfigError("--n and --batch-size must be positive")
     if any(e < 0 for e in args.eps):

@@ -1,7 +1,13 @@
 """``rankrobust`` entry point: subcommands, one-line errors and exit codes.
 
-Exit codes: 0 success; 1 a sweep finished with failed runs; 2 bad arguments or input (one line
-on stderr, no traceback); 130 interrupted. Set RANKROBUST_DEBUG=1 to see tracebacks.
+Exit codes: 0 success; 2 bad arguments or input — a :class:`~rankrobust.errors.RankRobustError`,
+printed as one line on stderr without a traceback; 130 interrupted; 1 a sweep finished with failed
+runs, or a bug: any other exception propagates with its traceback (Python's exit status 1). Set
+RANKROBUST_DEBUG=1 to see the traceback of a RankRobustError too.
+
+Building the parser imports every subcommand module, so those modules import nothing heavy at
+the top: torch, pandas and matplotlib are imported inside each command's ``run()``, and
+``rankrobust --help`` answers without them.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from rankrobust.errors import RankRobustError
 # Subcommand modules, in help order; each defines register(subparsers) and run(args) -> int.
 COMMAND_MODULES: list[str] = [
     "rankrobust.cli.train",
+    "rankrobust.cli.methods",
     "rankrobust.cli.evaluate",
     "rankrobust.cli.analyze",
     "rankrobust.cli.sweep",
@@ -28,6 +35,7 @@ COMMAND_MODULES: list[str] = [
 
 
 def build_parser() -> Parser:
+    """The ``rankrobust`` parser with every subcommand of :data:`COMMAND_MODULES` registered."""
     parser = Parser(
         prog="rankrobust",
         description="Low-rank and sparse weight structure vs adversarial robustness (PyTorch).",
@@ -40,7 +48,7 @@ def build_parser() -> Parser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    debug = os.environ.get("RANKROBUST_DEBUG") == "1"
+    """Run one command; only rankrobust's own errors become one line and exit code 2."""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -49,19 +57,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return int(args.run(args))
     except RankRobustError as exc:
-        if debug:
+        if os.environ.get("RANKROBUST_DEBUG") == "1":
             raise
         print(f"rankrobust: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rankrobust: interrupted", file=sys.stderr)
         return 130
-    except (OSError, ValueError) as exc:
-        # Filesystem problems and bad values surfacing from libraries: still one line.
-        if debug:
-            raise
-        print(f"rankrobust: error: {exc}", file=sys.stderr)
-        return 2
 
 
 if __name__ == "__main__":

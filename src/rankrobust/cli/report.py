@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from rankrobust.cli.common import output_dir
+from rankrobust.errors import DataError
 
 
 def register(subparsers: Any) -> None:
@@ -18,7 +22,9 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankrobust.report.build import build_report
+    from rankrobust.report.build import build_report  # heavy: imports torch
 
-    print(f"report: {build_report(args.db, args.out)}")
+    if not Path(args.db).is_file():
+        raise DataError(f"no results database at {args.db}")
+    print(f"report: {build_report(args.db, output_dir(args.out, '--out'))}")
     return 0

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
-from pathlib import Path
 from typing import Any
+
+from rankrobust.cli.common import check_choice, output_dir
 
 
 def register(subparsers: Any) -> None:
-    from rankrobust.experiments.study import DATASETS, SCALES
-
     p = subparsers.add_parser(
         "reproduce", help="run the paper's study (built-in sweep) and write its report",
         description="FC (mlp) and CNN (lenet5; cnn-small on cifar10) × {natural, FGSM-adv, "
@@ -18,11 +17,12 @@ def register(subparsers: Any) -> None:
         "and FGSM ℓ∞ / FGM ℓ2 / PGD ℓ∞ fooling-ratio curves plus DeepFool ρ_adv; then the report "
         "(claims C1–C4 with 95 % CIs) in OUT/report/. Resumable: finished runs are skipped.",
     )
-    p.add_argument("--scale", choices=SCALES, default="small",
+    p.add_argument("--scale", default="small",
                    help="smoke ≈ 1 min (synthetic data); small = MNIST-5k, 3 seeds, ≤ 15 min on "
                    "2 cores; full = GPU or Ray cluster (default small)")
-    p.add_argument("--dataset", choices=DATASETS, default=None,
-                   help="default: synthetic (smoke), mnist5k (small), mnist (full)")
+    p.add_argument("--dataset", default=None,
+                   help="synthetic | mnist5k | fashion-mnist | mnist | cifar10 (default: "
+                   "synthetic for smoke, mnist5k for small, mnist for full)")
     p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the scale's)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce-SCALE)")
     p.add_argument("--data-dir", default=None, help="folder with dataset files (mnist, cifar10, ...)")
@@ -35,11 +35,15 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankrobust.experiments.study import run_reproduce
+    # heavy: imports torch
+    from rankrobust.experiments.study import DATASETS, SCALES, run_reproduce
     from rankrobust.report.build import build_report
 
+    check_choice("--scale", args.scale, SCALES)
+    if args.dataset is not None:
+        check_choice("--dataset", args.dataset, DATASETS)
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
-    out = Path(args.out or f"runs/reproduce-{args.scale}")
+    out = output_dir(args.out or f"runs/reproduce-{args.scale}", "--out")
     summary = run_reproduce(
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,
         address=args.address, data_dir=args.data_dir, progress=False if args.no_progress else None,

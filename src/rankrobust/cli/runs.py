@@ -27,7 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankrobust.experiments.store import ResultsStore
+    from rankrobust.experiments.store import ResultsStore  # heavy: imports torch
 
     if not Path(args.db).is_file():
         raise ConfigError(f"no results database at {args.db} (run `rankrobust sweep` first or give --db)")

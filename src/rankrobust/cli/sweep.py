@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
+
+from rankrobust.cli.common import output_dir
 
 
 def register(subparsers: Any) -> None:
@@ -26,8 +29,11 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankrobust.experiments.sweep import run_sweep
+    from rankrobust.experiments.sweep import run_sweep  # heavy: imports torch
 
+    output_dir(args.out, "--out")
+    if args.db is not None:
+        output_dir(Path(args.db).parent, "--db")
     summary = run_sweep(
         args.config, out=args.out, db=args.db, executor=args.executor, workers=args.workers,
         address=args.address, retry_failed=args.retry_failed,

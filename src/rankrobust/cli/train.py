@@ -1,4 +1,10 @@
-"""``rankrobust train``: train one model and save its checkpoint and history."""
+"""``rankrobust train``: train one model with a registered method and save its checkpoint.
+
+The method is ``--method NAME`` with ``--set key=value`` for its parameters (``rankrobust
+methods`` lists them). The older flags stay as aliases: ``--regularizer l1`` is ``--method l1``,
+``--adversarial pgd`` is ``--method pgd-adv``, and ``--lambda-l1 X`` is ``--set lambda_l1=X``.
+Heavy modules (torch) are imported inside :func:`run`, so building the parser stays cheap.
+"""
 
 from __future__ import annotations
 
@@ -6,84 +12,134 @@ import argparse
 import sys
 from typing import Any
 
+import yaml
+
 from rankrobust.cli.common import int_list
-from rankrobust.data import DATASETS
 from rankrobust.errors import ConfigError
-from rankrobust.models import MODELS
-from rankrobust.training.config import AdversarialConfig, RegularizerConfig, TrainConfig
-from rankrobust.training.fit import fit, save_fit
+
+# alias flag (argparse dest) → method parameter it sets
+PARAM_ALIASES = {
+    "lambda_l1": "lambda_l1", "lambda_nuclear": "lambda_nuclear", "nuclear_mode": "nuclear_mode",
+    "l1_mode": "l1_mode", "nuclear_method": "nuclear_method", "svd_every": "svd_every",
+    "eps": "eps", "adv_alpha": "alpha", "adv_steps": "steps", "adv_step_size": "step_size",
+    "eps_warmup": "warmup_epochs",
+}
+ADVERSARIAL_ALIASES = {"fgsm": "fgsm-adv", "pgd": "pgd-adv"}
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "train", help="train a model and save a checkpoint",
-        description="Train a model (natural, regularized or adversarial) and save "
-        "OUT/model.safetensors, OUT/model.json and OUT/history.json.",
+        description="Train a model with a registered method (natural, adversarial, regularized, "
+        "parametrized; see `rankrobust methods`) and save OUT/model.safetensors, OUT/model.json "
+        "and OUT/history.json.",
     )
-    d = TrainConfig()
-    p.add_argument("--dataset", default="mnist5k", choices=sorted(DATASETS))
+    p.add_argument("--dataset", default="mnist5k", help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic")
     p.add_argument("--data-dir", default=None, help="folder with dataset files (mnist, cifar10, ...)")
-    p.add_argument("--model", default="lenet5", choices=sorted(MODELS))
+    p.add_argument("--model", default="lenet5", help="mlp | lenet5 | cnn-small")
     p.add_argument("--hidden", type=int_list, default=None, help="mlp hidden sizes, e.g. 150,100")
     p.add_argument("--widths", type=int_list, default=None, help="cnn-small block widths, e.g. 32,64,128")
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", choices=["sgd", "adam"], default=d.optimizer)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", choices=["constant", "cosine", "step"], default=d.schedule)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--device", default=d.device, help="auto | cpu | cuda[:N]")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--momentum", type=float, default=0.9)
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--schedule", choices=["constant", "cosine", "step"], default="cosine")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--track-structure", action="store_true", help="record per-layer structure each epoch")
-    r = p.add_argument_group("regularizer")
-    r.add_argument("--regularizer", default="none", choices=["none", "l1", "nuclear", "l1+nuclear", "product-l1"])
-    r.add_argument("--lambda-l1", type=float, default=0.0)
-    r.add_argument("--lambda-nuclear", type=float, default=0.0)
-    r.add_argument("--nuclear-mode", choices=["subgradient", "proximal"], default="proximal")
-    r.add_argument("--l1-mode", choices=["subgradient", "proximal"], default="subgradient")
-    r.add_argument("--nuclear-method", choices=["fast", "exact"], default="fast",
-                   help="fast: amortized Gram eigendecomposition; exact: SVD every step")
-    r.add_argument("--svd-every", type=int, default=0, help="steps between decompositions (0: auto)")
-    a = p.add_argument_group("adversarial training")
-    a.add_argument("--adversarial", default="none", choices=["none", "fgsm", "pgd"])
-    a.add_argument("--eps", type=float, default=None, help="ℓ∞ budget in pixel units (default 0.3)")
-    a.add_argument("--adv-alpha", type=float, default=None, help="FGSM clean-loss weight α (0.5)")
-    a.add_argument("--adv-steps", type=int, default=None, help="PGD steps (7)")
-    a.add_argument("--adv-step-size", type=float, default=None, help="PGD step (2.5·eps/steps)")
-    a.add_argument("--eps-warmup", type=int, default=None, help="epochs of linear ε warm-up (0)")
+    m = p.add_argument_group("method (see `rankrobust methods`)")
+    m.add_argument("--method", default=None, help="training method name (default natural)")
+    m.add_argument("--set", dest="params", action="append", default=[], metavar="KEY=VALUE",
+                   help="a method parameter, e.g. --set lambda_l1=1e-3 (repeatable; YAML values)")
+    a = p.add_argument_group("aliases of --method/--set (kept for older scripts)")
+    a.add_argument("--regularizer", default=None, help="l1 | nuclear | l1+nuclear | product-l1 (= --method)")
+    a.add_argument("--adversarial", default=None, help="fgsm | pgd (= --method fgsm-adv | pgd-adv)")
+    a.add_argument("--lambda-l1", type=float, default=None, help="= --set lambda_l1=…")
+    a.add_argument("--lambda-nuclear", type=float, default=None, help="= --set lambda_nuclear=…")
+    a.add_argument("--nuclear-mode", default=None, help="subgradient | proximal")
+    a.add_argument("--l1-mode", default=None, help="subgradient | proximal")
+    a.add_argument("--nuclear-method", default=None, help="fast | exact")
+    a.add_argument("--svd-every", type=int, default=None, help="steps between decompositions (0: auto)")
+    a.add_argument("--eps", type=float, default=None, help="ℓ∞ training budget in pixel units")
+    a.add_argument("--adv-alpha", type=float, default=None, help="FGSM clean-loss weight α")
+    a.add_argument("--adv-steps", type=int, default=None, help="PGD steps")
+    a.add_argument("--adv-step-size", type=float, default=None, help="PGD step size")
+    a.add_argument("--eps-warmup", type=int, default=None, help="epochs of linear ε warm-up")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(run=run)
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    """A validated TrainConfig from parsed arguments (inconsistent options raise ConfigError)."""
-    adv_given = {k: v for k, v in {
-        "eps": args.eps, "alpha": args.adv_alpha, "steps": args.adv_steps,
-        "step_size": args.adv_step_size, "warmup_epochs": args.eps_warmup,
-    }.items() if v is not None}
-    if args.adversarial == "none" and adv_given:
-        flag = next(iter(adv_given)).replace("_", "-")
-        raise ConfigError(f"--{flag} given without --adversarial fgsm|pgd")
-    config = TrainConfig(
-        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
-        seed=args.seed, device=args.device, track_structure=args.track_structure,
-        progress=not args.no_progress and sys.stderr.isatty(),
-        regularizer=RegularizerConfig(
-            kind=args.regularizer, lambda_l1=args.lambda_l1, lambda_nuclear=args.lambda_nuclear,
-            nuclear_mode=args.nuclear_mode, l1_mode=args.l1_mode,
-            nuclear_method=args.nuclear_method, svd_every=args.svd_every,
-        ),
-        adversarial=AdversarialConfig(kind=args.adversarial, **adv_given),
-    )
-    config.validate()
-    return config
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """['rank=8', 'layers=fc'] → {'rank': 8, 'layers': 'fc'}.
+
+    A value is an int, else a float (so '1e-3' is a number, which YAML 1.1 would keep as text),
+    else a YAML scalar (true, null, ...), else the text itself.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        if key in out:
+            raise ConfigError(f"--set {key}: given twice")
+        out[key] = _scalar(text.strip())
+    return out
+
+
+def _scalar(text: str) -> Any:
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    try:
+        value = yaml.safe_load(text) if text else ""
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, (dict, list)) or value is None and text not in ("null", "~"):
+        return text  # only scalars: anything else is the literal text
+    return value
+
+
+def method_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The method as config data ``{"name": ..., **params}`` from --method/--set and the aliases."""
+    names = [n for n in (
+        args.method,
+        args.regularizer if args.regularizer not in (None, "none") else None,
+        ADVERSARIAL_ALIASES.get(args.adversarial, args.adversarial)
+        if args.adversarial not in (None, "none") else None,
+    ) if n is not None]
+    if len(names) > 1:
+        raise ConfigError("give one method: --method, --regularizer and --adversarial are alternatives")
+    params = parse_set(args.params)
+    for dest, key in PARAM_ALIASES.items():
+        value = getattr(args, dest)
+        if value is None:
+            continue
+        if key in params:
+            raise ConfigError(f"--{dest.replace('_', '-')} and --set {key} both given")
+        params[key] = value
+    name = names[0] if names else "natural"
+    return {"name": name, **params}
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    # heavy: imports torch
+    from rankrobust.configuration import closest
+    from rankrobust.data import DATASETS
+    from rankrobust.methods import method_from_config
+    from rankrobust.models import MODELS
+    from rankrobust.training.config import TrainConfig
+    from rankrobust.training.fit import fit, save_fit
+
+    for flag, value, known in (("--dataset", args.dataset, DATASETS), ("--model", args.model, MODELS)):
+        if value not in known:
+            raise ConfigError(f"{flag}: unknown {flag[2:]} {value!r}{closest(value, list(known))}; "
+                              f"choose from {', '.join(known)}")
     options: dict[str, Any] = {}
     if args.hidden is not None:
         if args.model != "mlp":
@@ -93,14 +149,20 @@ def run(args: argparse.Namespace) -> int:
         if args.model != "cnn-small":
             raise ConfigError("--widths applies to --model cnn-small only")
         options["widths"] = args.widths
+    config = TrainConfig(
+        epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,
+        seed=args.seed, device=args.device, track_structure=args.track_structure,
+        progress=not args.no_progress and sys.stderr.isatty(),
+        method=method_from_config(method_config(args), "method"),
+    )
     fitted = fit(args.dataset, args.model, config, options, args.data_dir)
     path = save_fit(args.out, fitted)
     for row in fitted.result.history:
-        line = (f"epoch {row['epoch']:>3}  train_loss {row['train_loss']:.4f}  "
-                f"train_acc {row['train_acc']:.4f}  test_loss {row['test_loss']:.4f}  "
-                f"test_acc {row['test_acc']:.4f}  ({row['epoch_seconds']:.1f}s)")
-        print(line)
+        print(f"epoch {row['epoch']:>3}  train_loss {row['train_loss']:.4f}  "
+              f"train_acc {row['train_acc']:.4f}  test_loss {row['test_loss']:.4f}  "
+              f"test_acc {row['test_acc']:.4f}  ({row['epoch_seconds']:.1f}s)")
     final = fitted.result.final
-    print(f"{args.model} on {args.dataset}: test accuracy {final['test_acc']:.4f} "
-          f"in {fitted.result.seconds:.1f}s; checkpoint {path}")
+    print(f"{args.model} via {config.method.name} on {args.dataset}: test accuracy "
+          f"{final['test_acc']:.4f} in {fitted.result.seconds:.1f}s; checkpoint {path}")
     return 0

@@ -62,7 +62,10 @@ def _load_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _load_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    raw = np.fromfile(path, dtype=np.uint8)
+    try:
+        raw = np.fromfile(path, dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
     if raw.size == 0 or raw.size % 3073:
         raise DataError(f"{path}: size {raw.size} is not a multiple of 3073 (truncated or corrupt)")
     rows = raw.reshape(-1, 3073)

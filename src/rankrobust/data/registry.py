@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rankrobust.configuration import closest
 from rankrobust.data.cifar import find_cifar_dir, read_cifar10
 from rankrobust.data.idx import read_idx
 from rankrobust.data.mnist5k import load_mnist5k
@@ -62,10 +63,12 @@ DATASETS: dict[str, DatasetInfo] = {
 
 
 def dataset_info(name: str) -> DatasetInfo:
+    """The catalogue entry of ``name``; DataError with a did-you-mean for an unknown name."""
     try:
         return DATASETS[name]
     except KeyError:
-        raise DataError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}") from None
+        raise DataError(f"unknown dataset {name!r}{closest(name, list(DATASETS))}; "
+                        f"choose from {', '.join(DATASETS)}") from None
 
 
 def _find_idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:

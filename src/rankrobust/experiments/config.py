@@ -22,11 +22,13 @@ from typing import Any, Literal
 import yaml
 
 from rankrobust.configuration import closest, from_dict, require
+from rankrobust.data import DATASETS
 from rankrobust.errors import ConfigError
+from rankrobust.models import MODELS
+from rankrobust.models.registry import model_options
 from rankrobust.training.config import TrainConfig
 
 AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool"]
-Method = Literal["natural", "fgsm", "pgd", "l1", "nuclear", "l1+nuclear", "product-l1"]
 
 
 @dataclass
@@ -109,19 +111,11 @@ class RunConfig:
         return self.train.seed
 
     @property
-    def method(self) -> Method:
-        """natural | fgsm | pgd (adversarial training wins) | the regularizer kind."""
-        if self.train.adversarial.kind != "none":
-            return self.train.adversarial.kind
-        if self.train.regularizer.kind != "none":
-            return self.train.regularizer.kind
-        return "natural"
+    def method(self) -> str:
+        """The registered name of the training method (``train.method.name``)."""
+        return self.train.method.name
 
     def validate(self) -> None:
-        from rankrobust.data import DATASETS
-        from rankrobust.models import MODELS
-        from rankrobust.models.registry import model_options
-
         if self.dataset not in DATASETS:
             raise ConfigError(
                 f"dataset: unknown dataset {self.dataset!r}{closest(self.dataset, list(DATASETS))}; "
@@ -208,8 +202,6 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     per_model = data.get("per_model_options") or {}
     if not isinstance(per_model, dict) or not all(isinstance(v, dict) for v in per_model.values()):
         raise ConfigError("per_model_options: expected a mapping model name → options mapping")
-    from rankrobust.models import MODELS
-
     for key in per_model:
         if key not in MODELS:
             raise ConfigError(

@@ -3,8 +3,9 @@
 Tables (read back as pandas DataFrames by the methods of the same name):
 
 - ``runs``: one row per run id: status (pending | running | complete | failed), error, config
-  (canonical JSON), labels, method, λ's, adversarial ε, seed, clean accuracy, timings, package
-  versions, attempts;
+  (canonical JSON), labels, ``method`` (the registered name) and ``method_params`` (its
+  parameters as canonical JSON, equal to the config's ``train.method`` minus the name: see
+  :meth:`ResultsStore.integrity_check`), seed, clean accuracy, timings, package versions, attempts;
 - ``epoch_metrics``: (run_id, epoch) → train/test loss and accuracy, lr, penalty, seconds;
 - ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns;
 - ``robustness``: (run_id, attack, norm, options, epsilon) → the fooling-ratio curve columns;
@@ -34,11 +35,11 @@ from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import canonical_json, identity_dict, run_id
 from rankrobust.experiments.run import RunResult, utc_now
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: one method column + JSON method_params (was λ₁, λ_*, ε columns)
 STATUSES = ("pending", "running", "complete", "failed")
 RUN_COLUMNS = (
     "run_id", "status", "error", "config", "study", "variant", "label", "dataset", "model",
-    "method", "lambda_l1", "lambda_nuclear", "adv_eps", "seed", "clean_accuracy", "train_seconds",
+    "method", "method_params", "seed", "clean_accuracy", "train_seconds",
     "eval_seconds", "started_at", "finished_at", "attempts", "host", "checkpoint",
     "python_version", "torch_version", "numpy_version", "rankrobust_version", "warnings",
     "traceback",
@@ -59,8 +60,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY,
     status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
     error TEXT, config TEXT NOT NULL, study TEXT, variant TEXT, label TEXT,
-    dataset TEXT, model TEXT, method TEXT, lambda_l1 REAL, lambda_nuclear REAL, adv_eps REAL,
-    seed INTEGER, clean_accuracy REAL, train_seconds REAL, eval_seconds REAL,
+    dataset TEXT, model TEXT, method TEXT NOT NULL,
+    method_params TEXT NOT NULL CHECK (json_valid(method_params)), seed INTEGER, clean_accuracy REAL, train_seconds REAL, eval_seconds REAL,
     started_at TEXT, finished_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, host TEXT,
     checkpoint TEXT, python_version TEXT, torch_version TEXT, numpy_version TEXT,
     rankrobust_version TEXT, warnings TEXT, traceback TEXT, registered_at TEXT
@@ -173,8 +174,28 @@ class ResultsStore:
         self.close()
 
     def integrity_check(self) -> str:
-        """SQLite's ``PRAGMA integrity_check``: 'ok' for a healthy file."""
-        return str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
+        """'ok' for a healthy file, else the first problem found.
+
+        SQLite's ``PRAGMA integrity_check``, then every run's ``method`` and ``method_params``
+        against the ``train.method`` of its stored config (they are written together and must
+        agree; a hand-edited or half-migrated row would otherwise be reported under the wrong
+        method).
+        """
+        found = str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
+        if found != "ok":
+            return found
+        for rid, method, params, config in self._con.execute(
+            "SELECT run_id, method, method_params, config FROM runs"
+        ):
+            try:
+                stored = dict(json.loads(config)["train"]["method"])
+                name = stored.pop("name")
+                ok = name == method and stored == json.loads(params)
+            except (ValueError, TypeError, KeyError):
+                ok = False
+            if not ok:
+                return f"run {rid}: method/method_params disagree with its config"
+        return "ok"
 
     # -- writes (driver only) ---------------------------------------------------------------
     def register(self, configs: Iterable[RunConfig]) -> int:
@@ -183,15 +204,13 @@ class ResultsStore:
         now = utc_now()
         with self.transaction() as con:
             for config in configs:
-                tc = config.train
                 cur = con.execute(
                     "INSERT OR IGNORE INTO runs (run_id, status, config, study, variant, label, "
-                    "dataset, model, method, lambda_l1, lambda_nuclear, adv_eps, seed, registered_at)"
-                    " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "dataset, model, method, method_params, seed, registered_at)"
+                    " VALUES (?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (run_id(config), canonical_json(identity_dict(config)["run"]), config.study,
                      config.variant, config.label, config.dataset, config.model, config.method,
-                     tc.regularizer.lambda_l1, tc.regularizer.lambda_nuclear,
-                     tc.adversarial.eps if tc.adversarial.kind != "none" else None, config.seed, now),
+                     canonical_json(config.train.method.params()), config.seed, now),
                 )
                 new += cur.rowcount
         return new

@@ -56,12 +56,15 @@ def _scale_eps(data: dict[str, Any], factor: float) -> None:
     """Divide every ε of the study (adversarial training and attack grids) by ``factor``."""
     for attack in data.get("evaluation", {}).get("attacks", []):
         attack["epsilons"] = [round(e / factor, 6) for e in attack["epsilons"]]
+    methods: list[Any] = [data.get("train", {}).get("method")]
     for variant in data.get("variants", []):
-        adv = variant.get("train", {}).get("adversarial")
-        if isinstance(adv, dict) and "eps" in adv:
-            adv["eps"] = round(adv["eps"] / factor, 6)
-            if "step_size" in adv:
-                adv["step_size"] = round(adv["step_size"] / factor, 6)
+        methods.append(variant.get("train", {}).get("method"))
+        methods.extend((variant.get("grid") or {}).get("train.method", []))
+    for method in methods:  # every method with a training budget (adversarial, TRADES, ...)
+        if isinstance(method, dict) and "eps" in method:
+            method["eps"] = round(method["eps"] / factor, 6)
+            if method.get("step_size") is not None:
+                method["step_size"] = round(method["step_size"] / factor, 6)
 
 
 def reproduce_study(

@@ -4,6 +4,7 @@ from rankrobust.models.cnn_small import CNNSmall
 from rankrobust.models.lenet import LeNet5
 from rankrobust.models.mlp import MLP
 from rankrobust.models.normalize import Normalize
-from rankrobust.models.registry import MODELS, ModelSpec, build_model, model_options
+from rankrobust.models.registry import MODELS, ModelSpec, build_model, model_family, model_options
 
-__all__ = ["MLP", "MODELS", "ModelSpec", "CNNSmall", "LeNet5", "Normalize", "build_model", "model_options"]
+__all__ = ["MLP", "MODELS", "ModelSpec", "CNNSmall", "LeNet5", "Normalize", "build_model", "model_family",
+           "model_options"]

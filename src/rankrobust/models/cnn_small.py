@@ -19,6 +19,8 @@ class CNNSmall(nn.Module):
     and attacks see one deterministic function in eval and train mode alike.
     """
 
+    family = "CNN"  # model family in the report (FC | CNN)
+
     def __init__(
         self,
         in_shape: Sequence[int],

@@ -17,6 +17,8 @@ class LeNet5(nn.Module):
     is computed from the input shape, so 32×32 (CIFAR) and small synthetic inputs work too.
     """
 
+    family = "CNN"  # model family in the report (FC | CNN)
+
     def __init__(
         self,
         in_shape: Sequence[int],

@@ -15,6 +15,8 @@ DEFAULT_HIDDEN = (150, 100)
 class MLP(nn.Module):
     """x (B, C, H, W) → Normalize → flatten → [Linear → ReLU]* → Linear → logits (B, classes)."""
 
+    family = "FC"  # model family in the report (FC | CNN)
+
     def __init__(
         self,
         in_shape: Sequence[int],

@@ -17,6 +17,19 @@ from rankrobust.models.mlp import MLP
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet5": LeNet5, "cnn-small": CNNSmall}
 
 
+FAMILIES = ("FC", "CNN")
+
+
+def model_family(name: str) -> str:
+    """The family a registered model declares (``family`` class attribute: FC or CNN)."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
+    family = getattr(MODELS[name], "family", None)
+    if family not in FAMILIES:
+        raise ConfigError(f"model {name!r} declares no family (FC or CNN)")
+    return str(family)
+
+
 def model_options(name: str) -> list[str]:
     """Names of the keyword options a model accepts (besides in_shape and num_classes)."""
     params = inspect.signature(MODELS[name]).parameters

@@ -13,9 +13,10 @@ of the smaller Gram matrix: for tall W (m ≥ n; wide W is transposed), WᵀW = 
 
 over the r numerically non-zero (k above-threshold) singular values only, so the products are
 thin when W is (becoming) low rank. ``eigh`` of an n×n matrix is 2–3× cheaper than an SVD on CPU.
-Squaring the spectrum resolves singular values only down to ~√ε·σ₁ of the compute dtype, so the
-Gram route runs in float64 for matrices whose smaller side is ≤ 256 (cheap) and in the weight's
-dtype above; thresholds τ above ~1e-3·σ₁ are unaffected.
+The decomposition is :func:`rankrobust.structure.spectrum.gram_eigh`, under its one precision
+rule: squaring the spectrum resolves singular values only down to ~√ε·σ₁ of the compute dtype, so
+G is float64 for matrices whose smaller side is ≤ ``FLOAT64_MAX_SIDE`` = 256 (cheap) and in the
+weight's dtype above; thresholds τ above ~1e-3·σ₁ are unaffected.
 
 Newton–Schulz iterations (X ← 1.5X − 0.5XXᵀX) also give U Vᵀ with products only, but each costs
 two n³ products and an ill-conditioned W needs 10–20 of them: more than one ``eigh`` on a CPU.
@@ -29,8 +30,9 @@ from typing import Literal
 
 import torch
 
+from rankrobust.structure.spectrum import FLOAT64_MAX_SIDE, gram_eigh
+
 Method = Literal["exact", "fast"]
-FLOAT64_MAX_SIDE = 256
 
 
 def nuclear_norm(matrix: torch.Tensor) -> torch.Tensor:
@@ -46,25 +48,15 @@ def nuclear_penalty(matrices: Iterable[torch.Tensor]) -> torch.Tensor:
     return torch.stack(terms).sum()
 
 
-def _gram_spectrum(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(W_tall, σ, V): W_tall (m ≥ n) in the compute dtype, σ (n,) descending, V (n, n)."""
-    w = matrix.detach()
-    if w.shape[0] < w.shape[1]:
-        w = w.T
-    if min(w.shape) <= FLOAT64_MAX_SIDE:
-        w = w.double()
-    evals, vecs = torch.linalg.eigh(w.T @ w)  # ascending
-    sigma = evals.flip(0).clamp_min(0).sqrt()
-    return w, sigma, vecs.flip(1)
-
-
 def _restore(result: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """A result computed on W oriented tall, back in W's orientation (m, n) and dtype."""
     if matrix.shape[0] < matrix.shape[1]:
         result = result.T
     return result.to(matrix.dtype).contiguous()
 
 
 def _numerical_rank_mask(sigma: torch.Tensor, rows: int) -> torch.Tensor:
+    """σ_i > 10·σ₁·√(rows·ε): the singular values the Gram route resolves (ε of σ's dtype)."""
     eps = torch.finfo(sigma.dtype).eps
     cutoff = sigma[:1].clamp_min(torch.finfo(sigma.dtype).tiny) * 10 * (rows * eps) ** 0.5
     return sigma > cutoff
@@ -90,7 +82,7 @@ def polar_factor_with_norm(
             if smoothing > 0:
                 u = u * (s / s.clamp_min(smoothing))
             return u @ vh, float(s.sum())
-        w, sigma, v = _gram_spectrum(matrix)
+        w, sigma, v = gram_eigh(matrix, vectors=True, float64_max_side=FLOAT64_MAX_SIDE)
         keep = _numerical_rank_mask(sigma, w.shape[0])
         vk = v[:, keep]
         q = ((w @ vk) / sigma[keep].clamp_min(smoothing)) @ vk.T
@@ -115,7 +107,7 @@ def singular_value_threshold_with_norm(
             keep = shrunk > 0
             out = (u[:, keep] * shrunk[keep]) @ vh[keep]
             return out.to(matrix.dtype), float(shrunk.sum())
-        w, sigma, v = _gram_spectrum(matrix)
+        w, sigma, v = gram_eigh(matrix, vectors=True, float64_max_side=FLOAT64_MAX_SIDE)
         keep = sigma > tau
         factor = 1 - tau / sigma[keep]  # (k,)  σ·(1 − τ/σ) = σ − τ
         vk = v[:, keep]

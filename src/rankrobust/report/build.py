@@ -29,11 +29,13 @@ from rankrobust.report.html import render_html
 from rankrobust.report.markdown import render_markdown
 from rankrobust.report.summary import (
     LAMBDA_TOLERANCE,
-    METHOD_LABELS,
     comparison_runs,
     final_structure,
+    method_label,
+    method_order,
     run_summary,
     select_lambdas,
+    setting,
 )
 from rankrobust.report.tables import StudyTables, load_tables
 
@@ -67,9 +69,11 @@ def _signed(value: Any) -> str:
 def run_table(tables: StudyTables) -> pd.DataFrame:
     """Every run (failed included): config, clean accuracy and timings."""
     runs = tables.runs.copy()
-    cols = [c for c in ("run_id", "dataset", "model", "method", "lambda_l1", "lambda_nuclear",
-                        "adv_eps", "seed", "status", "clean_accuracy", "train_seconds",
-                        "eval_seconds") if c in runs.columns]
+    if "method_params" in runs.columns:
+        runs["setting"] = [setting(m, p) for m, p in zip(runs["method"], runs["method_params"],
+                                                         strict=True)]
+    cols = [c for c in ("run_id", "dataset", "model", "method", "setting", "seed", "status",
+                        "clean_accuracy", "train_seconds", "eval_seconds") if c in runs.columns]
     out = runs[cols].copy()
     if "config" in runs.columns:
         out.insert(len(out.columns) - 3, "training", runs["config"].map(_config_text))
@@ -175,10 +179,12 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
 
     doc.add(Heading("Choosing λ"))
     doc.add(Paragraph(
-        "Rule: for each model and regularizer, the λ settings of the grid are ordered by "
-        "(λ_*, λ₁) and the comparisons use the **largest λ whose mean clean accuracy over seeds "
-        f"stays within {100 * LAMBDA_TOLERANCE:g} points of natural training**. Where no λ "
-        "qualifies, the most accurate one is used and flagged (`fallback`)."
+        "Rule: for each model and each method with a swept setting (a λ grid, or a rank budget), "
+        "the settings are ordered from weakest to strongest (λ's in the method's declared order, "
+        "e.g. (λ_*, λ₁); rank budgets downwards) and the comparisons use the **strongest setting "
+        f"whose mean clean accuracy over seeds stays within {100 * LAMBDA_TOLERANCE:g} points of "
+        "natural training**. Where none qualifies, the most accurate one is used and flagged "
+        "(`fallback`)."
     ))
     if not selection.empty:
         doc.add(Table(selection, "lambda-table", "The λ grid and the chosen settings.",
@@ -218,7 +224,7 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
                           "enables `evaluation.sanity_checks`; the full preset does)."))
 
     doc.add(Heading("Runs"))
-    labels = ", ".join(f"`{k}` = {v}" for k, v in METHOD_LABELS.items())
+    labels = ", ".join(f"`{k}` = {method_label(k)}" for k in method_order())
     doc.add(Paragraph(f"Every run in the database (failed ones included). Methods: {labels}."))
     doc.add(Table(run_table(tables), "run-table", "Runs: configuration, clean accuracy, timings (s).",
                   {"clean_accuracy": _pct}))

@@ -20,21 +20,26 @@ from matplotlib.ticker import MaxNLocator
 from scipy import stats
 
 from rankrobust.report.claims import t_interval
-from rankrobust.report.summary import METHOD_LABELS, METHOD_ORDER, family
-
-COLORS = {
-    "natural": "#4d4d4d", "fgsm": "#e08214", "pgd": "#b2182b", "l1": "#4393c3",
-    "nuclear": "#1b7837", "l1+nuclear": "#762a83", "product-l1": "#8c6d31",
-}
+from rankrobust.report.summary import (
+    NATURAL,
+    family,
+    method_color,
+    method_label,
+    method_order,
+    methods_of_kind,
+)
 ATTACK_LABELS = {("fgsm", "inf"): "FGSM ℓ∞", ("fgsm", "2"): "FGM ℓ2", ("pgd", "inf"): "PGD ℓ∞",
                  ("pgd", "2"): "PGD ℓ2", ("apgd-ce", "inf"): "APGD-CE ℓ∞",
                  ("apgd-dlr", "inf"): "APGD-DLR ℓ∞", ("deepfool", "2"): "DeepFool ℓ2"}
 DPI = 110
 
 
-def _methods(frame: pd.DataFrame, allowed: Sequence[str] = METHOD_ORDER) -> list[str]:
+def _methods(frame: pd.DataFrame, allowed: Sequence[str] | None = None) -> list[str]:
+    """Methods present in ``frame`` (and in ``allowed``), registry order, unknown ones last."""
     present = set(frame["method"])
-    return [m for m in METHOD_ORDER if m in present and m in allowed]
+    order = method_order()
+    ordered = [m for m in order if m in present] + sorted(str(m) for m in present - set(order))
+    return [m for m in ordered if allowed is None or m in allowed]
 
 
 def _models(frame: pd.DataFrame) -> list[str]:
@@ -85,8 +90,8 @@ def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
                 mean = np.array([c[0] for c in cis])
                 err = np.array([[c[0] - c[1] for c in cis], [c[2] - c[0] for c in cis]])
                 x = np.arange(len(layers)) + (k - (len(methods) - 1) / 2) * width
-                ax.bar(x, mean, width, yerr=err, capsize=2, color=COLORS.get(method),
-                       label=METHOD_LABELS.get(method, method))
+                ax.bar(x, mean, width, yerr=err, capsize=2, color=method_color(method),
+                       label=method_label(method))
             ax.set_xticks(np.arange(len(layers)), layers, rotation=30, ha="right", fontsize=8)
             ax.set_ylabel(ylabel)
             ax.set_title(f"{model} ({family(model)})")
@@ -96,10 +101,12 @@ def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
 
 
 def plot_structure_epochs(structure: pd.DataFrame, path: Path,
-                          methods: Sequence[str] = ("natural", "fgsm", "pgd")) -> Path | None:
-    """Mean-over-layers normalized erank / esparsity vs epoch, natural vs adversarial, 95 % bands."""
+                          methods: Sequence[str] | None = None) -> Path | None:
+    """Mean-over-layers normalized erank / esparsity vs epoch, natural vs adversarial (default:
+    natural and every registered adversarial method) and any ``methods`` given, 95 % bands."""
     if structure.empty:
         return None
+    methods = methods if methods is not None else [NATURAL, *methods_of_kind("adversarial")]
     data = structure[structure["method"].isin(methods)]
     if data.empty or data["epoch"].nunique() < 2:
         return None
@@ -116,9 +123,9 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
                     continue
                 band = np.array([_ci(e[col]) for _, e in g.groupby("epoch")])
                 epochs = sorted(g["epoch"].unique())
-                ax.plot(epochs, band[:, 0], color=COLORS.get(method), marker=".",
-                        label=METHOD_LABELS.get(method, method))
-                ax.fill_between(epochs, band[:, 1], band[:, 2], color=COLORS.get(method), alpha=0.2)
+                ax.plot(epochs, band[:, 0], color=method_color(method), marker=".",
+                        label=method_label(method))
+                ax.fill_between(epochs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch (0 = initialization)")
             ax.set_ylabel(f"mean {ylabel}")
@@ -147,9 +154,9 @@ def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
                 g = sub[sub["method"] == method]
                 band = np.array([_ci(e["fooling_ratio"]) for _, e in g.groupby("epsilon")])
                 eps = sorted(g["epsilon"].unique())
-                ax.plot(eps, band[:, 0], color=COLORS.get(method), marker=".",
-                        label=METHOD_LABELS.get(method, method))
-                ax.fill_between(eps, band[:, 1], band[:, 2], color=COLORS.get(method), alpha=0.15)
+                ax.plot(eps, band[:, 0], color=method_color(method), marker=".",
+                        label=method_label(method))
+                ax.fill_between(eps, band[:, 1], band[:, 2], color=method_color(method), alpha=0.15)
             ax.set_ylim(-0.02, 1.02)
             ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'inf' else 'ℓ' + str(norm)})")
             ax.set_ylabel("fooling ratio")
@@ -159,12 +166,13 @@ def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_spectra(spectra: pd.DataFrame, path: Path,
-                 methods: Sequence[str] = ("natural", "fgsm", "pgd", "nuclear", "l1+nuclear"),
+def plot_spectra(spectra: pd.DataFrame, path: Path, methods: Sequence[str] | None = None,
                  ) -> Path | None:
-    """σ_i/σ_1 against i per layer (final models), mean over seeds, one panel per model·layer."""
+    """σ_i/σ_1 against i per layer (final models), mean over seeds, one panel per model·layer;
+    every method by default."""
     if spectra.empty:
         return None
+    methods = methods if methods is not None else _methods(spectra)
     data = spectra[spectra["method"].isin(methods)].copy()
     if data.empty:
         return None
@@ -179,8 +187,8 @@ def plot_spectra(spectra: pd.DataFrame, path: Path,
         sub = data[(data["model"] == model) & (data["layer"] == layer)]
         for method in _methods(sub, methods):
             curve = sub[sub["method"] == method].groupby("index")["relative"].mean()
-            ax.plot(curve.index + 1, curve.to_numpy(), color=COLORS.get(method),
-                    label=METHOD_LABELS.get(method, method))
+            ax.plot(curve.index + 1, curve.to_numpy(), color=method_color(method),
+                    label=method_label(method))
         ax.set_title(f"{model} · {layer}", fontsize=9)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("index i")
@@ -216,9 +224,9 @@ def plot_robustness_vs_rank(summary: pd.DataFrame, path: Path,
     markers = {m: mk for m, mk in zip(_models(summary), "os^Dv", strict=False)}
     for ax, (col, label) in zip(axes[0], present, strict=True):
         for (method, model), g in summary.groupby(["method", "model"]):
-            ax.scatter(g["erank"], g[col], color=COLORS.get(str(method)), alpha=0.8,
+            ax.scatter(g["erank"], g[col], color=method_color(str(method)), alpha=0.8,
                        marker=markers.get(str(model), "o"), s=22,
-                       label=f"{METHOD_LABELS.get(str(method), method)} · {model}")
+                       label=f"{method_label(str(method))} · {model}")
         rho, p, n = spearman(summary["erank"], summary[col])
         ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {n})", fontsize=10)
         ax.set_xlabel("mean normalized effective rank")
@@ -238,18 +246,18 @@ def plot_lambda_selection(selection: pd.DataFrame, path: Path, tolerance: float 
         sub = selection[selection["model"] == model]
         for method in _methods(sub):
             g = sub[sub["method"] == method].reset_index(drop=True)
-            ax.plot(g.index, g["clean_accuracy"], marker="o", color=COLORS.get(method),
-                    label=METHOD_LABELS.get(method, method))
+            ax.plot(g.index, g["clean_accuracy"], marker="o", color=method_color(method),
+                    label=method_label(method))
             chosen = g[g["selected"]]
             ax.scatter(chosen.index, chosen["clean_accuracy"], s=120, facecolors="none",
-                       edgecolors=COLORS.get(method), linewidths=2)
+                       edgecolors=method_color(method), linewidths=2)
         nat = float(sub["natural_accuracy"].iloc[0])
         if math.isfinite(nat):
-            ax.axhline(nat, color=COLORS["natural"], ls="--", lw=1, label="natural")
-            ax.axhline(nat - tolerance, color=COLORS["natural"], ls=":", lw=1,
+            ax.axhline(nat, color=method_color(NATURAL), ls="--", lw=1, label="natural")
+            ax.axhline(nat - tolerance, color=method_color(NATURAL), ls=":", lw=1,
                        label=f"natural − {100 * tolerance:g} points")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlabel("λ grid position (weakest → strongest)")
+        ax.set_xlabel("setting (weakest → strongest: λ up, rank budget down)")
         ax.set_ylabel("clean accuracy (mean over seeds)")
         ax.set_title(f"{model} ({family(model)}); circled = chosen λ", fontsize=10)
         ax.legend(fontsize=7)

@@ -9,32 +9,98 @@ Per run:
   fooling ratio over the budget range (in [0, 1]; lower = more robust).
 - ``rho_adv``: DeepFool's mean ‖r‖₂/‖x‖₂ (higher = more robust), when stored.
 
-λ selection (stated in the report): for every (dataset, model) and regularizer, the candidate λ
-settings are ordered by (λ_*, λ₁); the chosen one is the largest whose mean clean accuracy over
-seeds is at least natural training's mean minus ``tolerance`` (2 points by default). When none
+λ selection (stated in the report): for every (dataset, model) and method with swept parameters
+(its ``swept`` declaration in the method registry: λ's, a rank budget), the candidate settings
+are ordered from weakest to strongest (by the swept values in declared order, each times the
+method's ``stronger`` sign); the chosen one is the strongest whose mean clean accuracy over seeds
+is at least natural training's mean minus ``tolerance`` (2 points by default). When none
 qualifies, the one with the highest mean clean accuracy is chosen and flagged.
+
+Method labels, colours, kinds and sweeps come from ``rankrobust.methods``; a model's family (FC
+or CNN) from the model registry. Names a registry does not know (e.g. a method of a plug-in that
+is not imported) are shown as they are, family "?".
 """
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
+from rankrobust.errors import ConfigError
+from rankrobust.methods import METHODS
+from rankrobust.methods.natural import Natural
+from rankrobust.models import model_family
 from rankrobust.report.tables import StudyTables
 
-ADVERSARIAL = ("fgsm", "pgd")
-REGULARIZED = ("l1", "nuclear", "l1+nuclear", "product-l1")
-METHOD_ORDER = ("natural", "fgsm", "pgd", "l1", "nuclear", "l1+nuclear", "product-l1")
-METHOD_LABELS = {
-    "natural": "natural", "fgsm": "FGSM-adv", "pgd": "PGD-adv", "l1": "ℓ1",
-    "nuclear": "nuclear", "l1+nuclear": "ℓ1+nuclear", "product-l1": "product-ℓ1",
-}
+NATURAL = Natural.name
 LAMBDA_TOLERANCE = 0.02
 
 
+def method_order() -> list[str]:
+    """Registered method names in display order."""
+    return list(METHODS)
+
+
+def method_label(name: str) -> str:
+    cls = METHODS.get(name)
+    return cls.label if cls is not None else str(name)
+
+
+def method_color(name: str) -> str | None:
+    cls = METHODS.get(name)
+    return cls.color if cls is not None else None
+
+
+def methods_of_kind(*kinds: str) -> list[str]:
+    """Registered methods of the given kinds (adversarial, regularized, ...), in display order."""
+    return [name for name, cls in METHODS.items() if cls.kind in kinds]
+
+
+def swept_methods() -> list[str]:
+    """Methods with swept parameters: their settings go through the λ rule."""
+    return [name for name, cls in METHODS.items() if cls.swept]
+
+
 def family(model: str) -> str:
-    """'FC' for the fully connected ``mlp``, 'CNN' for the convolutional models."""
-    return "FC" if model == "mlp" else "CNN"
+    """'FC' or 'CNN' as the model registry declares it; '?' for a model it does not know."""
+    try:
+        return model_family(model)
+    except ConfigError:
+        return "?"
+
+
+def _params(text: Any) -> dict[str, Any]:
+    try:
+        data = json.loads(text) if isinstance(text, str) else dict(text or {})
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def setting(method: str, params: Any) -> str:
+    """The swept values of a run, e.g. 'lambda_nuclear=1, lambda_l1=0.0003' ('' when none)."""
+    cls = METHODS.get(method)
+    if cls is None or not cls.swept:
+        return ""
+    values = _params(params)
+    return ", ".join(f"{k}={values.get(k)!s}" if not isinstance(values.get(k), float)
+                     else f"{k}={values[k]:g}" for k in cls.swept if values.get(k) is not None)
+
+
+def strength(method: str, params: Any) -> tuple[float, ...]:
+    """Sort key, weakest first: the swept values times the method's ``stronger`` sign."""
+    cls = METHODS.get(method)
+    if cls is None:
+        return ()
+    values = _params(params)
+    out = []
+    for key in cls.swept:
+        v = values.get(key)
+        out.append(0.0 if v is None else cls.stronger * float(v))
+    return tuple(out)
 
 
 def curve_area(epsilon: np.ndarray, values: np.ndarray) -> float:
@@ -59,13 +125,11 @@ def final_structure(structure: pd.DataFrame) -> pd.DataFrame:
 
 def run_summary(tables: StudyTables) -> pd.DataFrame:
     """One row per run: identity columns, accuracy, timings, erank, esparsity, fr_auc_*, rho_adv."""
-    keep = [c for c in ("run_id", "dataset", "model", "method", "seed", "lambda_l1",
-                        "lambda_nuclear", "adv_eps", "clean_accuracy", "train_seconds",
-                        "eval_seconds") if c in tables.runs.columns]
+    keep = [c for c in ("run_id", "dataset", "model", "method", "method_params", "seed",
+                        "clean_accuracy", "train_seconds", "eval_seconds") if c in tables.runs.columns]
     out = tables.runs[keep].copy()
-    for col in ("lambda_l1", "lambda_nuclear", "adv_eps"):
-        if col in out.columns:
-            out[col] = pd.to_numeric(out[col], errors="coerce").fillna(0.0)
+    params = out["method_params"] if "method_params" in out.columns else pd.Series("{}", index=out.index)
+    out["setting"] = [setting(m, p) for m, p in zip(out["method"], params, strict=True)]
     out["family"] = out["model"].map(family)
     final = final_structure(tables.structure)
     if not final.empty:
@@ -95,26 +159,31 @@ def run_summary(tables: StudyTables) -> pd.DataFrame:
 
 
 def select_lambdas(summary: pd.DataFrame, tolerance: float = LAMBDA_TOLERANCE) -> pd.DataFrame:
-    """The λ grid per (dataset, model, regularizer) with mean accuracy and the chosen setting.
+    """The swept settings per (dataset, model, method) with mean accuracy and the chosen one.
 
-    Columns: dataset, model, method, lambda_l1, lambda_nuclear, clean_accuracy (mean over seeds),
-    natural_accuracy, seeds, qualifies, selected, fallback (no λ qualified).
+    Columns: dataset, model, method, setting, clean_accuracy (mean over seeds),
+    natural_accuracy, seeds, qualifies, selected, fallback (no setting qualified).
     """
-    cols = ["dataset", "model", "method", "lambda_l1", "lambda_nuclear", "clean_accuracy",
-            "natural_accuracy", "seeds", "qualifies", "selected", "fallback"]
-    reg = summary[summary["method"].isin(REGULARIZED)]
+    cols = ["dataset", "model", "method", "setting", "clean_accuracy", "natural_accuracy", "seeds",
+            "qualifies", "selected", "fallback"]
+    reg = summary[summary["method"].isin(swept_methods())]
     if reg.empty:
         return pd.DataFrame(columns=cols)
-    natural = (summary[summary["method"] == "natural"]
+    natural = (summary[summary["method"] == NATURAL]
                .groupby(["dataset", "model"])["clean_accuracy"].mean().rename("natural_accuracy"))
-    grid = (reg.groupby(["dataset", "model", "method", "lambda_l1", "lambda_nuclear"])
-            .agg(clean_accuracy=("clean_accuracy", "mean"), seeds=("seed", "nunique"))
+    params = reg["method_params"] if "method_params" in reg.columns else pd.Series("{}", index=reg.index)
+    reg = reg.assign(_key=[strength(m, p) for m, p in zip(reg["method"], params, strict=True)])
+    grid = (reg.groupby(["dataset", "model", "method", "setting"])
+            .agg(clean_accuracy=("clean_accuracy", "mean"), seeds=("seed", "nunique"),
+                 _key=("_key", "first"))
             .reset_index())
     grid = grid.merge(natural, left_on=["dataset", "model"], right_index=True, how="left")
     grid["qualifies"] = grid["clean_accuracy"] >= grid["natural_accuracy"] - tolerance
     grid["selected"] = False
     grid["fallback"] = False
-    grid = grid.sort_values(["dataset", "model", "method", "lambda_nuclear", "lambda_l1"])
+    order = method_order()
+    grid["_method"] = grid["method"].map(lambda m: order.index(m) if m in order else len(order))
+    grid = grid.sort_values(["dataset", "model", "_method", "_key"], kind="stable")
     for _, group in grid.groupby(["dataset", "model", "method"]):
         ok = group[group["qualifies"]]
         if len(ok):
@@ -126,9 +195,9 @@ def select_lambdas(summary: pd.DataFrame, tolerance: float = LAMBDA_TOLERANCE) -
 
 
 def comparison_runs(summary: pd.DataFrame, selection: pd.DataFrame) -> pd.DataFrame:
-    """Runs entering the comparisons: natural, adversarial, and each regularizer at its chosen λ."""
-    base = summary[~summary["method"].isin(REGULARIZED)]
-    keys = ["dataset", "model", "method", "lambda_l1", "lambda_nuclear"]
+    """Runs entering the comparisons: unswept methods, and each swept one at its chosen setting."""
+    base = summary[~summary["method"].isin(swept_methods())]
+    keys = ["dataset", "model", "method", "setting"]
     chosen = selection.loc[selection["selected"].astype(bool), keys]
     reg = summary.merge(chosen, on=keys) if len(chosen) else summary.iloc[:0]
     return pd.concat([base, reg], ignore_index=True)

@@ -14,12 +14,10 @@ import pandas as pd
 from rankrobust.errors import DataError
 
 RUN_COLUMNS = [
-    "run_id", "status", "error", "config", "dataset", "model", "method", "lambda_l1",
-    "lambda_nuclear", "adv_eps", "seed", "clean_accuracy", "train_seconds", "eval_seconds",
-    "started_at", "finished_at",
+    "run_id", "status", "error", "config", "dataset", "model", "method", "method_params", "seed",
+    "clean_accuracy", "train_seconds", "eval_seconds", "started_at", "finished_at",
 ]
-# Run statuses that mean "finished with results"; anything else is left out of the analysis.
-DONE_STATUSES = ("complete", "done", "ok", "finished", "completed", "success", "succeeded")
+COMPLETE = "complete"  # the store's status of a run that finished with results
 
 
 def _empty(columns: list[str]) -> pd.DataFrame:
@@ -42,10 +40,10 @@ class StudyTables:
     )
 
     def completed(self) -> StudyTables:
-        """Only the runs that finished (status in DONE_STATUSES), in every table."""
+        """Only the runs that finished (status "complete"), in every table."""
         runs = self.runs
         if "status" in runs.columns and len(runs):
-            runs = runs[runs["status"].astype(str).str.lower().isin(DONE_STATUSES)]
+            runs = runs[runs["status"] == COMPLETE]
         keep = set(runs["run_id"])
 
         def sub(frame: pd.DataFrame) -> pd.DataFrame:

@@ -25,13 +25,14 @@ from torch import nn
 
 from rankrobust.attacks import deepfool, input_gradient
 from rankrobust.attacks.base import (
+    Bounds,
     broadcast,
     check_norm,
     eval_mode,
+    flat_norm,
     model_device,
     predict,
 )
-from rankrobust.attacks.perturb import Bounds, flat_norm
 from rankrobust.robustness.curves import Data, fooling_ratio_curve, make_generator, select
 
 LARGE_SUCCESS = 0.99  # minimum fooling ratio at a budget that covers the whole box

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 
 from rankrobust.structure.matrices import ConvMode, layer_kind, layer_matrices, weight_modules
 from rankrobust.structure.metrics import check_order, hill_numbers
 from rankrobust.structure.spectrum import SpectrumMethod, pad_spectra, singular_values_many
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS: tuple[str, ...] = (
     "layer", "kind", "shape", "rows", "cols", "effective_rank", "effective_sparsity",
@@ -112,6 +115,8 @@ def analyze(
     effective rank and sparsity (1 = Shannon); ``method`` picks how singular values are computed
     (see :mod:`rankrobust.structure.spectrum`). The model is not modified and needs no data.
     """
+    import pandas as pd  # heavy: imports pandas (~0.6 s), which nothing else here needs
+
     matrices = layer_matrices(model, conv)
     table = structure_table(matrices, order, method)
     names = list(matrices)

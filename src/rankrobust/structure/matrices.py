@@ -9,11 +9,11 @@ from typing import Literal, cast
 import torch
 from torch import nn
 
+from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
 
 ConvMode = Literal["reshape", "per-tap"]
 CONV_MODES: tuple[str, ...] = ("reshape", "per-tap")
-CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def weight_modules(model: nn.Module) -> OrderedDict[str, nn.Module]:
@@ -31,8 +31,10 @@ def layer_kind(module: nn.Module) -> str:
 
 
 def check_conv_mode(conv: str) -> str:
+    """``conv`` if it is a known conv mode, else ConfigError with a did-you-mean."""
     if conv not in CONV_MODES:
-        raise ConfigError(f"unknown conv mode {conv!r}; expected one of {', '.join(CONV_MODES)}")
+        raise ConfigError(f"unknown conv mode {conv!r}{closest(conv, list(CONV_MODES))}; "
+                          f"expected one of {', '.join(CONV_MODES)}")
     return conv
 
 

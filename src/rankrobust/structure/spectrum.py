@@ -1,15 +1,27 @@
-"""Singular values of many matrices at once, fast: eigenvalues of float64 Gram matrices.
+"""Singular values (and right singular vectors) from Gram-matrix eigendecompositions.
 
-For W ∈ ℝ^{m×n} with k = min(m, n), the k×k Gram matrix G = W Wᵀ (m ≤ n) or Wᵀ W (m > n) has
-eigenvalues λ_i = σ_i², so σ_i = √max(λ_i, 0). A k×k symmetric eigenproblem plus one matmul is
-several times cheaper than an SVD of W. Forming G squares the condition number: in float32 the
-eigenvalues carry an absolute error ≈ ε₃₂·σ₁² ≈ 1e-7·σ₁², so every σ_i below ≈ 3e-4·σ₁ is lost —
-exactly the tail of a trained, nearly low-rank matrix. The Gram matrix is therefore formed and
-decomposed in float64 (absolute error ≈ 1e-16·σ₁², σ resolved down to ≈ 1e-8·σ₁), which
-``benchmarks/bench_structure.py`` checks against a float64 SVD. ``method="svd"`` is the
-reference: float64 ``torch.linalg.svdvals``; ``method="gram32"`` is the fast but lossy variant,
-kept for the benchmark's comparison.
+For W ∈ ℝ^{m×n} and k = min(m, n), let A be W oriented tall: A = W if m ≥ n, else Wᵀ
+(A ∈ ℝ^{l×k}, l ≥ k). The k×k Gram matrix
 
+    G = AᵀA = V diag(σ²) Vᵀ
+
+has eigenvalues λ_i = σ_i², so σ_i = √max(λ_i, 0), and its eigenvectors V are the right singular
+vectors of A. A k×k symmetric eigenproblem plus one matmul is several times cheaper than an SVD of
+W. :func:`gram_eigh` is the one routine that does this, for the measurements here
+(:func:`singular_values_many`) and for the nuclear-norm proximal steps in
+``rankrobust.regularizers.nuclear``.
+
+Precision, one rule (:func:`gram_dtype`): G is formed and decomposed in float64 when its side k is
+at most ``float64_max_side`` (no limit by default), otherwise in the input's own dtype. Forming G
+squares the condition number: in float32 the eigenvalues carry an absolute error ≈ ε₃₂·σ₁² ≈
+1e-7·σ₁², so every σ_i below ≈ 3e-4·σ₁ is lost — exactly the tail of a trained, nearly low-rank
+matrix. In float64 (absolute error ≈ 1e-16·σ₁²) σ is resolved down to ≈ 1e-8·σ₁, which
+``benchmarks/bench_structure.py`` checks against a float64 SVD. Measurements therefore always use
+float64; the nuclear prox, run every few training steps, caps it at side
+:data:`FLOAT64_MAX_SIDE` (a threshold τ above ≈ 1e-3·σ₁ does not need the tail).
+
+``singular_values_many``: ``method="svd"`` is the reference, float64 ``torch.linalg.svdvals``;
+``method="gram32"`` forms G in float32 (fast but lossy, kept for the benchmark's comparison).
 Matrices of equal shape are stacked and multiplied in one batched call, on their own device; the
 eigenvalue step is batched on CUDA and one LAPACK call per matrix on CPU (faster there).
 """
@@ -18,29 +30,77 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Literal
+from typing import Literal, overload
 
 import torch
 
+from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
 
 SpectrumMethod = Literal["gram", "svd", "gram32"]
 METHODS: tuple[str, ...] = ("gram", "svd", "gram32")
+FLOAT64_MAX_SIDE = 256  # the nuclear prox's cap: float64 Gram matrices up to 256×256
+
+
+def gram_dtype(side: int, dtype: torch.dtype, float64_max_side: int | None = None) -> torch.dtype:
+    """The one precision rule: float64 if the Gram side k ≤ ``float64_max_side`` (None: any k),
+    else the input's ``dtype``."""
+    return torch.float64 if float64_max_side is None or side <= float64_max_side else dtype
+
+
+def _eigh_per_matrix(gram: torch.Tensor, vectors: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Ascending eigenvalues (..., k) [and eigenvectors (..., k, k)] of symmetric (..., k, k)."""
+    if gram.ndim == 2 or gram.is_cuda:  # one call; batched cuSOLVER on CUDA
+        if vectors:
+            evals, vecs = torch.linalg.eigh(gram)
+            return evals, vecs
+        return torch.linalg.eigvalsh(gram), None
+    # CPU batch: one LAPACK call per matrix; batched eigvalsh is ~50x slower (torch 2.13)
+    flat = gram.reshape(-1, *gram.shape[-2:])  # (B, k, k)
+    if vectors:
+        pairs = [torch.linalg.eigh(g) for g in flat]
+        evals = torch.stack([p[0] for p in pairs]).reshape(gram.shape[:-1])
+        return evals, torch.stack([p[1] for p in pairs]).reshape(gram.shape)
+    return torch.stack([torch.linalg.eigvalsh(g) for g in flat]).reshape(gram.shape[:-1]), None
+
+
+@overload
+def gram_eigh(
+    matrix: torch.Tensor, *, vectors: Literal[True], float64_max_side: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+
+
+@overload
+def gram_eigh(
+    matrix: torch.Tensor, *, vectors: Literal[False] = False, float64_max_side: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, None]: ...
+
+
+def gram_eigh(
+    matrix: torch.Tensor, *, vectors: bool = False, float64_max_side: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """(A, σ, V) of W (..., m, n) from the eigendecomposition of G = AᵀA (..., k, k); no gradient.
+
+    A (..., l, k) is W oriented tall (Wᵀ when m < n), in the compute dtype of :func:`gram_dtype`;
+    σ (..., k) the singular values in descending order, in that dtype; V (..., k, k) the right
+    singular vectors of A, column i paired with σ_i (None unless ``vectors``). Over the non-zero
+    σ, A V diag(1/σ) = U, so U Vᵀ (the polar factor) and U diag(f(σ)) Vᵀ (SVT) are products only.
+    """
+    w = matrix.detach()
+    a = w if w.shape[-2] >= w.shape[-1] else w.mT  # (..., l, k), l ≥ k
+    a = a.to(gram_dtype(a.shape[-1], a.dtype, float64_max_side))
+    evals, vecs = _eigh_per_matrix(a.mT @ a, vectors)  # G = AᵀA (..., k, k); ascending
+    sigma = evals.flip(-1).clamp_min(0).sqrt()
+    return a, sigma, None if vecs is None else vecs.flip(-1)
 
 
 def _batch_singular_values(stack: torch.Tensor, method: str) -> torch.Tensor:
     """(B, m, n) → (B, min(m, n)) descending singular values, float64."""
     if method == "svd":
         return torch.linalg.svdvals(stack.to(torch.float64))
-    a = stack if stack.shape[-2] <= stack.shape[-1] else stack.transpose(-2, -1)  # (B, k, l), k ≤ l
-    a = a.to(torch.float32 if method == "gram32" else torch.float64)
-    gram = a @ a.transpose(-2, -1)  # (B, k, k) = W Wᵀ, eigenvalues σ²
-    if gram.is_cuda:
-        eig = torch.linalg.eigvalsh(gram)  # ascending; batched cuSOLVER
-    else:  # CPU: batched eigvalsh is ~50x slower than one LAPACK call per matrix (torch 2.13)
-        eig = torch.stack([torch.linalg.eigvalsh(g) for g in gram])
-    eig = eig.to(torch.float64)
-    return eig.clamp_min(0).sqrt().flip(-1)
+    if method == "gram32":  # float32 throughout: no side gets float64
+        return gram_eigh(stack.to(torch.float32), float64_max_side=0)[1].to(torch.float64)
+    return gram_eigh(stack)[1]
 
 
 def singular_values_many(
@@ -51,7 +111,8 @@ def singular_values_many(
     Matrices of one shape and device share a batched call; results stay on each input's device.
     """
     if method not in METHODS:
-        raise ConfigError(f"unknown spectrum method {method!r}; expected one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown spectrum method {method!r}{closest(method, list(METHODS))}; "
+                          f"expected one of {', '.join(METHODS)}")
     groups: dict[tuple[tuple[int, ...], torch.device], list[int]] = defaultdict(list)
     for i, m in enumerate(matrices):
         if m.ndim != 2:

@@ -1,11 +1,11 @@
 """Callback hooks of the training loop, and the state they see.
 
-Order within one step::
+Order within one step (the method's hooks are in ``rankrobust.methods``)::
 
-    loss, logits = objective(model, x, y, state)        # clean CE, or an adversarial objective
-    total = loss + Σ callback.penalty(state)             # e.g. λ‖W‖₁ as a loss term
-    total.backward(); callback.on_after_backward(state)  # e.g. add a nuclear-norm subgradient
-    optimizer.step(); callback.on_after_step(state)      # e.g. a proximal step (SVT, soft-threshold)
+    loss, logits = objective(model, x, y, state)           # the method's objective
+    total = loss + Σ term(state)                           # the method's loss terms
+    total.backward(); optimizer.step()
+    prox(step, lr) for the method's prox steps; callback.on_after_step(state)
 
 and ``on_epoch_end(state, metrics)`` may add entries to the epoch's metrics or append rows to
 ``state.records[name]`` (stored with the run's history), e.g. per-layer structure.
@@ -24,7 +24,7 @@ from rankrobust.training.config import TrainConfig
 
 @dataclass
 class TrainState:
-    """What callbacks see: the live model and optimizer, and where the loop stands."""
+    """What callbacks and method hooks see: the live model and optimizer, and where the loop stands."""
 
     model: nn.Module
     optimizer: torch.optim.Optimizer
@@ -47,7 +47,7 @@ class TrainState:
 
 
 class Callback:
-    """Base class with no-op hooks; override the ones you need."""
+    """Base class with no-op hooks for observers (structure tracking, logging); override any."""
 
     def on_train_begin(self, state: TrainState) -> None:
         """Called once before the first epoch (after the model is on its device)."""
@@ -55,18 +55,11 @@ class Callback:
     def on_epoch_begin(self, state: TrainState) -> None:
         """Called at the start of each epoch."""
 
-    def penalty(self, state: TrainState) -> torch.Tensor | None:
-        """A differentiable term added to the loss of this step, or None."""
-        return None
-
-    def on_after_backward(self, state: TrainState) -> None:
-        """Gradients are populated; modify ``p.grad`` here (e.g. subgradients)."""
-
     def on_after_step(self, state: TrainState) -> None:
-        """The optimizer has stepped; modify weights in place here (proximal operators)."""
+        """The optimizer (and the method's prox steps) have stepped."""
 
     def on_epoch_end(self, state: TrainState, metrics: dict[str, Any]) -> None:
         """Metrics of the finished epoch (after evaluation); may add entries to ``metrics``."""
 
     def on_train_end(self, state: TrainState) -> None:
-        """Called once after the last epoch."""
+        """Called once after the last epoch (after the method's final steps)."""

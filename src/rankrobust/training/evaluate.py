@@ -6,18 +6,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankrobust.attacks.base import predict
 
-@torch.no_grad()
-def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    """Predicted labels (N,) for x (N, C, H, W), computed on the model's device in eval mode."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        out = [model(x[i : i + batch_size].to(device)).argmax(1) for i in range(0, len(x), batch_size)]
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, dtype=torch.long, device=device)
+__all__ = ["evaluate", "predict"]  # predict: the one batched predict, re-exported
 
 
 @torch.no_grad()

@@ -44,7 +44,6 @@ def fit(
     data_dir: str | os.PathLike[str] | None = None,
 ) -> FitResult:
     """Load ``dataset``, build ``model`` from ``config.seed`` and train it; test split evaluated."""
-    config.validate()
     spec = model_spec_for(dataset, model, model_options)
     train_data = load_dataset(dataset, "train", data_dir)
     test_data = load_dataset(dataset, "test", data_dir)

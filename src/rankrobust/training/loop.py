@@ -8,19 +8,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pandas as pd
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from rankrobust.device import resolve_device
-from rankrobust.errors import TrainingDivergedError
+from rankrobust.errors import DataError, TrainingDivergedError
+from rankrobust.methods import Objective
 from rankrobust.training.callbacks import Callback, TrainState
 from rankrobust.training.config import TrainConfig
 from rankrobust.training.evaluate import evaluate
-from rankrobust.training.objectives import Objective
 from rankrobust.training.seeding import seed_everything
-from rankrobust.training.setup import build_callbacks, build_objective
+from rankrobust.training.structure_tracking import StructureTracker
 
 Data = tuple[torch.Tensor, torch.Tensor]
 
@@ -36,9 +35,6 @@ class TrainResult:
     @property
     def final(self) -> dict[str, Any]:
         return self.history[-1] if self.history else {}
-
-    def history_frame(self) -> pd.DataFrame:
-        return pd.DataFrame(self.history)
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -76,24 +72,29 @@ def train(
 ) -> TrainResult:
     """Train ``model`` in place on ``train_data`` = (x (N, C, H, W) in [0, 1], y (N,)).
 
-    The objective and callbacks that ``config`` asks for (adversarial training, regularizers,
-    structure tracking) are built here and run before any extra ``callbacks``. An explicit
-    ``objective`` replaces the configured one. Raises TrainingDivergedError on a NaN/inf loss.
+    ``config.method`` shapes the run through its hooks (``rankrobust.methods.base``): it may
+    re-parametrize the model (before the optimizer is built), supplies the objective, loss terms
+    (their epoch means logged as ``penalty_<name>``, their sum as ``penalty``), prox steps after
+    each optimizer step, and final steps after the last epoch. Structure tracking (when
+    ``config.track_structure``) runs before any extra ``callbacks``. An explicit ``objective``
+    replaces the method's. Raises TrainingDivergedError on a NaN/inf loss.
     """
     config = config or TrainConfig()
-    config.validate()
     device = resolve_device(config.device)
     gen = seed_everything(config.seed)
     model.to(device)
     x_train, y_train = train_data[0].to(device), train_data[1].to(device)
     if len(x_train) == 0:
-        raise ValueError("empty training set")
+        raise DataError("empty training set")
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
+    method = config.method
+    method.parametrize(model)
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config, steps_per_epoch)
-    objective = objective or build_objective(config)
-    all_callbacks = [*build_callbacks(model, config), *callbacks]
+    objective = objective or method.objective(config.seed)
+    penalty = method.regularize(model)
+    all_callbacks = [*([StructureTracker()] if config.track_structure else []), *callbacks]
     state = TrainState(model, optimizer, config, device, steps_per_epoch=steps_per_epoch)
 
     start = time.perf_counter()
@@ -112,6 +113,8 @@ def train(
             model.train()
             loss_sum = torch.zeros((), device=device, dtype=torch.float64)
             pen_sum = torch.zeros((), device=device, dtype=torch.float64)
+            # per-term sums stay on the device (no sync per step)
+            term_sums: dict[str, torch.Tensor | float] = dict.fromkeys(penalty.loss_terms, 0.0)
             correct = torch.zeros((), device=device, dtype=torch.long)
             perm = torch.randperm(n, generator=gen).to(device)
             for i in range(0, n, config.batch_size):
@@ -119,18 +122,19 @@ def train(
                 xb, yb = x_train[idx], y_train[idx]
                 loss, logits = objective(model, xb, yb, state)
                 total = loss
-                for cb in all_callbacks:
-                    pen = cb.penalty(state)
-                    if pen is not None:
-                        total = total + pen
-                        pen_sum += pen.detach().double()
+                for name, term in penalty.loss_terms.items():
+                    pen = term(state)
+                    total = total + pen
+                    pen_sum += pen.detach().double()
+                    term_sums[name] = term_sums[name] + pen.detach().double()
                 optimizer.zero_grad(set_to_none=True)
                 total.backward()
-                for cb in all_callbacks:
-                    cb.on_after_backward(state)
+                lr = state.lr  # the lr of this step (the schedule moves on below)
                 optimizer.step()
                 schedule.step()
                 state.step += 1
+                for prox in penalty.prox_steps:
+                    prox(state.step, lr)
                 for cb in all_callbacks:
                     cb.on_after_step(state)
                 loss_sum += loss.detach().double() * len(idx)
@@ -153,6 +157,8 @@ def train(
                     model, test_data[0], test_data[1], config.eval_batch_size
                 )
             metrics["epoch_seconds"] = time.perf_counter() - epoch_start
+            for name, value in term_sums.items():
+                metrics[f"penalty_{name}"] = float(value) / steps_per_epoch
             for cb in all_callbacks:
                 cb.on_epoch_end(state, metrics)
             state.history.append(metrics)
@@ -160,6 +166,8 @@ def train(
             if "test_acc" in metrics:
                 shown["test_acc"] = f"{metrics['test_acc']:.3f}"
             bar.set_postfix(shown)
+        for final in penalty.final_steps:
+            final()
         for cb in all_callbacks:
             cb.on_train_end(state)
     finally:
