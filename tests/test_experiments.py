@@ -83,12 +83,13 @@ def test_store_round_trip_has_the_contract_columns(tmp_path: Path, one_result: A
         store.record(result)  # recording again replaces, never duplicates
         runs = store.runs()
         for col in ("run_id", "status", "error", "config", "dataset", "model", "method",
-                    "lambda_l1", "lambda_nuclear", "adv_eps", "seed", "clean_accuracy",
+                    "method_params", "seed", "clean_accuracy",
                     "train_seconds", "eval_seconds", "started_at", "finished_at",
                     "torch_version", "numpy_version", "python_version", "rankrobust_version"):
             assert col in runs.columns, col
         row = runs.iloc[0]
         assert (row.status, row.method, row.seed, row.attempts) == ("complete", "natural", 0, 1)
+        assert json.loads(row.method_params) == config.train.method.params()
         assert json.loads(row.config)["model"] == "mlp"
         assert row.clean_accuracy == pytest.approx(result.clean_accuracy)
         em = store.epoch_metrics()

@@ -51,15 +51,15 @@ def test_grid_is_the_cross_product_times_seeds_and_lists_inside_fields_do_not_ex
 def test_variants_have_their_own_grids_and_method_labels() -> None:
     study = study_from_dict(_study(variants=[
         {"name": "natural"},
-        {"name": "fgsm", "train": {"adversarial": {"kind": "fgsm", "eps": 0.1}}},
-        {"name": "l1n", "train": {"regularizer": {"kind": "l1+nuclear", "lambda_nuclear": 1e-3}},
-         "grid": {"train.regularizer.lambda_l1": [1e-4, 1e-3]}},
+        {"name": "fgsm", "train": {"method": {"name": "fgsm-adv", "eps": 0.1}}},
+        {"name": "l1n", "train": {"method": {"name": "l1+nuclear", "lambda_nuclear": 1e-3}},
+         "grid": {"train.method.lambda_l1": [1e-4, 1e-3]}},
         {"name": "again"},  # same config as "natural": deduplicated by id
     ]))
     runs = expand(study)
     assert [r.variant for r in runs] == ["natural", "fgsm", "l1n", "l1n"]
-    assert [r.method for r in runs] == ["natural", "fgsm", "l1+nuclear", "l1+nuclear"]
-    assert [r.train.regularizer.lambda_l1 for r in runs] == [0.0, 0.0, 1e-4, 1e-3]
+    assert [r.method for r in runs] == ["natural", "fgsm-adv", "l1+nuclear", "l1+nuclear"]
+    assert [r.train.method.params().get("lambda_l1") for r in runs] == [None, None, 1e-4, 1e-3]
     assert runs[2].label == "l1n/lambda_l1=0.0001/seed=0"
 
 
@@ -97,7 +97,10 @@ def _study_run() -> dict[str, Any]:
     [
         ({"modle": "mlp"}, ["unknown key 'modle'", "did you mean 'model'"]),
         ({"train": {"lrr": 0.1}}, ["unknown key 'train.lrr'", "did you mean 'lr'"]),
-        ({"train": {"regularizer": {"kindd": "l1"}}}, ["train.regularizer.kindd", "'kind'"]),
+        ({"train": {"method": {"name": "l1", "lambda_l2": 1.0}}},
+         ["train.method.lambda_l2", "did you mean 'lambda_l1'"]),
+        ({"train": {"method": {"name": "l2"}}}, ["train.method", "did you mean 'l1'"]),
+        ({"train": {"method": {"lambda_l1": 1.0}}}, ["train.method.name"]),
         ({"train": {"lr": "fast"}}, ["train.lr", "expected a number"]),
         ({"train": {"epochs": 0}}, ["train", "epochs must be ≥ 1"]),
         ({"train": {"optimizer": "adamw"}}, ["train.optimizer", "did you mean 'adam'"]),
@@ -122,8 +125,8 @@ def _study_run() -> dict[str, Any]:
         ({"variants": [{"train": {}}]}, ["variants[0]", "name"]),
         ({"variants": [{"name": "a"}, {"name": "a"}]}, ["duplicate variant name 'a'"]),
         ({"per_model_options": {"lenet": {}}}, ["per_model_options", "did you mean 'lenet5'"]),
-        ({"variants": [{"name": "bad", "train": {"regularizer": {"kind": "l1"}}}]},
-         ["train", "lambda_l1 > 0", "[run bad/seed=0]"]),
+        ({"variants": [{"name": "bad", "train": {"method": {"name": "l1", "lambda_l1": 0}}}]},
+         ["train.method", "lambda_l1 must be", "[run bad/seed=0]"]),
     ],
 )
 def test_strict_validation_names_the_path_in_one_line(change: dict[str, Any], needles: list[str]) -> None:

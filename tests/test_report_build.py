@@ -20,17 +20,17 @@ LAYERS = {"mlp": [("net.0", 20, 256), ("net.2", 4, 20)],
           "lenet5": [("conv1", 6, 25), ("conv2", 16, 150), ("fc", 4, 84)]}
 EPS = {"inf": [0.0, 0.05, 0.1, 0.2], "2": [0.0, 0.5, 1.0, 2.0]}
 # (method, λ1, λ*) → a robustness offset; λ grids of two points per regularizer.
-METHODS = [("natural", 0, 0), ("fgsm", 0, 0), ("pgd", 0, 0), ("l1", 1e-5, 0), ("l1", 1e-3, 0),
+METHODS = [("natural", 0, 0), ("fgsm-adv", 0, 0), ("pgd-adv", 0, 0), ("l1", 1e-5, 0), ("l1", 1e-3, 0),
            ("nuclear", 0, 1e-4), ("nuclear", 0, 1e-2), ("l1+nuclear", 1e-5, 1e-4),
            ("l1+nuclear", 1e-3, 1e-2)]
 
 
 def _config(model: str, method: str, l1: float, nuc: float, seed: int):  # noqa: ANN202
     train: dict = {"epochs": 2, "seed": seed}
-    if method in ("fgsm", "pgd"):
-        train["adversarial"] = {"kind": method, "eps": 0.1}
-    elif method != "natural":
-        train["regularizer"] = {"kind": method, "lambda_l1": l1, "lambda_nuclear": nuc}
+    params = {k: v for k, v in (("lambda_l1", l1), ("lambda_nuclear", nuc)) if v}
+    if method in ("fgsm-adv", "pgd-adv"):
+        params = {"eps": 0.1}
+    train["method"] = {"name": method, **params}
     return run_config_from_dict({"dataset": "synthetic", "model": model, "train": train})
 
 
@@ -38,8 +38,8 @@ def _result(config, model: str, method: str, l1: float, nuc: float, seed: int) -
     """Synthetic numbers built so that every claim holds (clear effects, small seed noise)."""
     rng = np.random.default_rng([seed, len(method), int(l1 * 1e6), int(nuc * 1e6)])
     strong = l1 >= 1e-3 or nuc >= 1e-2
-    rank_drop = {"fgsm": 0.1, "pgd": 0.2}.get(method, 0.05 if method != "natural" else 0.0)
-    robust = {"natural": 0.0, "fgsm": 0.5, "pgd": 0.6, "l1": 0.1, "nuclear": 0.15,
+    rank_drop = {"fgsm-adv": 0.1, "pgd-adv": 0.2}.get(method, 0.05 if method != "natural" else 0.0)
+    robust = {"natural": 0.0, "fgsm-adv": 0.5, "pgd-adv": 0.6, "l1": 0.1, "nuclear": 0.15,
               "l1+nuclear": 0.25}[method] * (1.6 if model == "lenet5" else 1.0)
     structure = []
     for epoch in range(3):
@@ -126,7 +126,8 @@ def test_lambda_rule_picks_largest_within_two_points(report_dir: Path) -> None:
     # The strong λ's cost 5 points of accuracy, so the weak ones are chosen everywhere.
     chosen = [line for line in section.splitlines() if line.startswith("|") and "| yes | no |" in line]
     assert len(chosen) == 6
-    assert all("0.01" not in line.split("|")[5] for line in chosen)
+    settings = [line.split("|")[4] for line in chosen]  # | dataset | model | method | setting |
+    assert all("lambda" in s and "0.01" not in s and "0.001" not in s for s in settings), settings
 
 
 def test_report_is_rebuildable_and_deterministic(tmp_path: Path) -> None:

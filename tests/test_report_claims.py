@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -27,7 +28,7 @@ from rankrobust.report.claims import (
 from rankrobust.report.document import Document, Table
 from rankrobust.report.html import render_html
 from rankrobust.report.markdown import render_markdown
-from rankrobust.report.summary import comparison_runs, curve_area, select_lambdas
+from rankrobust.report.summary import comparison_runs, curve_area, select_lambdas, setting
 
 
 def test_t_interval_matches_scipy_and_closed_form() -> None:
@@ -99,7 +100,12 @@ def _summary(rows: list[tuple[str, str, float, float, int, float]]) -> pd.DataFr
                                         "clean_accuracy"])
     frame["dataset"] = "d"
     frame["run_id"] = [f"r{i}" for i in range(len(frame))]
-    return frame
+    frame["method_params"] = [
+        json.dumps({k: v for k, v in (("lambda_l1", l1), ("lambda_nuclear", nuc)) if v})
+        for l1, nuc in zip(frame["lambda_l1"], frame["lambda_nuclear"], strict=True)]
+    frame["setting"] = [setting(m, p) for m, p in zip(frame["method"], frame["method_params"],
+                                                      strict=True)]
+    return frame.drop(columns=["lambda_l1", "lambda_nuclear"])
 
 
 def test_lambda_rule_largest_within_tolerance_else_most_accurate() -> None:
@@ -109,8 +115,8 @@ def test_lambda_rule_largest_within_tolerance_else_most_accurate() -> None:
     rows += [("m", "nuclear", 0, lam, s, acc) for lam, acc in ((1.0, 0.80), (3.0, 0.60)) for s in (0, 1)]
     sel = select_lambdas(_summary(rows))
     chosen = sel[sel["selected"]].set_index("method")
-    assert chosen.loc["l1", "lambda_l1"] == 1e-3 and not chosen.loc["l1", "fallback"]
-    assert chosen.loc["nuclear", "lambda_nuclear"] == 1.0 and chosen.loc["nuclear", "fallback"]
+    assert chosen.loc["l1", "setting"] == "lambda_l1=0.001" and not chosen.loc["l1", "fallback"]
+    assert chosen.loc["nuclear", "setting"] == "lambda_nuclear=1" and chosen.loc["nuclear", "fallback"]
     runs = comparison_runs(_summary(rows), sel)
     assert sorted(runs["method"]) == ["l1", "l1", "natural", "natural", "nuclear", "nuclear"]
 
@@ -123,7 +129,7 @@ def _claim_runs(adv_rank: float, reg_fr: float) -> pd.DataFrame:
             rows += [
                 {"model": model, "method": "natural", "erank": 0.8 + noise, "esparsity": 0.7 + noise,
                  "fr_auc_pgd_inf": 0.5 + noise},
-                {"model": model, "method": "pgd", "erank": adv_rank - noise, "esparsity": 0.6,
+                {"model": model, "method": "pgd-adv", "erank": adv_rank - noise, "esparsity": 0.6,
                  "fr_auc_pgd_inf": 0.1 + noise},
                 {"model": model, "method": "l1+nuclear", "erank": 0.7, "esparsity": 0.6,
                  "fr_auc_pgd_inf": 0.5 - gain * (0.5 - reg_fr) - noise * 2},

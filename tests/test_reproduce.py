@@ -11,26 +11,31 @@ from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.grid import expand
 from rankrobust.experiments.study import SCALES, reproduce_study
+from rankrobust.methods import METHODS
 
-METHODS = {"natural", "fgsm", "pgd", "l1", "nuclear", "l1+nuclear"}
+# Every registered method is in every preset except product-l1 (fully connected models only).
+PRESET_METHODS = set(METHODS) - {"product-l1"}
 
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_every_preset_expands_to_the_full_design(scale: str) -> None:
     study = reproduce_study(scale)
     runs = expand(study)
-    assert {r.method for r in runs} == METHODS
+    assert {r.method for r in runs} == PRESET_METHODS
     assert {r.model for r in runs} == {"mlp", "lenet5"}
     assert all(r.train.track_structure for r in runs)
     for r in runs:
         attacks = {(a.attack, a.norm) for a in r.evaluation.attacks}
         assert attacks == {("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf")}
         assert r.evaluation.deepfool and r.evaluation.spectra
-    # every regularizer has a λ grid (at least one point; small/full have ≥ 3)
-    for method in ("l1", "nuclear", "l1+nuclear"):
-        grid = {(r.train.regularizer.lambda_l1, r.train.regularizer.lambda_nuclear)
+    # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks)
+    for method in PRESET_METHODS:
+        grid = {tuple(r.train.method.swept_values().items())
                 for r in runs if r.method == method and r.model == "mlp"}
-        assert len(grid) >= (1 if scale == "smoke" else 3)
+        if not METHODS[method].swept:
+            assert len(grid) == 1
+        elif scale != "smoke":
+            assert len(grid) >= (2 if method == "lowrank" else 3), method
     per_config = len(runs) // len(study.seeds)
     assert len(runs) == per_config * len(study.seeds)
 
@@ -40,8 +45,9 @@ def test_small_preset_is_mnist5k_with_three_seeds_and_cifar_swaps_the_cnn() -> N
     assert small.base["dataset"] == "mnist5k" and small.seeds == (0, 1, 2)
     cifar = expand(reproduce_study("small", "cifar10", seeds=1))
     assert {r.model for r in cifar} == {"mlp", "cnn-small"}
-    pgd = next(r for r in cifar if r.method == "pgd")
-    assert pgd.train.adversarial.eps == pytest.approx(0.1 * 8 / 255 / 0.3, rel=1e-4)
+    for name in ("pgd-adv", "fgsm-adv", "trades"):  # every training budget is rescaled
+        run = next(r for r in cifar if r.method == name)
+        assert run.train.method.eps == pytest.approx(0.1 * 8 / 255 / 0.3, rel=1e-4)  # type: ignore[attr-defined]
     with pytest.raises(ConfigError, match="unknown scale"):
         reproduce_study("huge")
     with pytest.raises(ConfigError, match="seeds"):
@@ -70,4 +76,4 @@ def test_reproduce_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     # Resumable: a second reproduce skips every finished run.
     assert main(["reproduce", "--scale", "smoke", "--out", str(out), "--workers", "1",
                  "--no-progress"]) == 0
-    assert "24 already done" in capsys.readouterr().out
+    assert "32 already done" in capsys.readouterr().out

@@ -1,8 +1,10 @@
 """Adversarial attacks on models with inputs in ``bounds`` (default [0, 1]).
 
 Single-budget primitives (used by adversarial training; they do not switch the model's mode):
-``fgsm_perturb``, ``pgd_perturb``. Evaluation attacks (eval mode, mode restored, a list of
-budgets → success (K, N)): ``fgsm``, ``pgd``, ``apgd``; minimal perturbations: ``deepfool``.
+``fgsm_perturb``, ``pgd_perturb``, both on the shared pieces of :mod:`.perturb` (the one PGD
+loop ``pgd_run``, the one ε-ball sampler ``random_in_ball``, an optional ``loss_fn``). Evaluation
+attacks (eval mode, mode restored, a list of budgets → success (K, N)): ``fgsm``, ``pgd``,
+``apgd``; minimal perturbations: ``deepfool``.
 """
 
 from rankrobust.attacks.apgd import apgd

@@ -236,11 +236,12 @@ def pgd_perturb(
 ) -> torch.Tensor:
     """PGD (Madry et al. 2018) for training: the last of ``steps`` iterates of :func:`pgd_run`.
 
-    Ascends L = ``loss_fn(model(x′), y)`` (default Σᵢ CE(model(x′ᵢ), yᵢ) with labels y (B,);
-    ``y`` is passed to ``loss_fn`` as is, e.g. clean probabilities (B, K) for a KL loss) with
-    steps of size α (default 2.5·ε/steps), each projected onto the ε-ball and the bounds, from
-    a random start in the ball (:func:`random_in_ball`, drawn from ``generator``) or from x.
-    Returns x_adv (B, ...), detached; ``steps`` forward+backward passes in the model's mode.
+    Ascends L(x′) = ``loss_fn(model(x′), y)``, a scalar Σᵢ ℓ(model(x′ᵢ), yᵢ) over the batch:
+    default ℓ = CE with labels y (B,) long; ``y`` reaches ``loss_fn`` as is, e.g. clean
+    probabilities p(x) (B, K) with ℓ = KL(p(xᵢ) ‖ softmax(model(x′ᵢ))) for TRADES. Steps of size
+    α (default 2.5·ε/steps), each projected onto the ε-ball and the bounds, from a random start
+    in the ball (:func:`random_in_ball`, drawn from ``generator``) or from x. Returns x_adv
+    (B, ...), detached; exactly ``steps`` forward+backward passes, in the model's own mode.
     """
     e = per_sample(eps, x)
     alpha = 2.5 * e / steps if step_size is None else per_sample(step_size, x)

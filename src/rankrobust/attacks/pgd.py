@@ -94,9 +94,9 @@ def pgd(
                 start = random_in_ball(sub, eps, norm, gen)
             else:
                 start = torch.zeros_like(sub)
-            run = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
-                          track=True, early_stop=early_stop)
-            xa, hit, loss = run.x_adv, run.fooled, run.loss
+            tracked = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
+                              track=True, early_stop=early_stop)
+            xa, hit, loss = tracked.x_adv, tracked.fooled, tracked.loss
             assert hit is not None and loss is not None  # track=True records both
             better = loss > best_loss[todo]
             best_x[todo[better]] = xa[better]

@@ -48,7 +48,7 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "l
                  "epoch_seconds")
 STRUCTURE_COLUMNS = (
     "epoch", "layer", "kind", "shape", "rows", "cols", "effective_rank", "effective_sparsity",
-    "stable_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
+    "stable_rank", "numerical_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
     "normalized_effective_rank", "normalized_effective_sparsity",
 )
 ROBUSTNESS_COLUMNS = ("attack", "norm", "options", "epsilon", "fooling_ratio",
@@ -74,7 +74,7 @@ CREATE TABLE IF NOT EXISTS epoch_metrics (
 CREATE TABLE IF NOT EXISTS structure (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL, layer TEXT NOT NULL,
     kind TEXT, shape TEXT, rows INTEGER, cols INTEGER, effective_rank REAL,
-    effective_sparsity REAL, stable_rank REAL, nuclear_norm REAL, spectral_norm REAL,
+    effective_sparsity REAL, stable_rank REAL, numerical_rank INTEGER, nuclear_norm REAL, spectral_norm REAL,
     frobenius_norm REAL, l1_norm REAL, normalized_effective_rank REAL,
     normalized_effective_sparsity REAL, extra TEXT, PRIMARY KEY (run_id, epoch, layer)
 );

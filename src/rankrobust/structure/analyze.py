@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 COLUMNS: tuple[str, ...] = (
     "layer", "kind", "shape", "rows", "cols", "effective_rank", "effective_sparsity",
-    "stable_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
+    "stable_rank", "numerical_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
     "normalized_effective_rank", "normalized_effective_sparsity",
 )
 _NUMERIC = COLUMNS[5:]
@@ -71,7 +71,8 @@ def structure_table(
     """Every numeric column of :func:`analyze` as a float64 tensor (L,) on the matrices' device.
 
     With σ the padded spectra (L, k_max) and w the entries of each matrix:
-    effective_rank = D_α(σ/Σσ); stable_rank = Σw²/σ₁²; nuclear = Σσ; spectral = σ₁;
+    effective_rank = D_α(σ/Σσ); stable_rank = Σw²/σ₁²; numerical_rank = #{i : σᵢ > max(m, n)·ε·σ₁}
+    with ε the machine epsilon of the weights' dtype (numpy's ``matrix_rank`` rule); nuclear = Σσ; spectral = σ₁;
     frobenius = (Σw²)^{1/2}; l1 = Σ|w|; effective_sparsity = D_α(|w|/Σ|w|); normalized
     variants divide by min(m, n) and by m·n. Zero matrices give 0 throughout (no NaN).
     """
@@ -88,10 +89,14 @@ def structure_table(
     numel = torch.tensor([m.numel() for m in mats], dtype=torch.float64, device=device)
     eff_rank = hill_numbers(sigma, order)
     ones = torch.ones_like(top)
+    rtol = torch.tensor([max(m.shape) * torch.finfo(m.dtype if m.is_floating_point() else torch.float64).eps
+                         for m in mats], dtype=torch.float64, device=device)
+    numerical = (sigma > (rtol * top)[:, None]).sum(1).to(torch.float64) * (top > 0)
     return {
         "effective_rank": eff_rank,
         "effective_sparsity": eff_sparsity,
         "stable_rank": torch.where(top > 0, frob_sq / torch.where(top > 0, top, ones) ** 2, 0 * top),
+        "numerical_rank": numerical,
         "nuclear_norm": sigma.sum(1),
         "spectral_norm": top,
         "frobenius_norm": frob_sq.sqrt(),
@@ -120,13 +125,14 @@ def analyze(
     matrices = layer_matrices(model, conv)
     table = structure_table(matrices, order, method)
     names = list(matrices)
-    numeric = torch.stack([table[c] for c in _NUMERIC], 1).cpu().numpy() if names else np.zeros((0, 9))
+    numeric = torch.stack([table[c] for c in _NUMERIC], 1).cpu().numpy() if names else np.zeros((0, len(_NUMERIC)))
     frame = pd.DataFrame(numeric, columns=list(_NUMERIC))
     frame.insert(0, "layer", names)
     frame.insert(1, "kind", _kinds(model, names))
     frame.insert(2, "shape", [f"{m.shape[0]}x{m.shape[1]}" for m in matrices.values()])
     frame.insert(3, "rows", [int(m.shape[0]) for m in matrices.values()])
     frame.insert(4, "cols", [int(m.shape[1]) for m in matrices.values()])
+    frame["numerical_rank"] = frame["numerical_rank"].astype(int)
     return frame
 
 
