@@ -32,10 +32,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rankrobust.data import load_dataset
+from rankrobust.methods import Penalty, TrainingMethod, method_from_config
+from rankrobust.methods.nuclear import SVD_MIN_EVERY, auto_svd_every, nuclear_penalty_hooks
 from rankrobust.models import build_model
 from rankrobust.regularizers import select_weights
-from rankrobust.training import RegularizerConfig, TrainConfig, TrainState, seed_everything, train
-from rankrobust.training.regularization import NuclearRegularizer
+from rankrobust.training import TrainConfig, TrainState, seed_everything, train
+from rankrobust.training.fit import model_spec_for
 
 BATCH = 128
 LAMBDA_STEP = 1e-3  # λ for the timing runs (the cost does not depend on it)
@@ -57,32 +60,38 @@ def _model(name: str) -> nn.Module:
 
 
 class Stepper:
-    """One model + Adam + optional nuclear callback; ``step()`` runs one loop step, timed."""
+    """One model + Adam + optional nuclear penalty; ``step()`` runs one loop step, timed.
+
+    The step is the training loop's: objective, the method's loss terms, backward, optimizer
+    step, then its prox steps with the lr of the step taken.
+    """
 
     def __init__(self, model_name: str, mode: str | None, method: str = "fast", every: int = 0):
         self.model = _model(model_name)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-3)
         self.state = TrainState(self.model, self.opt, TrainConfig(), torch.device("cpu"))
-        self.cb = None
+        self.penalty = Penalty()
+        self.every: list[int] = []
         if mode is not None:
             refs = select_weights(self.model)
-            self.cb = NuclearRegularizer(refs, LAMBDA_STEP, mode, method, every)  # type: ignore[arg-type]
+            self.penalty = nuclear_penalty_hooks(refs, LAMBDA_STEP, mode, method, every)  # type: ignore[arg-type]
+            self.every = [every or (1 if method == "exact" else auto_svd_every(*r.shape, SVD_MIN_EVERY[mode]))
+                          for r in refs]
         self.wall: list[float] = []
         self.cpu: list[float] = []
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         cpu, start = time.process_time(), time.perf_counter()
         loss = F.cross_entropy(self.model(x), y)
-        if self.cb is not None:
-            loss = loss + self.cb.penalty(self.state)
+        for term in self.penalty.loss_terms.values():
+            loss = loss + term(self.state)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        if self.cb is not None:
-            self.cb.on_after_backward(self.state)
+        lr = self.state.lr
         self.opt.step()
         self.state.step += 1
-        if self.cb is not None:
-            self.cb.on_after_step(self.state)
+        for prox in self.penalty.prox_steps:
+            prox(self.state.step, lr)
         self.wall.append(time.perf_counter() - start)
         self.cpu.append(time.process_time() - cpu)
 
@@ -104,7 +113,7 @@ def time_steps(model_name: str, windows: int, naive_rounds: int) -> dict[str, fl
         "subgradient": Stepper(model_name, "subgradient"),
     }
     naive = {"plain": Stepper(model_name, None), "naive": Stepper(model_name, "proximal", "exact", 1)}
-    ks = variants["proximal"].cb.every  # type: ignore[union-attr]
+    ks = variants["proximal"].every
     window = max(max(ks), 40)
     rounds = windows * window
     print(f"{model_name}: refresh every {ks} steps; {rounds} interleaved rounds", flush=True)
@@ -137,14 +146,11 @@ def time_steps(model_name: str, windows: int, naive_rounds: int) -> dict[str, fl
     return out
 
 
-def train_lenet(reg: RegularizerConfig, epochs: int) -> tuple[float, list[float], float]:
-    from rankrobust.data import load_dataset
-    from rankrobust.training.fit import model_spec_for
-
+def train_lenet(reg: TrainingMethod, epochs: int) -> tuple[float, list[float], float]:
     train_data, test_data = load_dataset("mnist5k", "train"), load_dataset("mnist5k", "test")
     seed_everything(0)
     model = model_spec_for("mnist5k", "lenet5").build()
-    config = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, progress=False, regularizer=reg)
+    config = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, progress=False, method=reg)
     result = train(model, train_data, test_data, config)
     ranks = [effective_rank(r.parameter) for r in select_weights(model)]
     return float(result.final["test_acc"]), ranks, result.seconds
@@ -152,13 +158,13 @@ def train_lenet(reg: RegularizerConfig, epochs: int) -> tuple[float, list[float]
 
 def fidelity(epochs: int) -> dict[str, float]:
     out: dict[str, float] = {}
-    acc, ranks, sec = train_lenet(RegularizerConfig(), epochs)
+    acc, ranks, sec = train_lenet(method_from_config("natural"), epochs)
     print(f"natural                 acc {acc:.3f}  erank {[round(v, 2) for v in ranks]}  {sec:.1f}s")
     for mode, lam in (("proximal", 1.0), ("subgradient", 3e-3)):
         res: dict[str, tuple[float, list[float]]] = {}
         for method in ("exact", "fast"):
-            reg = RegularizerConfig(kind="nuclear", lambda_nuclear=lam, nuclear_mode=mode,  # type: ignore[arg-type]
-                                    nuclear_method=method)  # type: ignore[arg-type]
+            reg = method_from_config({"name": "nuclear", "lambda_nuclear": lam,
+                                      "nuclear_mode": mode, "nuclear_method": method})
             acc, ranks, sec = train_lenet(reg, epochs)
             res[method] = (acc, ranks)
             print(f"{mode:11s} λ={lam:<6g} {method:5s} acc {acc:.3f}  erank "

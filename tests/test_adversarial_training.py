@@ -9,11 +9,11 @@ from torch import nn
 
 from rankrobust.attacks.perturb import fgsm_perturb, pgd_perturb
 from rankrobust.errors import ConfigError
-from rankrobust.models import build_model
 from rankrobust.methods import method_from_config, natural_objective
 from rankrobust.methods.base import warmup_eps
 from rankrobust.methods.fgsm_adv import FGSMAdv
 from rankrobust.methods.pgd_adv import PGDAdv
+from rankrobust.models import build_model
 from rankrobust.training import TrainConfig, TrainState, evaluate, train
 
 Data = tuple[torch.Tensor, torch.Tensor]

@@ -19,6 +19,7 @@ FORBIDDEN = {
     "robustness": {"training", "experiments", "report", "cli"},
     "experiments": {"report", "cli"},
     "report": {"cli", "training"},
+    "interventions": {"training", "experiments", "report", "cli"},
 }
 
 

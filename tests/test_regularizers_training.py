@@ -10,10 +10,10 @@ from torch import nn
 
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
-from rankrobust.models import build_model
 from rankrobust.methods import TrainingMethod, method_from_config
 from rankrobust.methods.l1 import l1_penalty_hooks
 from rankrobust.methods.nuclear import auto_svd_every, nuclear_penalty_hooks
+from rankrobust.models import build_model
 from rankrobust.regularizers import polar_factor, select_weights, singular_value_threshold
 from rankrobust.training import TrainConfig, TrainState, train
 

@@ -31,7 +31,11 @@ def _config(model: str, method: str, l1: float, nuc: float, seed: int):  # noqa:
     if method in ("fgsm-adv", "pgd-adv"):
         params = {"eps": 0.1}
     train["method"] = {"name": method, **params}
-    return run_config_from_dict({"dataset": "synthetic", "model": model, "train": train})
+    evaluation = {"n": 64, "attacks": [{"attack": a, "norm": n, "epsilons": EPS[n],
+                                        "options": {"steps": 7} if a == "pgd" else {}}
+                                       for a, n in (("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf"))]}
+    return run_config_from_dict({"dataset": "mnist5k", "model": model, "train": train,
+                                 "evaluation": evaluation})
 
 
 def _result(config, model: str, method: str, l1: float, nuc: float, seed: int) -> RunResult:  # noqa: ANN001

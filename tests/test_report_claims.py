@@ -16,6 +16,7 @@ from rankrobust.report.claims import (
     FAILS,
     HOLDS,
     INCONCLUSIVE,
+    NEGLIGIBLE,
     Effect,
     claim_verdicts,
     combine,
@@ -80,7 +81,7 @@ def test_verdict_follows_the_interval(center: float, half: float, direction: int
 
 def test_verdict_margin_and_combination() -> None:
     tiny = Effect(0.0, -0.002, 0.003, 3, "paired t")
-    assert verdict(tiny, -1, margin=0.005) == FAILS
+    assert verdict(tiny, -1, margin=0.005) == NEGLIGIBLE
     assert verdict(tiny, -1) == INCONCLUSIVE
     assert combine([HOLDS, HOLDS]) == HOLDS
     assert combine([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE

@@ -105,3 +105,12 @@ def test_bad_config_is_rejected() -> None:
 def test_fit_trains_named_model_on_named_dataset() -> None:
     fitted = fit("synthetic", "lenet5", TrainConfig(epochs=2, progress=False))
     assert fitted.spec.in_shape == (1, 16, 16) and fitted.result.final["test_acc"] > 0.5
+
+
+def test_fit_holds_out_validation_examples_and_reports_their_accuracy() -> None:
+    fitted = fit("synthetic", "mlp", TrainConfig(epochs=1, progress=False, validation_size=100),
+                 {"hidden": [8]})
+    final = fitted.result.final
+    assert 0.0 <= final["val_acc"] <= 1.0 and final["val_loss"] > 0
+    with pytest.raises(ConfigError, match="validation_size"):
+        fit("synthetic", "mlp", TrainConfig(epochs=1, progress=False, validation_size=10**6))

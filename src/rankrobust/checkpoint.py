@@ -4,15 +4,25 @@ A checkpoint ``NAME`` is two files, ``NAME.safetensors`` (tensors only) and ``NA
 (format tag, model spec, training config, metrics). ``load_checkpoint`` accepts either file or
 the folder holding ``model.safetensors``. Before anything is parsed the file's leading bytes are
 checked: a pickle or a ``torch.save`` zip is refused with a clear error and its code never runs.
-Both files are written to a temporary name and renamed, so a crash never leaves half a checkpoint.
+
+Loading never trusts a size it has not checked: both files must be regular files within
+:data:`MAX_SIDECAR_BYTES` / :data:`MAX_WEIGHTS_BYTES`; the sidecar is strict JSON (no NaN or
+Infinity, no duplicate keys, a known format version); and the model's tensor shapes, computed
+without allocating (see :func:`rankrobust.models.state_shapes`), must equal those the weights
+file declares before the model is built. Non-finite weights are refused, naming the tensor.
+
+Saving checks every target path first, writes each file to a temporary name and renames it, so a
+crash or a bad path never leaves half a checkpoint; files get mode 0o666 minus the umask.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +33,8 @@ from safetensors.torch import save as st_save
 from torch import nn
 from torch.nn.utils import parametrize as P
 
+from rankrobust.configuration import brief
+from rankrobust.data.files import GiB, MiB, read_regular
 from rankrobust.errors import CheckpointError, ConfigError
 from rankrobust.models import ModelSpec
 
@@ -30,6 +42,9 @@ FORMAT = "rankrobust-checkpoint"
 FORMAT_VERSION = 1
 DEFAULT_NAME = "model"
 MAX_HEADER = 100 * 1024 * 1024
+MAX_SIDECAR_BYTES = 16 * MiB
+MAX_WEIGHTS_BYTES = 4 * GiB  # ≥ MAX_PARAMETERS float32 weights plus header
+FLOAT_DTYPES = ("F16", "BF16", "F32", "F64")
 
 
 @dataclass
@@ -42,12 +57,30 @@ class Checkpoint:
     path: Path | None = None
 
 
+def _umask() -> int:
+    try:  # Linux ≥ 4.7 reports it without changing it
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename."""
+    """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
+
+    The file gets mode ``0o666 & ~umask``, as ``open(path, "w")`` would give it (a temporary
+    file from ``mkstemp`` is 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
@@ -55,6 +88,49 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _check_target(path: Path) -> None:
+    """CheckpointError unless ``path`` can be written: not a folder, its folder creatable."""
+    if path.is_dir():
+        raise CheckpointError(f"cannot write {path}: it is a folder")
+    parent = path.parent
+    while not parent.exists():  # the nearest existing ancestor must be a writable folder
+        parent = parent.parent
+    if not parent.is_dir():
+        raise CheckpointError(f"cannot write {path}: {parent} is not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise CheckpointError(f"cannot write {path}: {parent} is not writable")
+
+
+def _strict_json(text: str | bytes) -> Any:
+    """``json.loads`` that refuses NaN/Infinity, out-of-range numbers and duplicate keys
+    (ValueError); deep nesting raises RecursionError."""
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number JSON allows")
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"number {brief(text)} is out of range")
+        return value
+
+    def integer(text: str) -> int:
+        if len(text) > 40:
+            raise ValueError(f"integer {brief(text)} is out of range")
+        return int(text)
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise ValueError(f"duplicate key {brief(key)}")
+            out[key] = value
+        return out
+
+    return json.loads(text, parse_constant=constant, parse_float=number, parse_int=integer,
+                      object_pairs_hook=unique)
 
 
 def _paths(path: str | os.PathLike[str]) -> tuple[Path, Path]:
@@ -91,19 +167,35 @@ def save_checkpoint(
     model: nn.Module,
     spec: ModelSpec,
     meta: dict[str, Any] | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Path:
     """Save ``model`` as ``<path>.safetensors`` + ``<path>.json``; a folder gets ``model.*``.
 
-    Returns the path of the ``.safetensors`` file.
+    ``extra_files`` ({file name: bytes}, e.g. ``{"history.json": ...}``) are written into the
+    folder of the checkpoint. Every target is checked before the first byte is written
+    (CheckpointError naming it), then each file is written atomically. Returns the path of the
+    ``.safetensors`` file.
     """
     p = Path(path)
     if p.suffix not in (".safetensors", ".json") and (p.is_dir() or not p.suffix):
         p = p / DEFAULT_NAME
     weights_path, sidecar_path = _paths(p)
+    extras = {weights_path.parent / name: data for name, data in (extra_files or {}).items()}
+    for name in extra_files or {}:
+        if Path(name).name != name or name in ("", ".", ".."):
+            raise CheckpointError(f"extra checkpoint file {name!r}: expected a plain file name")
+    targets = [weights_path, sidecar_path, *extras]
+    for target in targets:
+        _check_target(target)
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in effective_state_dict(model).items()}
     sidecar = {"format": FORMAT, "version": FORMAT_VERSION, "model": spec.to_dict(), **(meta or {})}
-    atomic_write_bytes(weights_path, st_save(tensors, metadata={"format": FORMAT}))
-    atomic_write_bytes(sidecar_path, json.dumps(sidecar, indent=2, default=str).encode())
+    payloads = {
+        weights_path: st_save(tensors, metadata={"format": FORMAT}),
+        sidecar_path: json.dumps(sidecar, indent=2, default=str).encode(),
+        **extras,
+    }
+    for target, data in payloads.items():
+        atomic_write_bytes(target, data)
     return weights_path
 
 
@@ -115,14 +207,9 @@ def _describe_foreign(head: bytes) -> str | None:
     return None
 
 
-def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
-    """Validate the safetensors framing (8-byte header length, JSON header), then load tensors."""
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint not found: {path}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read checkpoint {path}: {exc.strerror or exc}") from None
+def _read_weights(path: Path) -> tuple[bytes, dict[str, Any]]:
+    """The raw bytes of a safetensors file and its parsed header, framing checked."""
+    raw = read_regular(path, MAX_WEIGHTS_BYTES, CheckpointError, "checkpoint")
     foreign = _describe_foreign(raw[:2])
     if foreign:
         raise CheckpointError(
@@ -135,37 +222,112 @@ def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     if header_len > min(MAX_HEADER, len(raw) - 8) or raw[8:9] != b"{":
         raise CheckpointError(f"{path}: not a safetensors checkpoint (bad header)")
     try:
-        json.loads(raw[8 : 8 + header_len])
+        header = _strict_json(raw[8 : 8 + header_len])
+    except (ValueError, RecursionError) as exc:
+        raise CheckpointError(f"{path}: corrupt safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path}: corrupt safetensors header (not a mapping)")
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        shape = entry.get("shape") if isinstance(entry, dict) else None
+        if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+            raise CheckpointError(f"{path}: corrupt safetensors header (entry {brief(name)})")
+    return raw, header
+
+
+def _load_tensors(path: Path, raw: bytes) -> dict[str, torch.Tensor]:
+    try:
         return st_load(raw)
+    except MemoryError:
+        raise CheckpointError(f"{path}: not enough memory to load the checkpoint") from None
     except Exception as exc:  # the Rust parser raises its own types; all mean "corrupt"
-        raise CheckpointError(f"{path}: corrupt safetensors checkpoint ({exc})") from None
+        raise CheckpointError(f"{path}: corrupt safetensors checkpoint ({brief(str(exc), 200)})") from None
+
+
+def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    """Validate the safetensors framing (8-byte header length, JSON header), then load tensors.
+
+    Only a regular file of at most :data:`MAX_WEIGHTS_BYTES` is read.
+    """
+    raw, _ = _read_weights(Path(path))
+    return _load_tensors(Path(path), raw)
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    """The sidecar as a dict: strict JSON, our format tag and a known version."""
+    if not os.path.lexists(path):
+        raise CheckpointError(f"checkpoint sidecar missing: {path}")
+    raw = read_regular(path, MAX_SIDECAR_BYTES, CheckpointError, "checkpoint sidecar")
+    try:
+        meta = _strict_json(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        kind = "nested too deeply" if isinstance(exc, RecursionError) else brief(str(exc), 120)
+        raise CheckpointError(f"{path}: unreadable JSON sidecar ({kind})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a rankrobust checkpoint sidecar")
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: unknown checkpoint format version {brief(version)} (this rankrobust reads "
+            f"version {FORMAT_VERSION}; a newer rankrobust may have written it)"
+        )
+    if "model" not in meta:
+        raise CheckpointError(f"{path}: cannot rebuild the model (the sidecar has no 'model')")
+    return meta
+
+
+def _match(weights_path: Path, header: dict[str, Any], expected: dict[str, tuple[int, ...]]) -> None:
+    """CheckpointError unless the file declares exactly the expected tensors and shapes."""
+    found = {k: v for k, v in header.items() if k != "__metadata__"}
+    problem = ""
+    missing = [k for k in expected if k not in found]
+    unexpected = [k for k in found if k not in expected]
+    if missing:
+        problem = f"missing tensor {missing[0]!r}"
+    elif unexpected:
+        problem = f"unexpected tensor {brief(unexpected[0])}"
+    else:
+        for key, shape in expected.items():
+            entry = found[key]
+            if tuple(entry["shape"]) != shape:
+                problem = (f"{key}: the file has {tuple(entry['shape'])}, the model spec needs "
+                           f"{shape}")
+                break
+            if entry.get("dtype") not in FLOAT_DTYPES:
+                problem = f"{key}: dtype {brief(entry.get('dtype'))} is not a float type"
+                break
+    if problem:
+        raise CheckpointError(f"{weights_path}: weights do not match the model spec ({problem})")
 
 
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model saved at ``path`` (either file of the pair, or its folder).
 
-    Raises CheckpointError with one line for a missing, foreign (pickle), corrupt or mismatched
-    checkpoint.
+    Raises CheckpointError with one line for a missing, foreign (pickle), oversized, corrupt or
+    mismatched checkpoint, and for weights that are NaN or infinite (see the module docstring).
     """
     weights_path, sidecar_path = _paths(path)
     if not weights_path.exists() and Path(path).exists() and Path(path).is_file():
         weights_path = Path(path)  # a file with another extension: check what it is anyway
-    tensors = read_safetensors(weights_path)
-    try:
-        meta = json.loads(sidecar_path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint sidecar missing: {sidecar_path}") from None
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{sidecar_path}: unreadable JSON sidecar ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f"{sidecar_path}: not a rankrobust checkpoint sidecar")
+    raw, header = _read_weights(weights_path)
+    meta = _read_sidecar(sidecar_path)
     try:
         spec = ModelSpec.from_dict(meta["model"])
-        model = spec.build()
-    except (KeyError, ConfigError) as exc:
+        expected = spec.state_shapes()  # on the meta device: nothing allocated yet
+    except ConfigError as exc:
         raise CheckpointError(f"{sidecar_path}: cannot rebuild the model ({exc})") from None
+    _match(weights_path, header, expected)
+    tensors = _load_tensors(weights_path, raw)
+    del raw
+    for name, tensor in tensors.items():
+        if not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights_path}: tensor {name!r} holds NaN or infinite values")
     try:
+        model = spec.build()
         model.load_state_dict(tensors, strict=True)
+    except ConfigError as exc:
+        raise CheckpointError(f"{sidecar_path}: cannot rebuild the model ({exc})") from None
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])

@@ -24,6 +24,12 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)`` cut to ``limit`` characters, so an error about a huge value stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def closest(name: str, options: list[str]) -> str:
     """' (did you mean X?)' for the nearest valid option, or '' when nothing is close."""
     hit = difflib.get_close_matches(name, options, n=1, cutoff=0.5)

@@ -17,5 +17,9 @@ class CheckpointError(RankRobustError):
     """A checkpoint is missing, corrupt, or not a safe (safetensors) file."""
 
 
+class NonFiniteError(RankRobustError, ValueError):
+    """Numbers that must be finite (weights, inputs) are NaN or infinite."""
+
+
 class TrainingDivergedError(RankRobustError):
     """The loss became NaN or infinite."""

@@ -4,20 +4,25 @@ Single-budget primitives (used by adversarial training; they do not switch the m
 ``fgsm_perturb``, ``pgd_perturb``, both on the shared pieces of :mod:`.perturb` (the one PGD
 loop ``pgd_run``, the one ε-ball sampler ``random_in_ball``, an optional ``loss_fn``). Evaluation
 attacks (eval mode, mode restored, a list of budgets → success (K, N)): ``fgsm``, ``pgd``,
-``apgd``; minimal perturbations: ``deepfool``.
+``apgd``, ``square`` (gradient-free) and the ensemble ``autoattack``; minimal perturbations:
+``deepfool``.
 """
 
 from rankrobust.attacks.apgd import apgd
+from rankrobust.attacks.autoattack import EnsembleResult, autoattack
 from rankrobust.attacks.base import AttackResult, MinimalResult, eval_mode
 from rankrobust.attacks.deepfool import deepfool
 from rankrobust.attacks.fgsm import fgsm
 from rankrobust.attacks.perturb import fgsm_perturb, input_gradient, pgd_perturb, project
 from rankrobust.attacks.pgd import pgd
+from rankrobust.attacks.square import square
 
 __all__ = [
     "AttackResult",
+    "EnsembleResult",
     "MinimalResult",
     "apgd",
+    "autoattack",
     "deepfool",
     "eval_mode",
     "fgsm",
@@ -26,4 +31,5 @@ __all__ = [
     "pgd",
     "pgd_perturb",
     "project",
+    "square",
 ]

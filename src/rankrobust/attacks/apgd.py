@@ -19,7 +19,13 @@ Arguments: model, x (N, C, H, W) in bounds, y (N,), epsilons (K budgets), norm="
 loss="ce", steps=100, restarts=1, n_targets=9, bounds=(0, 1), generator=None (seed 0).
 
 Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W). Budgets run in
-ascending order; fooled inputs stop costing work (as in :mod:`rankrobust.attacks.pgd`).
+ascending order; fooled inputs stop costing work (as in :mod:`rankrobust.attacks.pgd`). Random
+starts are drawn per (ε, target, restart) for all N inputs and indexed (:func:`budget_generator`):
+an input's result does not depend on the other inputs, which :func:`autoattack` relies on.
+
+Example::
+
+    res = apgd(model, x, y, [0.1, 0.3], loss="dlr-targeted", n_targets=9)
 """
 
 from __future__ import annotations
@@ -33,10 +39,12 @@ from torch import nn
 from rankrobust.attacks.base import (
     AttackResult,
     Bounds,
+    SingleBudget,
     ascending_budgets,
+    base_seed,
+    budget_generator,
     check_epsilons,
     check_norm,
-    default_generator,
     eval_mode,
     per_sample,
     prepare,
@@ -147,6 +155,70 @@ def apgd_run(
     return out_x, fooled, out_loss
 
 
+def apgd_budgets(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    norm: str,
+    loss: str = "ce",
+    steps: int = 100,
+    restarts: int = 1,
+    n_targets: int = 9,
+    bounds: Bounds = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> SingleBudget:
+    """APGD at one budget on any subset of the N inputs x (N, ...), y (N,) (model in eval mode,
+    arguments checked): ``attack_one(x[rows], y[rows], eps, rows) -> (x_adv, fooled)``.
+
+    Per input, the result depends only on that input, ε and the generator's seed: the targets
+    come from its own clean logits and each random start is drawn for all N inputs from
+    :func:`budget_generator` (ε, target rank, restart), then indexed by ``rows``.
+    """
+    base = base_seed(generator)
+    need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[loss]
+    with torch.no_grad():
+        logits = torch.cat([model(x[i : i + 1024]) for i in range(0, len(x), 1024)])
+    k_classes = int(logits.shape[1])
+    if k_classes < need:
+        raise ConfigError(f"APGD loss {loss!r} needs at least {need} classes, got {k_classes}")
+    # targets: classes other than y by decreasing clean logit, (N, K − 1)
+    ranked = logits.argsort(1, descending=True)
+    ranked = ranked[ranked != y[:, None]].view(len(x), k_classes - 1)
+    runs: list[int | None] = [None]
+    if loss == "dlr-targeted":
+        runs = list(range(min(n_targets, k_classes - 1)))
+    template = x[:1].expand(len(x), *x.shape[1:])  # (N, ...): the shape random starts are drawn in
+
+    def attack_one(
+        xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        out, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
+        best = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
+        for rank, t in enumerate(runs):
+            for restart in range(restarts):
+                todo = (~fooled).nonzero().squeeze(1)
+                if not len(todo):
+                    break
+                target = None if t is None else ranked[rows[todo], t]
+                gen = budget_generator(base, eps, rank, restart)
+                start = random_in_ball(template, eps, norm, gen, full_radius=True)[rows[todo]]
+                xa, hit, score = apgd_run(model, xs[todo], ys[todo], eps, norm, steps, start,
+                                          bounds, loss, target)
+                keep = score > best[todo]
+                out[todo[keep]], best[todo[keep]] = xa[keep], score[keep]
+                fooled[todo[hit]] = True
+        return out, fooled
+
+    return attack_one
+
+
+def check_apgd(loss: str, steps: int, restarts: int, n_targets: int) -> None:
+    if loss not in LOSSES:
+        raise ConfigError(f"unknown APGD loss {loss!r}; expected one of {', '.join(LOSSES)}")
+    if steps < 1 or restarts < 1 or n_targets < 1:
+        raise ConfigError("steps, restarts and n_targets must be at least 1")
+
+
 def apgd(
     model: nn.Module,
     x: torch.Tensor,
@@ -163,44 +235,9 @@ def apgd(
     """APGD-CE / APGD-DLR / APGD-T (Croce & Hein 2020) at every ε in ``epsilons``."""
     norm = check_norm(norm)
     eps_list = check_epsilons(epsilons)
-    if loss not in LOSSES:
-        raise ConfigError(f"unknown APGD loss {loss!r}; expected one of {', '.join(LOSSES)}")
-    if steps < 1 or restarts < 1 or n_targets < 1:
-        raise ConfigError("steps, restarts and n_targets must be at least 1")
+    check_apgd(loss, steps, restarts, n_targets)
     x, y = prepare(model, x, y, bounds)
-    gen = default_generator(generator)
-
     with eval_mode(model):
-        with torch.no_grad():
-            logits = torch.cat([model(x[i : i + 1024]) for i in range(0, len(x), 1024)])
-        k_classes = int(logits.shape[1])
-        need = {"ce": 2, "dlr": 3, "dlr-targeted": 4}[loss]
-        if k_classes < need:
-            raise ConfigError(f"APGD loss {loss!r} needs at least {need} classes, got {k_classes}")
-        # targets: classes other than y by decreasing clean logit, (N, K − 1)
-        ranked = logits.argsort(1, descending=True)
-        ranked = ranked[ranked != y[:, None]].view(len(x), k_classes - 1)
-        runs: list[int | None] = [None]
-        if loss == "dlr-targeted":
-            runs = list(range(min(n_targets, k_classes - 1)))
-
-        def attack_one(
-            xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
-        ) -> tuple[torch.Tensor, torch.Tensor]:
-            out, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
-            best = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
-            for t in runs:
-                for _ in range(restarts):
-                    todo = (~fooled).nonzero().squeeze(1)
-                    if not len(todo):
-                        break
-                    target = None if t is None else ranked[rows[todo], t]
-                    start = random_in_ball(xs[todo], eps, norm, gen, full_radius=True)
-                    xa, hit, score = apgd_run(model, xs[todo], ys[todo], eps, norm, steps, start,
-                                              bounds, loss, target)
-                    keep = score > best[todo]
-                    out[todo[keep]], best[todo[keep]] = xa[keep], score[keep]
-                    fooled[todo[hit]] = True
-            return out, fooled
-
+        attack_one = apgd_budgets(model, x, y, norm, loss, steps, restarts, n_targets, bounds,
+                                  generator)
         return ascending_budgets(x, y, eps_list, norm, attack_one)

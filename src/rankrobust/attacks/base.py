@@ -15,7 +15,9 @@ Conventions for every attack in this package:
 
 from __future__ import annotations
 
+import hashlib
 import math
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -189,21 +191,61 @@ def ascending_budgets(
     An input fooled at ε_j is fooled at every ε_k ≥ ε_j by the same adversarial example (it lies
     in the larger ball), so it costs no further work: success[k] = OR over ε_j ≤ ε_k.
     """
-    n = x.shape[0]
-    success = torch.zeros(len(epsilons), n, dtype=torch.bool, device=x.device)
-    x_adv = x.expand(len(epsilons), *x.shape).clone()  # (K, N, ...)
+    return ensemble_budgets(x, y, epsilons, norm, [attack_one])[0]
+
+
+def ensemble_budgets(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: list[float],
+    norm: str,
+    members: Sequence[SingleBudget],
+) -> tuple[AttackResult, torch.Tensor]:
+    """Budgets in ascending order; at each, the ``members`` in turn, each only on the inputs
+    that no earlier member (and no smaller budget) has fooled.
+
+    Returns the AttackResult and ``broken_by`` (K, N) long: the index of the member that fooled
+    input i at budget ε_k, either at ε_k or at the smallest ε_j < ε_k where it was fooled (its
+    example is reused, it lies in the larger ball); −1 where no member fooled it. An input never
+    fooled keeps, as x_adv[k], the last member's output. With one member this is
+    :func:`ascending_budgets`.
+    """
+    n, k_count = x.shape[0], len(epsilons)
+    success = torch.zeros(k_count, n, dtype=torch.bool, device=x.device)
+    broken_by = torch.full((k_count, n), -1, dtype=torch.long, device=x.device)
+    x_adv = x.expand(k_count, *x.shape).clone()  # (K, N, ...)
     fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
+    by = torch.full((n,), -1, dtype=torch.long, device=x.device)
     found = x.clone()
-    for k in sorted(range(len(epsilons)), key=lambda i: epsilons[i]):
+    for k in sorted(range(k_count), key=lambda i: epsilons[i]):
+        before = fooled.clone()
         todo = (~fooled).nonzero().squeeze(1)
-        if len(todo):
+        for m, attack_one in enumerate(members):
+            if not len(todo):
+                break
             xa, hit = attack_one(x[todo], y[todo], epsilons[k], todo)
             x_adv[k, todo] = xa
             new = todo[hit]
-            fooled[new] = True
-            found[new] = xa[hit]
-        done = fooled.clone()
-        done[todo] = False  # fooled at a smaller budget: reuse that example
-        x_adv[k, done] = found[done]
-        success[k] = fooled
-    return AttackResult(list(epsilons), norm, success, x_adv)
+            fooled[new], by[new], found[new] = True, m, xa[hit]
+            todo = todo[~hit]
+        x_adv[k, before] = found[before]  # fooled at a smaller budget: reuse that example
+        success[k], broken_by[k] = fooled, by
+    return AttackResult(list(epsilons), norm, success, x_adv), broken_by
+
+
+def budget_generator(base: int, eps: float, *keys: int) -> torch.Generator:
+    """A CPU generator seeded from (``base``, ``eps``, ``keys``) alone.
+
+    Attacks draw their randomness for one budget (and, e.g., one restart) from it, for all N
+    inputs of the call at once and then index the inputs they run on: an input's random draws,
+    hence its result, do not depend on which other inputs or budgets run with it. That is what
+    makes an ensemble that runs a member only on survivors at least as strong as the member
+    alone with the same seed.
+    """
+    digest = hashlib.blake2b(struct.pack(f"<qd{len(keys)}q", base, eps, *keys), digest_size=8)
+    return torch.Generator().manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+
+
+def base_seed(generator: torch.Generator | None) -> int:
+    """One draw from ``generator`` (None: seed 0), the base of :func:`budget_generator`."""
+    return int(torch.randint(0, 2**62, (1,), generator=default_generator(generator)).item())

@@ -6,7 +6,13 @@ import argparse
 import sys
 from typing import Any
 
-from rankrobust.cli.common import check_choice, emit_frame, output_dir
+from rankrobust.cli.common import (
+    add_model_source_args,
+    check_choice,
+    emit_frame,
+    load_model_for_cli,
+    output_dir,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -14,9 +20,12 @@ def register(subparsers: Any) -> None:
         "analyze", help="structure of a checkpoint's weights (effective rank, sparsity, norms)",
         description="Print one row per weight matrix of a checkpoint: effective rank, effective "
         "sparsity, stable rank, nuclear/spectral/Frobenius/l1 norms and normalized variants; "
-        "optionally plot singular value spectra and weight-magnitude histograms (PNG).",
+        "optionally plot singular value spectra and weight-magnitude histograms (PNG). Any "
+        "PyTorch model: --model-factory MODULE:FUNCTION with its weights file as CHECKPOINT.",
     )
-    p.add_argument("checkpoint", metavar="CHECKPOINT", help="model.safetensors, model.json or their folder")
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="model.safetensors, model.json or their folder (with --model-factory: the "
+                   "weights file)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--plot", metavar="DIR", default=None, help="write spectra.png and weight_histograms.png here")
     p.add_argument("--conv", default="reshape",
@@ -27,25 +36,25 @@ def register(subparsers: Any) -> None:
                    help="singular values from float64 Gram eigenvalues (gram, fast; default), a "
                    "float64 SVD (svd) or float32 Gram eigenvalues (gram32, lossy)")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
+    add_model_source_args(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.checkpoint import load_checkpoint
     from rankrobust.device import resolve_device
     from rankrobust.structure import CONV_MODES, METHODS, analyze, layer_matrices, spectra
 
     check_choice("--conv", args.conv, CONV_MODES)
     check_choice("--method", args.method, METHODS)
     plot_dir = None if args.plot is None else output_dir(args.plot, "--plot")
-    ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-    frame = analyze(ckpt.model, args.conv, order=args.order, method=args.method)
+    model = load_model_for_cli(args, resolve_device(args.device)).model
+    frame = analyze(model, args.conv, order=args.order, method=args.method)
     emit_frame(frame, args.format)
     if plot_dir is not None:
         from rankrobust.cli.analyze_plots import write_plots  # heavy: imports matplotlib
 
-        weights = {k: v.cpu().numpy() for k, v in layer_matrices(ckpt.model).items()}
-        paths = write_plots(spectra(ckpt.model, method=args.method), weights, plot_dir)
+        weights = {k: v.cpu().numpy() for k, v in layer_matrices(model).items()}
+        paths = write_plots(spectra(model, method=args.method), weights, plot_dir)
         print(f"wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
     return 0

@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
@@ -91,3 +91,89 @@ def emit_frame(frame: pd.DataFrame, fmt: str, stream: Any = None) -> None:
         with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                "display.width", 200, "display.float_format", "{:.4g}".format):
             out.write(frame.to_string(index=False) + "\n")
+
+
+def shape_arg(text: str) -> tuple[int, int, int]:
+    """'1,28,28' → (1, 28, 28): an input shape C,H,W of positive integers."""
+    values = int_list(text)
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected C,H,W (three positive integers), got {text!r}")
+    return values[0], values[1], values[2]
+
+
+def add_model_source_args(parser: argparse.ArgumentParser) -> None:
+    """Flags that load any PyTorch model instead of a rankrobust checkpoint: the positional
+    checkpoint is then the weights file (.safetensors; a torch.save state dict only with
+    --allow-torch-load)."""
+    group = parser.add_argument_group(
+        "any PyTorch model", "instead of a rankrobust checkpoint, build the model with a factory "
+        "and read the positional path as its weights (.safetensors, or a torch.save state dict "
+        "with --allow-torch-load)")
+    group.add_argument("--model-factory", metavar="MODULE:FUNCTION", default=None,
+                       help="a callable returning the torch.nn.Module, e.g. mypkg.nets:make_net; "
+                       "called with num_classes=K if it takes that keyword, else with no arguments")
+    group.add_argument("--input-shape", metavar="C,H,W", type=shape_arg, default=None,
+                       help="input shape of the factory model (default: the --dataset's)")
+    group.add_argument("--num-classes", metavar="K", type=int, default=None,
+                       help="number of classes of the factory model (default: the --dataset's)")
+    group.add_argument("--allow-torch-load", action="store_true",
+                       help="accept a torch.save state dict, read with torch.load(weights_only=True) "
+                       "(PyTorch's restricted unpickler; anything but a flat dict of tensors is refused)")
+
+
+class LoadedModel(NamedTuple):
+    """What a command knows about its model: the module (eval mode), the input shape (C, H, W)
+    and class count when known, and the dataset named by --dataset or stored with a checkpoint."""
+
+    model: Any  # torch.nn.Module (torch is not imported here)
+    in_shape: tuple[int, int, int] | None
+    num_classes: int | None
+    dataset: str | None
+
+
+def load_model_for_cli(args: argparse.Namespace, device: Any) -> LoadedModel:
+    """The model of ``args.checkpoint``: a rankrobust checkpoint, or with ``--model-factory`` the
+    factory's model with the positional path as its weights (see :func:`add_model_source_args`).
+
+    For a factory model the input shape and class count come from --input-shape/--num-classes,
+    else from ``args.dataset`` when the command has one; with an input shape the model is probed
+    once and the class count read from its logits.
+    """
+    # heavy: imports torch
+    from rankrobust.checkpoint import load_checkpoint
+
+    dataset = getattr(args, "dataset", None)
+    factory = getattr(args, "model_factory", None)
+    if factory is None:
+        for flag, value in (("--input-shape", getattr(args, "input_shape", None)),
+                            ("--num-classes", getattr(args, "num_classes", None)),
+                            ("--allow-torch-load", getattr(args, "allow_torch_load", False) or None)):
+            if value is not None:
+                raise ConfigError(f"{flag} applies only with --model-factory (a rankrobust "
+                                  "checkpoint stores its model)")
+        ckpt = load_checkpoint(args.checkpoint, device=device)
+        stored = ckpt.meta.get("dataset")
+        return LoadedModel(ckpt.model, ckpt.spec.in_shape, ckpt.spec.num_classes,
+                           dataset or (str(stored) if stored else None))
+
+    from rankrobust.data import DATASETS
+    from rankrobust.external import load_external_model, output_classes
+
+    in_shape: tuple[int, int, int] | None = args.input_shape
+    num_classes: int | None = args.num_classes
+    if num_classes is not None and num_classes < 2:
+        raise ConfigError(f"--num-classes must be at least 2, got {num_classes}")
+    if dataset is not None:
+        info = DATASETS[check_choice("--dataset", dataset, DATASETS)]
+        if in_shape is not None and in_shape != info.in_shape:
+            raise ConfigError(f"--input-shape {','.join(map(str, in_shape))} does not match dataset "
+                              f"{dataset} ({','.join(map(str, info.in_shape))})")
+        if num_classes is not None and num_classes != info.num_classes:
+            raise ConfigError(f"--num-classes {num_classes} does not match dataset {dataset} "
+                              f"({info.num_classes} classes)")
+        in_shape, num_classes = info.in_shape, info.num_classes
+    model = load_external_model(factory, args.checkpoint, in_shape=in_shape, num_classes=num_classes,
+                                allow_torch_load=args.allow_torch_load, device=device)
+    if in_shape is not None and num_classes is None:
+        num_classes = output_classes(model, in_shape, None, factory)
+    return LoadedModel(model, in_shape, num_classes, dataset)

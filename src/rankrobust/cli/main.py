@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "rankrobust.cli.methods",
     "rankrobust.cli.evaluate",
     "rankrobust.cli.analyze",
+    "rankrobust.cli.intervene",
     "rankrobust.cli.sweep",
     "rankrobust.cli.runs",
     "rankrobust.cli.reproduce",
@@ -47,6 +48,11 @@ def build_parser() -> Parser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """``message`` on one line: a user error is always exactly one line on stderr."""
+    return " ".join(message.split()) or "(no message)"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; only rankrobust's own errors become one line and exit code 2."""
     try:
@@ -59,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RankRobustError as exc:
         if os.environ.get("RANKROBUST_DEBUG") == "1":
             raise
-        print(f"rankrobust: error: {exc}", file=sys.stderr)
+        print(f"rankrobust: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("rankrobust: interrupted", file=sys.stderr)

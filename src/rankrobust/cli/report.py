@@ -22,9 +22,12 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankrobust.report.build import build_report  # heavy: imports torch
+    # heavy: imports torch
+    from rankrobust.experiments.store import inspect_database
+    from rankrobust.report.build import build_report
 
-    if not Path(args.db).is_file():
+    if not Path(args.db).exists():
         raise DataError(f"no results database at {args.db}")
+    inspect_database(args.db, readonly=True)  # a foreign or empty file is refused, untouched
     print(f"report: {build_report(args.db, output_dir(args.out, '--out'))}")
     return 0

@@ -29,9 +29,9 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from rankrobust.experiments.store import ResultsStore  # heavy: imports torch
 
-    if not Path(args.db).is_file():
+    if not Path(args.db).exists():
         raise ConfigError(f"no results database at {args.db} (run `rankrobust sweep` first or give --db)")
-    with ResultsStore(args.db) as store:
+    with ResultsStore(args.db, readonly=True) as store:  # never writes, works on read-only files
         frame = store.runs(status=args.status)
     if not args.all_columns:
         frame = frame[SHOWN]

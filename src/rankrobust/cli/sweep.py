@@ -25,12 +25,39 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate and expand the study, print how many runs it has (and how many "
+                   "an existing database already holds); write nothing")
     p.set_defaults(run=run)
+
+
+def dry_run(args: argparse.Namespace) -> int:
+    """Validate, expand and count; read an existing database read-only; write nothing."""
+    from rankrobust.experiments.config import load_study
+    from rankrobust.experiments.grid import expand, run_id
+    from rankrobust.experiments.store import ResultsStore
+    from rankrobust.experiments.sweep import DB_NAME, check_models
+
+    study = load_study(args.config)
+    configs = expand(study)
+    check_models(configs)
+    db = Path(args.db) if args.db is not None else Path(args.out) / DB_NAME
+    done = ""
+    if db.exists():
+        with ResultsStore(db, readonly=True) as store:
+            status = store.status_of([run_id(c) for c in configs])
+        complete = sum(1 for s in status.values() if s == "complete")
+        failed = sum(1 for s in status.values() if s == "failed")
+        done = f" ({complete} complete, {failed} failed in {db})"
+    print(f"study {study.name}: {len(configs)} runs{done}; dry run, nothing written")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from rankrobust.experiments.sweep import run_sweep  # heavy: imports torch
 
+    if args.dry_run:
+        return dry_run(args)
     output_dir(args.out, "--out")
     if args.db is not None:
         output_dir(Path(args.db).parent, "--db")

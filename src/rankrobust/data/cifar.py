@@ -2,43 +2,74 @@
 
 The python batches are pickles. They are read with a restricted unpickler that only rebuilds
 plain containers and numpy arrays: any other global in the stream (the way a hostile pickle runs
-code) is refused before it is called.
+code) is refused before it is called. Sizes are bounded too: a batch file is at most
+:data:`MAX_BATCH_BYTES`, no array it rebuilds may exceed that, and ``data`` must already be a
+uint8 (N, 3072) array with N integer labels, so a small pickle cannot expand into a huge array.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from rankrobust.data.files import MiB, read_regular
 from rankrobust.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
-_ALLOWED_GLOBALS = {
+MAX_BATCH_BYTES = 64 * MiB  # a CIFAR-10 batch is 31 MB (10,000 images of 3,072 bytes)
+_ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
+}
+_ALLOWED_GLOBALS = {
+    *_ARRAY_GLOBALS,
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
     ("_codecs", "encode"),
 }
 
 
+def _bounded(real: Any) -> Any:
+    """``_reconstruct(subtype, shape, dtype)`` that refuses non-ndarrays and oversized shapes."""
+
+    def reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
+        try:
+            dims = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
+            nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+        except (TypeError, ValueError) as exc:
+            raise pickle.UnpicklingError(f"bad array header ({exc})") from None
+        if subtype is not np.ndarray or any(d < 0 for d in dims) or nbytes > MAX_BATCH_BYTES:
+            raise pickle.UnpicklingError(f"refusing to rebuild an array of {dims} {dtype!r}")
+        return real(subtype, shape, dtype)
+
+    return reconstruct
+
+
+def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
+    """``_codecs.encode`` as numpy pickles use it (bytes kept as latin-1 text), nothing else."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1", errors)
+
+
 class _ArrayOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in _ALLOWED_GLOBALS:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        if (module, name) not in _ALLOWED_GLOBALS:
+            raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
+        if (module, name) == ("_codecs", "encode"):
+            return _latin1_encode
+        found = super().find_class(module, name)
+        return _bounded(found) if (module, name) in _ARRAY_GLOBALS else found
 
 
 def _load_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = read_regular(path, MAX_BATCH_BYTES, DataError, "CIFAR-10 batch")
     try:
         obj = _ArrayOnlyUnpickler(io.BytesIO(raw), encoding="latin1").load()
     except Exception as exc:  # any failure to parse is the same thing to the user: a bad file
@@ -49,23 +80,25 @@ def _load_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = obj.get("labels", obj.get(b"labels"))
     if data is None or labels is None:
         raise DataError(f"{path}: CIFAR-10 batch lacks 'data' or 'labels'")
-    data = np.asarray(data)
-    labels_arr = np.asarray(labels, dtype=np.int64)
-    if data.ndim != 2 or data.shape[1] != 3072 or data.shape[0] != labels_arr.shape[0]:
+    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
+        shape = data.shape if isinstance(data, np.ndarray) else type(data).__name__
+        raise DataError(f"{path}: CIFAR-10 batch data is {shape}; expected a uint8 (N, 3072) array")
+    if isinstance(labels, np.ndarray):
+        labels = labels.tolist() if labels.ndim == 1 and labels.size == data.shape[0] else None
+    if not isinstance(labels, list) or len(labels) != data.shape[0] or not all(
+        isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in labels
+    ):
         raise DataError(
-            f"{path}: CIFAR-10 batch has data {data.shape} and {labels_arr.shape[0]} labels; "
-            "expected (N, 3072) and N labels"
+            f"{path}: CIFAR-10 batch has data {data.shape} but not {data.shape[0]} integer labels"
         )
+    labels_arr = np.array([int(v) for v in labels], dtype=np.int64) if labels else np.zeros(0, np.int64)
     if labels_arr.size and (labels_arr.min() < 0 or labels_arr.max() > 9):
         raise DataError(f"{path}: CIFAR-10 labels outside 0..9")
-    return data.astype(np.uint8).reshape(-1, 3, 32, 32), labels_arr
+    return data.reshape(-1, 3, 32, 32), labels_arr
 
 
 def _load_binary_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    try:
-        raw = np.fromfile(path, dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raw = np.frombuffer(read_regular(path, MAX_BATCH_BYTES, DataError, "CIFAR-10 batch"), np.uint8)
     if raw.size == 0 or raw.size % 3073:
         raise DataError(f"{path}: size {raw.size} is not a multiple of 3073 (truncated or corrupt)")
     rows = raw.reshape(-1, 3073)

@@ -1,21 +1,28 @@
 """Reader for the IDX format of MNIST / Fashion-MNIST (optionally gzip-compressed).
 
 Layout: 2 zero bytes, a dtype code, the number of dimensions d, then d big-endian uint32 sizes,
-then the data in C order. Every size is checked against the payload, so a truncated or corrupt
+then the data in C order. The header is read (and decompressed) first; the payload is then read
+with exactly the size the header states, at most :data:`MAX_IDX_BYTES`, so a small gzip file
+that inflates to gigabytes is refused before it is inflated. A truncated, oversized or corrupt
 file is reported in one line instead of a numpy traceback.
 """
 
 from __future__ import annotations
 
 import gzip
+import math
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
+from rankrobust.data.files import GiB, open_regular
 from rankrobust.errors import DataError
 
+MAX_IDX_BYTES = 2 * GiB  # payload cap of one IDX file (MNIST's largest is 47 MB)
 _DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(np.uint8),
     0x09: np.dtype(np.int8),
@@ -24,43 +31,62 @@ _DTYPES: dict[int, np.dtype] = {
     0x0D: np.dtype(">f4"),
     0x0E: np.dtype(">f8"),
 }
+_GZIP_ERRORS = (OSError, EOFError, zlib.error)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_exact(stream: BinaryIO, n: int, path: Path, what: str) -> bytes:
     try:
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            return gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
-    return raw
+        data = stream.read(n)
+    except _GZIP_ERRORS as exc:
+        raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    if len(data) != n:
+        raise DataError(f"{path}: truncated or corrupt IDX {what} ({len(data)} of {n} bytes)")
+    return data
 
 
-def read_idx(path: str | Path) -> np.ndarray:
-    """Read one IDX file (``.gz`` or raw) into a numpy array of its stored dtype and shape."""
+def read_idx(
+    path: str | Path, ndim: int | None = None, item_shape: Sequence[int] | None = None
+) -> np.ndarray:
+    """Read one IDX file (``.gz`` or raw) into a numpy array of its stored dtype and shape.
+
+    ``ndim`` and ``item_shape`` (the sizes after the first, e.g. (28, 28)), when given, are
+    checked against the header before the payload is read.
+    """
     path = Path(path)
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise DataError(f"{path}: not an IDX file (only {len(raw)} bytes)")
-    zero, code, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or code not in _DTYPES or not 1 <= ndim <= 4:
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path}: truncated IDX header")
-    shape = struct.unpack(">" + "I" * ndim, raw[4:header])
-    dtype = _DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header
-    if got != expected:
-        raise DataError(
-            f"{path}: IDX payload has {got} bytes but the header {tuple(shape)} needs {expected} "
-            "(truncated or corrupt file)"
-        )
-    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
+    with open_regular(path, MAX_IDX_BYTES + 1024, DataError, "IDX file") as raw:
+        magic = raw.read(2)
+        raw.seek(0)
+        stream: BinaryIO = gzip.GzipFile(fileobj=raw, mode="rb") if magic == b"\x1f\x8b" else raw  # type: ignore[assignment]
+        head = _read_exact(stream, 4, path, "header")
+        zero, code, dims = struct.unpack(">HBB", head)
+        if zero != 0 or code not in _DTYPES or not 1 <= dims <= 4:
+            raise DataError(f"{path}: not an IDX file (bad magic number {head.hex()})")
+        shape = struct.unpack(">" + "I" * dims, _read_exact(stream, 4 * dims, path, "header"))
+        if ndim is not None and dims != ndim:
+            raise DataError(f"{path}: IDX data has shape {tuple(shape)}; expected {ndim} dimensions")
+        if item_shape is not None and tuple(shape[1:]) != tuple(item_shape):
+            raise DataError(
+                f"{path}: IDX items are {'x'.join(map(str, shape[1:]))}; this dataset's are "
+                f"{'x'.join(map(str, item_shape))}"
+            )
+        dtype = _DTYPES[code]
+        expected = math.prod(shape) * dtype.itemsize
+        if expected > MAX_IDX_BYTES:
+            raise DataError(
+                f"{path}: the IDX header {tuple(shape)} declares {expected} bytes, more than the "
+                f"{MAX_IDX_BYTES} allowed"
+            )
+        payload = _read_exact(stream, expected, path, "payload")
+        try:
+            rest = stream.read(1)  # a gzip stream also checks its CRC here
+        except _GZIP_ERRORS as exc:
+            raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+        if rest:
+            raise DataError(
+                f"{path}: IDX payload is longer than the header {tuple(shape)} states "
+                f"({expected} bytes; corrupt file)"
+            )
+    return np.frombuffer(payload, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def write_idx(path: str | Path, array: np.ndarray) -> None:

@@ -83,23 +83,62 @@ def _find_idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
 
 
 def _load_idx_dataset(name: str, split: str, folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:
+    info = DATASETS[name]
     for folder in folders:
         pair = _find_idx_pair(folder, split)
         if pair is not None:
-            images, labels = read_idx(pair[0]), read_idx(pair[1])
-            if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+            images = read_idx(pair[0], ndim=3, item_shape=info.in_shape[1:])
+            labels = read_idx(pair[1], ndim=1)
+            if images.shape[0] != labels.shape[0]:
                 raise DataError(
                     f"{name}: {pair[0].name} {images.shape} and {pair[1].name} {labels.shape} "
                     "do not form (N, H, W) images with N labels"
                 )
-            if labels.size and (labels.min() < 0 or labels.max() > 9):
-                raise DataError(f"{name}: labels in {pair[1]} lie outside 0..9")
-            return images[:, None].astype(np.uint8), labels.astype(np.int64)
+            if not np.issubdtype(labels.dtype, np.integer):
+                raise DataError(f"{pair[1]}: labels are {labels.dtype}; expected integers")
+            return check_arrays(name, split, images[:, None], labels, where=f"{name} {split} in {folder}")
     where = ", ".join(str(f) for f in folders) or "(no folder given)"
     raise DataError(
         f"{name}: no {split} IDX files ({IDX_NAMES[split][0]}[.gz], {IDX_NAMES[split][1]}[.gz]) "
         f"in {where}; {DATASETS[name].how_to_get}"
     )
+
+
+def check_arrays(
+    name: str, split: str, x: np.ndarray, y: np.ndarray, where: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` as uint8 or float32 images of the dataset's shape with in-range labels.
+
+    Refused (DataError): an empty split; images of another shape than the catalogue's
+    (C, H, W); labels outside 0..num_classes−1; integer pixels outside 0..255 (they are
+    divided by 255); float pixels that are NaN, infinite or outside [0, 1]. Nothing is clipped
+    or cast silently.
+    """
+    info = DATASETS[name]
+    where = where or f"{name} {split}"
+    if x.shape[0] == 0:
+        raise DataError(f"{where}: the split is empty (0 images)")
+    if tuple(x.shape[1:]) != info.in_shape or y.shape != (x.shape[0],):
+        raise DataError(
+            f"{where}: images {tuple(x.shape)} and labels {tuple(y.shape)}; expected "
+            f"(N, {', '.join(map(str, info.in_shape))}) images and N labels"
+        )
+    if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= info.num_classes:
+        raise DataError(f"{where}: labels must be integers in 0..{info.num_classes - 1}")
+    if np.issubdtype(x.dtype, np.floating):
+        if not np.isfinite(x).all():
+            raise DataError(f"{where}: images hold NaN or infinite pixel values")
+        low, high = float(x.min()), float(x.max())
+        if low < 0.0 or high > 1.0:
+            raise DataError(f"{where}: float pixel values must lie in [0, 1], found [{low:g}, {high:g}]")
+        return x.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
+    if not np.issubdtype(x.dtype, np.integer):
+        raise DataError(f"{where}: images of dtype {x.dtype}; expected integers or floats")
+    if x.dtype != np.uint8:
+        low, high = int(x.min()), int(x.max())
+        if low < 0 or high > 255:
+            raise DataError(f"{where}: integer pixel values must lie in 0..255, found {low}..{high}")
+    return x.astype(np.uint8, copy=False), y.astype(np.int64, copy=False)
 
 
 def _data_dirs(data_dir: str | os.PathLike[str] | None, name: str) -> list[Path]:
@@ -113,10 +152,19 @@ def _data_dirs(data_dir: str | os.PathLike[str] | None, name: str) -> list[Path]
 def load_dataset_numpy(
     name: str, split: str, data_dir: str | os.PathLike[str] | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Like :func:`load_dataset` but returns numpy arrays (uint8 or float32 images)."""
-    info = dataset_info(name)
+    """Like :func:`load_dataset` but returns numpy arrays (uint8 or float32 images), checked
+    by :func:`check_arrays`."""
+    dataset_info(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
+    x, y = _load_raw(name, split, data_dir)
+    return check_arrays(name, split, x, y)
+
+
+def _load_raw(
+    name: str, split: str, data_dir: str | os.PathLike[str] | None
+) -> tuple[np.ndarray, np.ndarray]:
+    info = DATASETS[name]
     if name == "mnist5k":
         return load_mnist5k(split)
     if name == "synthetic":

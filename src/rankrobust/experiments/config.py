@@ -21,8 +21,9 @@ from typing import Any, Literal
 
 import yaml
 
-from rankrobust.configuration import closest, from_dict, require
+from rankrobust.configuration import brief, closest, from_dict, require
 from rankrobust.data import DATASETS
+from rankrobust.data.files import MiB, read_regular
 from rankrobust.errors import ConfigError
 from rankrobust.models import MODELS
 from rankrobust.models.registry import model_options
@@ -135,6 +136,12 @@ class RunConfig:
                 )
 
 
+DEFAULT_MAX_RUNS = 10_000  # a study file may raise it with ``max_runs: N``
+MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGER (signed 64 bit)
+MAX_STUDY_BYTES = 1 * MiB
+MAX_YAML_DEPTH = 32
+
+
 @dataclass
 class StudyConfig:
     """A study file: a base run (every RunConfig field) plus ``seeds``, ``grid`` and ``variants``."""
@@ -145,9 +152,10 @@ class StudyConfig:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     variants: tuple[dict[str, Any], ...] = ()
     per_model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    max_runs: int = DEFAULT_MAX_RUNS  # refuse a study that expands to more runs
 
 
-STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options")
+STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options", "max_runs")
 RUN_KEYS = tuple(f for f in RunConfig.__dataclass_fields__ if f not in ("study", "variant", "label", "output_dir"))
 
 
@@ -176,11 +184,14 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     require(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {name!r}")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or any(
-        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds
+        isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds
     ):
-        raise ConfigError(f"seeds: expected a non-empty list of integers ≥ 0, got {seeds!r}")
+        raise ConfigError(f"seeds: expected a non-empty list of integers in 0..2**63-1, got {brief(seeds)}")
     if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds: duplicate seeds in {seeds!r}")
+        raise ConfigError(f"seeds: duplicate seeds in {brief(seeds)}")
+    max_runs = data.get("max_runs", DEFAULT_MAX_RUNS)
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
+        raise ConfigError(f"max_runs: expected an integer ≥ 1, got {brief(max_runs)}")
     grid = _check_grid(data.get("grid"), "grid")
     variants = data.get("variants") or []
     if not isinstance(variants, list):
@@ -211,25 +222,101 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     if isinstance(train, dict) and "seed" in train:
         raise ConfigError("train.seed: list the seeds under 'seeds:' instead")
     base = {k: v for k, v in data.items() if k in RUN_KEYS}
-    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model))
+    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """PyYAML's SafeLoader without anchors/aliases, duplicate keys or merge keys (``<<``), and
+    with nesting capped at :data:`MAX_YAML_DEPTH` (each refusal a ``yaml.YAMLError`` with its line).
+    """
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed", event.start_mark
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise yaml.constructor.ConstructorError(
+                    None, None, "merge keys (<<) are not allowed", key_node.start_mark
+                )
+            key = self.construct_object(key_node, deep=True)
+            try:
+                duplicate = key in seen
+                seen.add(key)
+            except TypeError:
+                raise yaml.constructor.ConstructorError(
+                    None, None, "a mapping key must be a plain value", key_node.start_mark
+                ) from None
+            if duplicate:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {brief(key)}", key_node.start_mark
+                )
+        return super().construct_mapping(node, deep=deep)
+
+
+def _check_plain(value: Any, where: str) -> None:
+    """ConfigError naming the dotted path of the first value that is not plain JSON-like data."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise ConfigError(f"{where or 'study'}: key {brief(key)} is not a name (a string)")
+            _check_plain(item, f"{where}.{key}" if where else key)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_plain(item, f"{where}[{i}]")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{where}: {value} is not a finite number")
+    elif value is not None and not isinstance(value, (str, int, bool)):
+        raise ConfigError(f"{where}: a {type(value).__name__} value is not allowed here "
+                          f"({brief(value)}); quote it to make it a string")
+
+
+def parse_study_yaml(text: str, where: str) -> Any:
+    """The plain data of a study file's text (see the module docstring); ConfigError otherwise."""
+    try:
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"{where}: invalid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer literal of thousands of digits
+        raise ConfigError(f"{where}: invalid YAML: {brief(str(exc), 120)}") from None
+    if data is None or data == {}:
+        raise ConfigError(f"{where}: the study file is empty (write at least a 'name:' or a 'grid:')")
+    _check_plain(data, "")
+    return data
 
 
 def load_study(path: str | os.PathLike[str]) -> StudyConfig:
     """Read and validate a study YAML file (its file stem is the default study name)."""
     p = Path(path)
+    if not os.path.lexists(p):
+        raise ConfigError(f"study file not found: {p}")
+    raw = read_regular(p, MAX_STUDY_BYTES, ConfigError, "study file")
     try:
-        text = p.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"study file not found: {p}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read study file {p}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{p}: invalid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return study_from_dict(data if data is not None else {}, default_name=p.stem)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+    return study_from_dict(parse_study_yaml(text, str(p)), default_name=p.stem)
 
 
 def _prefix(exc: ConfigError, section: str) -> str:

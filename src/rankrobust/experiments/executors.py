@@ -19,7 +19,10 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import socket
 from typing import Any
+
+import torch
 
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig
@@ -27,6 +30,29 @@ from rankrobust.experiments.grid import run_id
 from rankrobust.experiments.run import RunResult, execute_run, failed_result
 
 EXECUTORS = ("local", "ray")
+PROBE_SECONDS = 5.0  # how long to try to reach a Ray cluster's port before giving up
+
+
+def check_ray_address(address: str, timeout: float = PROBE_SECONDS) -> None:
+    """ConfigError (one line, within ``timeout`` seconds) unless a TCP connection to the Ray
+    ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` is left to Ray) can be opened.
+
+    ``ray.init`` on an unreachable address retries for minutes and ignores SIGTERM meanwhile,
+    so the address is probed first.
+    """
+    if address in ("auto", "local"):
+        return
+    rest = address.split("://", 1)[1] if "://" in address else address
+    host, sep, port_text = rest.rpartition(":")
+    host = host.strip("[]")  # [::1]:6379
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379) or 'auto'")
+    try:
+        with socket.create_connection((host, int(port_text)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConfigError(f"--address {address}: cannot reach a Ray cluster ({reason})") from None
 
 
 class Executor:
@@ -62,8 +88,6 @@ class SequentialExecutor(Executor):
 
 
 def _init_worker(threads: int) -> None:
-    import torch
-
     torch.set_num_threads(threads)
 
 
@@ -128,6 +152,8 @@ class RayExecutor(Executor):
             ) from None
         self._ray: Any = ray
         self._owns = not ray.is_initialized()
+        if self._owns and address:
+            check_ray_address(address)
         if self._owns:
             common: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                                       "logging_level": "ERROR", "configure_logging": True}

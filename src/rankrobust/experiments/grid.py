@@ -16,6 +16,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 from typing import Any
 
 from rankrobust.configuration import to_dict
@@ -90,11 +91,28 @@ def _check_grid_key(key: str, where: str) -> None:
         raise ConfigError(f"{where}.{key}: list seeds under 'seeds:' instead")
 
 
+def count_runs(study: StudyConfig) -> int:
+    """How many runs ``study`` expands to before duplicates are merged: per variant, the product
+    of its grid's list lengths times the number of seeds. Nothing is expanded."""
+    total = 0
+    for variant in list(study.variants) or [{"name": ""}]:
+        grid = {**study.grid, **(variant.get("grid") or {})}
+        total += math.prod(len(values) for values in grid.values()) * len(study.seeds)
+    return total
+
+
 def expand(study: StudyConfig) -> list[RunConfig]:
     """All distinct runs of ``study``, in file order (variants, grid points, then seeds).
 
-    Raises ConfigError naming the dotted path and, for grid points, the run's label.
+    Raises ConfigError naming the dotted path and, for grid points, the run's label; and, before
+    expanding anything, when :func:`count_runs` exceeds the study's ``max_runs``.
     """
+    count = count_runs(study)
+    if count > study.max_runs:
+        raise ConfigError(
+            f"the study expands to {count:,} runs, more than max_runs = {study.max_runs:,}; "
+            "shrink the grid or raise 'max_runs:' in the study file"
+        )
     variants = list(study.variants) or [{"name": ""}]
     runs: list[RunConfig] = []
     seen: set[str] = set()

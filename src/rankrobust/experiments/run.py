@@ -20,9 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy
+import torch
+
 from rankrobust import __version__
+from rankrobust.checkpoint import save_checkpoint
+from rankrobust.configuration import to_dict
+from rankrobust.data import load_dataset
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import run_id as compute_run_id
+from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
+from rankrobust.structure import spectra
+from rankrobust.training.fit import fit
+from rankrobust.training.seeding import seed_everything
 
 Status = Literal["complete", "failed"]
 
@@ -34,9 +44,6 @@ def utc_now() -> str:
 
 def package_versions() -> dict[str, str]:
     """Versions that can change results: python, torch, numpy, rankrobust."""
-    import numpy
-    import torch
-
     return {
         "python": platform.python_version(),
         "torch": str(torch.__version__),
@@ -96,13 +103,8 @@ def failed_result(rid: str, exc: BaseException, started_at: str = "") -> RunResu
 
 def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
     """Robustness curves, ρ_adv and spectra of the trained ``model`` into ``result``."""
-    from rankrobust.data import load_dataset
-    from rankrobust.training.seeding import seed_everything
-
     ev = config.evaluation
     if ev.attacks or ev.deepfool:
-        from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
-
         x, y = load_dataset(config.dataset, "test", config.data_dir)
         for spec in ev.attacks:
             seed_everything(config.seed)  # same random starts whatever ran before
@@ -123,8 +125,6 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
                 rho_adv(model, (x, y), batch_size=ev.batch_size, n=ev.n, **ev.deepfool_options)
             )
     if ev.spectra:
-        from rankrobust.structure import spectra
-
         result.spectra = {k: [float(s) for s in v] for k, v in spectra(model).items()}
 
 
@@ -133,8 +133,6 @@ def execute_run(config: RunConfig) -> RunResult:
     started_at = utc_now()
     rid = compute_run_id(config)
     try:
-        from rankrobust.training.fit import fit
-
         fitted = fit(config.dataset, config.model, config.train, dict(config.model_options),
                      config.data_dir)
         final = fitted.result.final
@@ -145,16 +143,13 @@ def execute_run(config: RunConfig) -> RunResult:
             train_seconds=fitted.result.seconds, versions=package_versions(),
         )
         result.clean_accuracy = float(final["test_acc"]) if "test_acc" in final else None
-        for key in ("test_acc", "test_loss", "train_loss", "train_acc"):
+        for key in ("test_acc", "test_loss", "train_loss", "train_acc", "val_acc", "val_loss"):
             if key in final and math.isfinite(float(final[key])):
                 result.scalars[f"final_{key}"] = float(final[key])
         t0 = time.perf_counter()
         _evaluate(config, fitted.model, result)
         result.eval_seconds = time.perf_counter() - t0
         if config.save_checkpoints and config.output_dir:
-            from rankrobust.checkpoint import save_checkpoint
-            from rankrobust.configuration import to_dict
-
             meta = {"run_id": rid, "dataset": config.dataset, "run_config": to_dict(config),
                     "train_config": to_dict(config.train), "metrics": final}
             path = save_checkpoint(Path(config.output_dir) / "checkpoints" / rid, fitted.model,

@@ -16,6 +16,13 @@ Every write is one transaction: a result is either wholly stored (its child rows
 at all, so a driver killed at any moment leaves a consistent file and each run recorded once.
 Columns outside the fixed schema (e.g. metrics added by callbacks) go to a JSON ``extra`` column
 and come back as ordinary DataFrame columns.
+
+Opening never harms a file that is not ours: an existing file is first inspected through a
+read-only connection, and one that holds other tables, views or triggers, or no ``meta`` table
+with our ``schema_version``, is refused (ConfigError) before anything is written to it (no
+``journal_mode`` change, no schema). ``ResultsStore(path, readonly=True)`` (what ``runs`` and
+``report`` use) opens with SQLite's ``mode=ro`` and never creates or migrates anything; it works
+on a read-only file or folder.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,6 +103,7 @@ CREATE TABLE IF NOT EXISTS spectra (
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
 CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra")
+TABLES = frozenset({"meta", "runs", *CHILD_TABLES})
 
 
 def _split(row: dict[str, Any], fixed: Sequence[str]) -> tuple[list[Any], str | None]:
@@ -114,26 +123,134 @@ def _expand_extra(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-class ResultsStore:
-    """SQLite results database at ``path`` (created with its folder when missing)."""
+def _uri(path: Path, **params: str) -> str:
+    """``file:`` URI of ``path`` (percent-encoded) with query parameters, for ``uri=True``."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"{path.resolve().as_uri()}?{query}"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+
+def _connect_probe(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write and, unless a ``-wal`` file exists (a writer may be
+    active), creates no ``-wal``/``-shm`` files either."""
+    mode = {"mode": "ro"} if Path(f"{path}-wal").exists() else {"immutable": "1"}
+    return sqlite3.connect(_uri(path, **mode), uri=True, timeout=30.0, isolation_level=None)
+
+
+def _check_version(con: sqlite3.Connection, path: Path) -> None:
+    try:
+        found = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    except sqlite3.OperationalError:  # a 'meta' table of another shape
+        found = None
+    if found is None or str(found[0]) != str(SCHEMA_VERSION):
+        raise ConfigError(
+            f"results database {path} has schema {found and found[0]}, expected {SCHEMA_VERSION}"
+        )
+
+
+def _check_ours(con: sqlite3.Connection, path: Path, readonly: bool) -> bool:
+    """True for a database without any schema; ConfigError unless it is ours (see the module
+    docstring); with ``readonly`` every table must be there. Only reads."""
+    objects = con.execute(
+        "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'view', 'trigger') "
+        "AND name NOT LIKE 'sqlite!_%' ESCAPE '!'"
+    ).fetchall()
+    if not objects:
+        return True
+    names = {str(name) for _, name in objects}
+    foreign = sorted(str(n) for t, n in objects if t != "table" or n not in TABLES)
+    if foreign or "meta" not in names:
+        what = f"other tables ({', '.join(foreign[:3])})" if foreign else "no rankrobust meta table"
+        raise ConfigError(f"{path} is not a rankrobust results database ({what}); refusing to touch it")
+    _check_version(con, path)
+    if readonly and not names >= TABLES:
+        raise ConfigError(f"results database {path} lacks table {sorted(TABLES - names)[0]!r}")
+    return False
+
+
+def inspect_database(path: str | os.PathLike[str], readonly: bool = False) -> bool:
+    """Whether ``path`` is a new database (missing or empty: a writer creates it), after
+    checking, without writing anything, that an existing file is a rankrobust database.
+
+    ConfigError for anything else: a folder or special file, a file that is not SQLite, a
+    database of another program or of another schema version; with ``readonly`` also for a
+    missing or empty database.
+    """
+    p = Path(path)
+    try:
+        st = os.stat(p)
+    except FileNotFoundError:
+        if readonly:
+            raise ConfigError(f"no results database at {p}") from None
+        return True
+    except OSError as exc:
+        raise ConfigError(f"results database {p}: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"results database {p}: not a regular file")
+    fresh = st.st_size == 0
+    if not fresh:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
-            self._con.execute("PRAGMA busy_timeout = 30000")
-            self._con.execute("PRAGMA journal_mode = WAL")
-            self._con.execute("PRAGMA synchronous = NORMAL")
-            self._con.execute("PRAGMA foreign_keys = ON")
-            tables = {r[0] for r in self._con.execute("SELECT name FROM sqlite_master")}
-            if not {"meta", "runs", *CHILD_TABLES} <= tables:  # new file: create the schema
-                with self.transaction() as con:
-                    self._create(con)
-            else:
-                self._check_version(self._con)
+            con = _connect_probe(p)
+            try:
+                fresh = _check_ours(con, p, readonly)
+            finally:
+                con.close()
         except sqlite3.DatabaseError as exc:
-            raise ConfigError(f"results database {self.path}: {exc}") from None
+            raise ConfigError(f"results database {p}: {exc}") from None
+    if fresh and readonly:
+        raise ConfigError(f"{p} is an empty database, not rankrobust results (run `rankrobust sweep` first)")
+    return fresh
+
+
+class ResultsStore:
+    """SQLite results database at ``path`` (created with its folder when missing).
+
+    With ``readonly=True`` the file must already be a rankrobust database; it is opened with
+    SQLite's ``mode=ro`` (``immutable=1`` when nobody could be writing it: a read-only folder
+    without ``-wal``/``-shm`` files) and nothing is ever written to it. See the module docstring
+    for how a foreign database is refused.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.readonly = readonly
+        con: sqlite3.Connection | None = None
+        try:
+            fresh = inspect_database(self.path, readonly)
+            if readonly:
+                con = self._connect_readonly()
+                con.execute("PRAGMA query_only = ON")
+                con.execute("PRAGMA busy_timeout = 30000")
+                _check_ours(con, self.path, readonly=True)
+                self._con = con
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None)
+            con.execute("PRAGMA busy_timeout = 30000")
+            if not fresh:  # checked again on this connection, before anything is written
+                _check_ours(con, self.path, readonly=False)
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("PRAGMA synchronous = NORMAL")
+            con.execute("PRAGMA foreign_keys = ON")
+            self._con = con
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            if not tables >= TABLES:  # new file (or one of ours missing a table): create
+                with self.transaction() as tx:
+                    self._create(tx)
+            else:
+                self._check_version(con)
+        except BaseException as exc:
+            if con is not None:
+                con.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise ConfigError(f"results database {self.path}: {exc}") from None
+            raise
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        folder = self.path.resolve().parent
+        side_files = any(Path(f"{self.path}{s}").exists() for s in ("-wal", "-shm"))
+        if not side_files and not os.access(folder, os.W_OK):  # nobody can be writing it
+            return sqlite3.connect(_uri(self.path, immutable="1"), uri=True, isolation_level=None)
+        return sqlite3.connect(_uri(self.path, mode="ro"), uri=True, timeout=30.0, isolation_level=None)
 
     def _create(self, con: sqlite3.Connection) -> None:
         for statement in _SCHEMA.split(";"):
@@ -145,12 +262,7 @@ class ResultsStore:
         self._check_version(con)
 
     def _check_version(self, con: sqlite3.Connection) -> None:
-        found = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-        if found is None or int(found[0]) != SCHEMA_VERSION:
-            raise ConfigError(
-                f"results database {self.path} has schema {found and found[0]}, "
-                f"expected {SCHEMA_VERSION}"
-            )
+        _check_version(con, self.path)
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager

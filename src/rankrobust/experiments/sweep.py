@@ -19,18 +19,20 @@ import sys
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
-from rankrobust.experiments.executors import Executor, make_executor
-from rankrobust.experiments.grid import expand, run_id
+from rankrobust.experiments.executors import Executor, check_ray_address, make_executor
+from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.run import failed_result
-from rankrobust.experiments.store import ResultsStore
+from rankrobust.experiments.store import ResultsStore, inspect_database
+from rankrobust.models import state_shapes
 
 DB_NAME = "results.sqlite"
 
@@ -60,25 +62,67 @@ class SweepSummary:
                 f"in {self.seconds:.1f}s; {self.failed_total} failed in total; results {self.db}")
 
 
+def lock_path(db_path: str | os.PathLike[str]) -> Path:
+    """``<db>.lock`` beside the real file: symlinks and ``..`` resolved, so every spelling of one
+    database shares one lock."""
+    real = Path(os.path.realpath(db_path))
+    return real.with_name(real.name + ".lock")
+
+
 @contextmanager
 def exclusive(db_path: Path) -> Iterator[None]:
-    """Hold ``<db>.lock`` (flock) so that two drivers never share a database; the OS drops the
-    lock when the holder dies, even by SIGKILL."""
+    """Hold ``<db>.lock`` (flock, see :func:`lock_path`) so that two drivers never share a
+    database; the OS drops the lock when the holder dies, even by SIGKILL.
+
+    The holder deletes the lock file when it is done. A driver that locked a file which was
+    deleted meanwhile (its holder just finished) locks the new one instead, so the lock stays
+    exclusive; a refused driver leaves no file behind.
+    """
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock
         yield
         return
-    db_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(db_path.with_name(db_path.name + ".lock"), "a") as fh:
+    path = lock_path(db_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
         try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            os.close(fd)
             raise ConfigError(f"another sweep is writing {db_path}; wait for it to finish") from None
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            current = os.stat(path)
+            held = os.fstat(fd)
+            if (current.st_dev, current.st_ino) == (held.st_dev, held.st_ino):
+                break
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # the file we locked was deleted by its last holder: lock the new one
+    try:
+        yield
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
+def check_models(configs: list[RunConfig]) -> None:
+    """Every run's model must be buildable within the size caps of :mod:`rankrobust.models`
+    (checked on PyTorch's meta device: nothing is allocated); ConfigError naming the run."""
+    seen: set[str] = set()
+    for config in configs:
+        key = canonical_json([config.model, config.dataset, config.model_options])
+        if key in seen:
+            continue
+        seen.add(key)
+        info = dataset_info(config.dataset)
+        try:
+            state_shapes(config.model, info.in_shape, info.num_classes, **config.model_options)
+        except ConfigError as exc:
+            label = f" [run {config.label}]" if config.label else ""
+            raise ConfigError(f"model_options: {exc}{label}") from None
 
 
 def plan(configs: list[RunConfig], store: ResultsStore, retry_failed: bool) -> list[RunConfig]:
@@ -113,7 +157,11 @@ def run_sweep(
     db_path = Path(db) if db is not None else out_dir / DB_NAME
     configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study)]
     ids = [run_id(c) for c in configs]
+    check_models(configs)
     show = sys.stderr.isatty() if progress is None else progress
+    if executor == "ray" and address:
+        check_ray_address(address)  # fail in seconds, before the database is touched
+    inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
     with exclusive(db_path), ResultsStore(db_path) as store:
         store.register(configs)
         todo = plan(configs, store, retry_failed)

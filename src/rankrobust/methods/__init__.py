@@ -7,7 +7,8 @@ key=value``), study YAML (``train.method: {name: ..., ...}``), the results store
 read it from :data:`METHODS`. Registry order (this file's import order) is display order.
 """
 
-from rankrobust.methods import (  # noqa: F401 - imported to register, in display order
+# Imported to register them, in display order (so the import is not sorted).
+from rankrobust.methods import (  # noqa: F401, I001
     natural,
     fgsm_adv,
     pgd_adv,

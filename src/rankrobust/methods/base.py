@@ -147,6 +147,15 @@ def _plain(value: Any) -> Any:
     return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
 
 
+def check_budget(eps: float, warmup_epochs: int, steps: int = 1, step_size: float | None = None) -> None:
+    """The rules of an ℓ∞ training budget (pixel units) and its attack, shared by adversarial methods."""
+    require(0 < eps <= 1, f"eps must be in (0, 1] (pixel units), got {eps}")
+    require(steps >= 1, f"steps must be ≥ 1, got {steps}")
+    require(step_size is None or (math.isfinite(step_size) and step_size > 0),
+            f"step_size must be > 0, got {step_size}")
+    require(warmup_epochs >= 0, f"warmup_epochs must be ≥ 0, got {warmup_epochs}")
+
+
 def warmup_eps(eps: float, warmup_epochs: int, progress: float) -> float:
     """ε·min(1, progress / warmup_epochs); ε itself when warmup_epochs = 0 (linear ε warm-up)."""
     if warmup_epochs <= 0:

@@ -16,7 +16,14 @@ from torch import nn
 
 from rankrobust.attacks.perturb import fgsm_perturb
 from rankrobust.configuration import require
-from rankrobust.methods.base import Objective, StepInfo, TrainingMethod, register, warmup_eps
+from rankrobust.methods.base import (
+    Objective,
+    StepInfo,
+    TrainingMethod,
+    check_budget,
+    register,
+    warmup_eps,
+)
 
 
 @register
@@ -35,9 +42,8 @@ class FGSMAdv(TrainingMethod):
     warmup_epochs: int = 0  # ε grows linearly from 0 over these epochs
 
     def __post_init__(self) -> None:
-        require(0 < self.eps <= 1, f"eps must be in (0, 1] (pixel units), got {self.eps}")
+        check_budget(self.eps, self.warmup_epochs)
         require(0 <= self.alpha <= 1, f"alpha must be in [0, 1], got {self.alpha}")
-        require(self.warmup_epochs >= 0, f"warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
 
     def objective(self, seed: int) -> Objective:
         eps0, alpha, warmup = self.eps, self.alpha, self.warmup_epochs

@@ -16,8 +16,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankrobust.attacks.perturb import pgd_perturb
-from rankrobust.configuration import require
-from rankrobust.methods.base import Objective, StepInfo, TrainingMethod, register, warmup_eps
+from rankrobust.methods.base import (
+    Objective,
+    StepInfo,
+    TrainingMethod,
+    check_budget,
+    register,
+    warmup_eps,
+)
 
 SEED_OFFSET = 7919  # the random-start stream: seed + this
 
@@ -40,10 +46,7 @@ class PGDAdv(TrainingMethod):
     warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
-        require(0 < self.eps <= 1, f"eps must be in (0, 1] (pixel units), got {self.eps}")
-        require(self.steps >= 1, f"steps must be ≥ 1, got {self.steps}")
-        require(self.step_size is None or self.step_size > 0, "step_size must be > 0")
-        require(self.warmup_epochs >= 0, f"warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
+        check_budget(self.eps, self.warmup_epochs, self.steps, self.step_size)
 
     def objective(self, seed: int) -> Objective:
         generator = torch.Generator().manual_seed(seed + SEED_OFFSET)

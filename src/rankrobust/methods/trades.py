@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankrobust.attacks.perturb import pgd_perturb
-from rankrobust.configuration import require
 from rankrobust.methods.base import (
     Objective,
     StepInfo,
     TrainingMethod,
+    check_budget,
     finite_nonneg,
     register,
     warmup_eps,
@@ -54,10 +54,7 @@ class Trades(TrainingMethod):
 
     def __post_init__(self) -> None:
         finite_nonneg(self.beta, "beta")
-        require(0 < self.eps <= 1, f"eps must be in (0, 1] (pixel units), got {self.eps}")
-        require(self.steps >= 1, f"steps must be ≥ 1, got {self.steps}")
-        require(self.step_size is None or self.step_size > 0, "step_size must be > 0")
-        require(self.warmup_epochs >= 0, f"warmup_epochs must be ≥ 0, got {self.warmup_epochs}")
+        check_budget(self.eps, self.warmup_epochs, self.steps, self.step_size)
 
     def objective(self, seed: int) -> Objective:
         generator = torch.Generator().manual_seed(seed + SEED_OFFSET)

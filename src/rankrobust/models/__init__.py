@@ -4,7 +4,16 @@ from rankrobust.models.cnn_small import CNNSmall
 from rankrobust.models.lenet import LeNet5
 from rankrobust.models.mlp import MLP
 from rankrobust.models.normalize import Normalize
-from rankrobust.models.registry import MODELS, ModelSpec, build_model, model_family, model_options
+from rankrobust.models.registry import (
+    MAX_PARAMETERS,
+    MODELS,
+    ModelSpec,
+    build_model,
+    check_model,
+    model_family,
+    model_options,
+    state_shapes,
+)
 
-__all__ = ["MLP", "MODELS", "ModelSpec", "CNNSmall", "LeNet5", "Normalize", "build_model", "model_family",
-           "model_options"]
+__all__ = ["MAX_PARAMETERS", "MLP", "MODELS", "ModelSpec", "CNNSmall", "LeNet5", "Normalize",
+           "build_model", "check_model", "model_family", "model_options", "state_shapes"]

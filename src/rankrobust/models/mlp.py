@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -27,7 +28,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         self.normalize = Normalize(mean, std)
-        sizes = [int(torch.tensor(in_shape).prod()), *hidden]
+        sizes = [math.prod(int(v) for v in in_shape), *hidden]  # no tensor: builds on 'meta' too
         layers: list[nn.Module] = []
         for a, b in zip(sizes[:-1], sizes[1:], strict=True):
             layers += [nn.Linear(a, b), nn.ReLU()]

@@ -1,14 +1,25 @@
-"""``build_model(name, in_shape, num_classes, **options)`` and the model catalogue."""
+"""``build_model(name, in_shape, num_classes, **options)`` and the model catalogue.
+
+Every size is checked before anything is allocated: each of ``in_shape``, ``num_classes`` and
+the integer options (``hidden``, ``widths``, ``fc``) must be a positive integer of at most
+:data:`MAX_SIZE` (lists at most :data:`MAX_LAYERS` long), an input at most :data:`MAX_INPUT`
+values, and the network, first built on PyTorch's ``meta`` device (shapes only, no memory), at
+most :data:`MAX_PARAMETERS` parameters. Only then is it built for real.
+"""
 
 from __future__ import annotations
 
 import inspect
+import math
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
+from rankrobust.configuration import brief
 from rankrobust.errors import ConfigError
 from rankrobust.models.cnn_small import CNNSmall
 from rankrobust.models.lenet import LeNet5
@@ -16,6 +27,10 @@ from rankrobust.models.mlp import MLP
 
 MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet5": LeNet5, "cnn-small": CNNSmall}
 
+MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: larger networks are refused
+MAX_SIZE = 1 << 20  # any one size: channels, height, width, classes, hidden units, widths, fc
+MAX_INPUT = 1 << 26  # values of one input, C·H·W
+MAX_LAYERS = 64  # entries of a list of sizes (hidden, widths)
 
 FAMILIES = ("FC", "CNN")
 
@@ -36,28 +51,93 @@ def model_options(name: str) -> list[str]:
     return [p for p in params if p not in ("in_shape", "num_classes")]
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _size(value: Any, where: str) -> int:
+    if not _is_int(value) or not 1 <= value <= MAX_SIZE:
+        raise ConfigError(f"{where}: expected an integer in 1..{MAX_SIZE}, got {brief(value)}")
+    return int(value)
+
+
+def _check_option(key: str, value: Any, hint: Any, channels: int) -> None:
+    """One option against its annotation: sizes are positive ints, statistics finite floats."""
+    args = typing.get_args(hint)
+    if hint is int:
+        _size(value, key)
+    elif args and args[0] is int:  # Sequence[int]: hidden, widths
+        if not isinstance(value, (list, tuple)) or len(value) > MAX_LAYERS:
+            raise ConfigError(f"{key}: expected a list of at most {MAX_LAYERS} sizes, got {brief(value)}")
+        for i, v in enumerate(value):
+            _size(v, f"{key}[{i}]")
+    elif args and args[0] is float:  # Sequence[float]: mean, std (per channel or one for all)
+        if not isinstance(value, (list, tuple)) or len(value) not in (1, channels) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value
+        ):
+            count = "1" if channels == 1 else f"1 or {channels}"
+            raise ConfigError(f"{key}: expected {count} finite numbers, got {brief(value)}")
+        if key == "std" and any(v <= 0 for v in value):
+            raise ConfigError(f"std: must be > 0, got {brief(value)}")
+
+
+def check_model(name: str, in_shape: Sequence[int], num_classes: int, options: dict[str, Any]) -> None:
+    """Refuse (ConfigError) an unknown model or option, or any size out of bounds (see module
+    docstring), without building anything."""
+    if name not in MODELS:
+        raise ConfigError(f"unknown model {brief(name)}; choose from {', '.join(MODELS)}")
+    allowed = model_options(name)
+    unknown = sorted(set(options) - set(allowed), key=str)
+    if unknown:
+        raise ConfigError(f"model {name!r} has no option {brief(unknown[0])}; options: {', '.join(allowed)}")
+    if not isinstance(in_shape, (list, tuple)) or len(in_shape) != 3 or not all(
+        _is_int(v) and 1 <= v <= MAX_SIZE for v in in_shape
+    ):
+        raise ConfigError(f"in_shape must be (C, H, W) with sizes in 1..{MAX_SIZE}, got {brief(in_shape)}")
+    if math.prod(in_shape) > MAX_INPUT:
+        raise ConfigError(f"in_shape {tuple(in_shape)} has more than {MAX_INPUT} values")
+    if not _is_int(num_classes) or not 2 <= num_classes <= MAX_SIZE:
+        raise ConfigError(f"num_classes must be an integer in 2..{MAX_SIZE}, got {brief(num_classes)}")
+    hints = typing.get_type_hints(MODELS[name].__init__)  # type: ignore[misc]
+    for key, value in options.items():
+        _check_option(key, value, hints.get(key, Any), int(in_shape[0]))
+
+
+def _construct(name: str, in_shape: Sequence[int], num_classes: int, options: dict[str, Any]) -> nn.Module:
+    try:
+        return MODELS[name](in_shape=tuple(int(v) for v in in_shape), num_classes=num_classes, **options)
+    except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise ConfigError(f"cannot build {name}: {exc}") from None
+
+
+def state_shapes(
+    name: str, in_shape: Sequence[int], num_classes: int, **options: Any
+) -> dict[str, tuple[int, ...]]:
+    """{state-dict key: shape} of the model, computed on the meta device (no memory), after
+    :func:`check_model`; ConfigError beyond :data:`MAX_PARAMETERS` parameters."""
+    check_model(name, in_shape, num_classes, options)
+    with torch.device("meta"):
+        meta = _construct(name, in_shape, num_classes, options)
+    count = sum(p.numel() for p in meta.parameters())
+    if count > MAX_PARAMETERS:
+        raise ConfigError(
+            f"{name} with these sizes has {count:,} parameters, more than the {MAX_PARAMETERS:,} "
+            "allowed (rankrobust.models.registry.MAX_PARAMETERS)"
+        )
+    return {key: tuple(value.shape) for key, value in meta.state_dict().items()}
+
+
 def build_model(
     name: str, in_shape: Sequence[int], num_classes: int, **options: Any
 ) -> nn.Module:
     """Build a network that maps x (B, C, H, W) in [0, 1] to logits (B, num_classes).
 
     Options: ``mean``/``std`` (the first layer's normalization) for every model; ``hidden`` for
-    ``mlp`` (default (150, 100)); ``widths`` and ``fc`` for ``cnn-small``.
+    ``mlp`` (default (150, 100)); ``widths`` and ``fc`` for ``cnn-small``. Sizes are checked
+    first and the parameter count is capped (see the module docstring): ConfigError, one line.
     """
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    allowed = model_options(name)
-    unknown = sorted(set(options) - set(allowed))
-    if unknown:
-        raise ConfigError(f"model {name!r} has no option {unknown[0]!r}; options: {', '.join(allowed)}")
-    if len(in_shape) != 3 or any(int(v) < 1 for v in in_shape):
-        raise ConfigError(f"in_shape must be (C, H, W) with positive sizes, got {tuple(in_shape)}")
-    if num_classes < 2:
-        raise ConfigError(f"num_classes must be at least 2, got {num_classes}")
-    try:
-        return MODELS[name](in_shape=tuple(int(v) for v in in_shape), num_classes=num_classes, **options)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"cannot build {name}: {exc}") from None
+    state_shapes(name, in_shape, num_classes, **options)
+    return _construct(name, in_shape, num_classes, options)
 
 
 @dataclass
@@ -77,13 +157,28 @@ class ModelSpec:
         return {"name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
                 "options": opts}
 
+    def state_shapes(self) -> dict[str, tuple[int, ...]]:
+        """{state-dict key: shape} of the model this spec builds (see :func:`state_shapes`)."""
+        return state_shapes(self.name, self.in_shape, self.num_classes, **self.options)
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelSpec:
-        try:
-            shape = tuple(int(v) for v in data["in_shape"])
-            if len(shape) != 3:
-                raise ValueError("in_shape must have 3 entries")
-            options = dict(data.get("options") or {})
-            return cls(str(data["name"]), (shape[0], shape[1], shape[2]), int(data["num_classes"]), options)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"invalid model spec: {exc}") from None
+        """A spec from its ``to_dict`` form; every field strictly typed (no int("3") or 2.7 → 2)."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"invalid model spec: expected a mapping, got {type(data).__name__}")
+        for key in ("name", "in_shape", "num_classes"):
+            if key not in data:
+                raise ConfigError(f"invalid model spec: missing {key!r}")
+        name, shape, classes = data["name"], data["in_shape"], data["num_classes"]
+        options = data.get("options", {})
+        if not isinstance(name, str):
+            raise ConfigError(f"invalid model spec: name must be a string, got {brief(name)}")
+        if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(v) for v in shape):
+            raise ConfigError(f"invalid model spec: in_shape must be 3 integers, got {brief(shape)}")
+        if not _is_int(classes):
+            raise ConfigError(f"invalid model spec: num_classes must be an integer, got {brief(classes)}")
+        if not isinstance(options, dict):
+            raise ConfigError(f"invalid model spec: options must be a mapping, got {brief(options)}")
+        spec = cls(name, (shape[0], shape[1], shape[2]), classes, dict(options))
+        check_model(spec.name, spec.in_shape, spec.num_classes, spec.options)
+        return spec

@@ -7,11 +7,18 @@ Statistics (seeds are the replicates):
   ā − b̄ ± t_{0.975, ν} · √(s_a²/n_a + s_b²/n_b), ν by Welch–Satterthwaite.
 
 Verdict for a claim that the effect has sign ``direction`` (−1 "lowers", +1 "raises"):
-**holds** when the whole CI lies on the claimed side of 0; **does not hold** when it lies wholly
-on the other side, or contains 0 but lies wholly inside ±margin (an effect too small to matter:
-0.005 for normalized structure measures, 0.01 for fooling ratios); **inconclusive** otherwise,
-including fewer than 2 seeds. A claim with several rows (models, attacks) holds when every row
-holds, does not hold when no row holds and at least one does not, and is inconclusive otherwise.
+**negligible** when the whole CI lies inside ±margin (an effect too small to matter, whichever
+its sign: 0.005 for normalized structure measures, 0.01 for fooling ratios and robust
+accuracies); otherwise **holds** when the whole CI lies on the claimed side of 0, **does not
+hold** when it lies wholly on the other side, **inconclusive** otherwise, including fewer than 2
+seeds. A claim with several rows (models, metrics, attacks) holds when every row holds, is
+negligible when every row is, does not hold when no row holds and at least one does not or is
+negligible, and is inconclusive otherwise.
+
+Robustness is measured twice: the paper's fooling ratio (label change vs the clean prediction,
+lower = more robust) and robust accuracy (correct under attack, higher = more robust), each as
+the normalized area under its curve over the ε grid, for the strongest attack a study stored
+(AutoAttack > APGD > PGD > FGSM). Claimed directions flip between the two.
 """
 
 from __future__ import annotations
@@ -29,14 +36,16 @@ from rankrobust.report.summary import NATURAL, family, method_label, methods_of_
 # The paper's structured regularizer (C2–C4), named through the method registry.
 COMBINED = L1Nuclear.name
 
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive"
+HOLDS, FAILS, INCONCLUSIVE, NEGLIGIBLE = "holds", "does not hold", "inconclusive", "negligible"
+VERDICTS = (HOLDS, FAILS, NEGLIGIBLE, INCONCLUSIVE)
 STRUCTURE_MARGIN = 0.005  # normalized erank / esparsity units
-FOOLING_MARGIN = 0.01  # one percentage point of fooling ratio
-PRIMARY_METRIC = "fr_auc_pgd_inf"
+FOOLING_MARGIN = 0.01  # one percentage point of fooling ratio or robust accuracy
+PRIMARY_METRIC = "fr_auc_pgd_inf"  # the default when a study stored no stronger attack
 
 CLAIM_TEXT = {
     "C1": "adversarial training lowers effective rank and effective sparsity vs natural training",
-    "C2": "ℓ1 + nuclear-norm regularization lowers the fooling ratio vs natural training",
+    "C2": "ℓ1 + nuclear-norm regularization raises robustness (lower fooling ratio, higher robust "
+          "accuracy) vs natural training",
     "C3": "the C2 gain is larger for CNNs than for fully connected networks",
     "C4": "ℓ1 + nuclear-norm regularization stays short of adversarial training",
 }
@@ -104,11 +113,11 @@ def verdict(effect: Effect, direction: int, margin: float = 0.0) -> str:
     low, high = effect.ci_low, effect.ci_high
     if effect.n < 2 or not (math.isfinite(low) and math.isfinite(high)):
         return INCONCLUSIVE
+    if margin > 0 and -margin <= low and high <= margin:
+        return NEGLIGIBLE
     if (direction < 0 and high < 0) or (direction > 0 and low > 0):
         return HOLDS
     if (direction < 0 and low > 0) or (direction > 0 and high < 0):
-        return FAILS
-    if margin > 0 and -margin <= low and high <= margin:
         return FAILS
     return INCONCLUSIVE
 
@@ -119,7 +128,9 @@ def combine(verdicts: list[str]) -> str:
         return INCONCLUSIVE
     if all(v == HOLDS for v in verdicts):
         return HOLDS
-    if HOLDS not in verdicts and FAILS in verdicts:
+    if all(v == NEGLIGIBLE for v in verdicts):
+        return NEGLIGIBLE
+    if HOLDS not in verdicts and (FAILS in verdicts or NEGLIGIBLE in verdicts):
         return FAILS
     return INCONCLUSIVE
 
@@ -141,16 +152,27 @@ def _row(claim: str, scope: str, metric: str, comparison: str, eff: Effect, dire
     }
 
 
-def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC) -> pd.DataFrame:
+def robustness_metrics(attack: str, norm: str = "inf") -> list[tuple[str, int]]:
+    """[(fooling-ratio metric, +1), (robust-accuracy metric, −1)] of ``attack``: the sign turns
+    "lower fooling ratio = more robust" into the robust-accuracy direction."""
+    return [(f"fr_auc_{attack}_{norm}", +1), (f"ra_auc_{attack}_{norm}", -1)]
+
+
+def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC,
+                    metrics: list[tuple[str, int]] | None = None) -> pd.DataFrame:
     """Claims table rows from the comparison runs (natural, adversarial, regularizers at chosen λ).
 
     ``runs`` has one row per run with dataset, model, method, seed and the per-run metrics of
-    :func:`rankrobust.report.summary.run_summary`. Effects: C1 adversarial − natural in mean
-    normalized erank / esparsity (claimed < 0); C2 ℓ1+nuclear − natural in ``metric`` (< 0);
-    C3 (natural − ℓ1+nuclear) gain of CNN − FC (> 0); C4 ℓ1+nuclear − adversarial (> 0).
-    The adversarial methods are every registered method of kind "adversarial" that has runs
-    (FGSM-adv, PGD-adv, TRADES, ...); a model's family is what the model registry declares.
+    :func:`rankrobust.report.summary.run_summary`. ``metrics`` are the robustness metrics with
+    their sign s (+1: lower = more robust, as the fooling ratio; −1: higher = more robust, as
+    robust accuracy); by default ``metric`` alone with s = +1. Effects: C1 adversarial − natural
+    in mean normalized erank / esparsity (claimed < 0); C2 ℓ1+nuclear − natural (claimed −s);
+    C3 (natural − ℓ1+nuclear) gain of CNN − FC, absolute and relative to natural's mean
+    (claimed s); C4 ℓ1+nuclear − adversarial (claimed s). The adversarial methods are every
+    registered method of kind "adversarial" that has runs (FGSM-adv, PGD-adv, TRADES, ...); a
+    model's family is what the model registry declares.
     """
+    metrics = metrics if metrics is not None else [(metric, +1)]
     rows: list[dict[str, object]] = []
     label = method_label
     adversarial = methods_of_kind("adversarial")
@@ -158,36 +180,50 @@ def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC) -> pd.Data
     pairs = runs[["dataset", "model"]].drop_duplicates().sort_values(["dataset", "model"])
     for dataset, model in pairs.itertuples(index=False):
         scope = f"{dataset} · {model} ({family(model)})"
-        nat = {m: _by_seed(runs, dataset, model, NATURAL, m) for m in ("erank", "esparsity", metric)}
         for adv in adversarial:
             for m, name in (("erank", "mean normalized effective rank"),
                             ("esparsity", "mean normalized effective sparsity")):
                 a = _by_seed(runs, dataset, model, adv, m)
-                if len(a) and len(nat[m]):
+                nat = _by_seed(runs, dataset, model, NATURAL, m)
+                if len(a) and len(nat):
                     rows.append(_row("C1", scope, name, f"{label(adv)} − {label(NATURAL)}",
-                                     paired_effect(a, nat[m]), -1, STRUCTURE_MARGIN))
-        reg = _by_seed(runs, dataset, model, COMBINED, metric)
-        if len(reg) and len(nat[metric]):
-            rows.append(_row("C2", scope, metric, f"{combined} − {label(NATURAL)}",
-                             paired_effect(reg, nat[metric]), -1, FOOLING_MARGIN))
-        for adv in reversed(adversarial):  # strongest first
-            a = _by_seed(runs, dataset, model, adv, metric)
-            if len(reg) and len(a):
-                rows.append(_row("C4", scope, metric, f"{combined} − {label(adv)}",
-                                 paired_effect(reg, a), +1, FOOLING_MARGIN))
+                                     paired_effect(a, nat), -1, STRUCTURE_MARGIN))
+        for col, sign in metrics:
+            nat = _by_seed(runs, dataset, model, NATURAL, col)
+            reg = _by_seed(runs, dataset, model, COMBINED, col)
+            if len(reg) and len(nat):
+                rows.append(_row("C2", scope, col, f"{combined} − {label(NATURAL)}",
+                                 paired_effect(reg, nat), -sign, FOOLING_MARGIN))
+            for adv in reversed(adversarial):  # strongest first
+                a = _by_seed(runs, dataset, model, adv, col)
+                if len(reg) and len(a):
+                    rows.append(_row("C4", scope, col, f"{combined} − {label(adv)}",
+                                     paired_effect(reg, a), sign, FOOLING_MARGIN))
     for dataset in sorted(runs["dataset"].unique()) if len(runs) else []:
-        gains: dict[str, list[float]] = {"FC": [], "CNN": []}
-        for model in sorted(runs[runs["dataset"] == dataset]["model"].unique()):
-            if family(model) not in gains:  # a model of unknown family enters no C3 group
-                continue
-            nat_m = _by_seed(runs, dataset, model, NATURAL, metric)
-            reg_m = _by_seed(runs, dataset, model, COMBINED, metric)
-            diff = (nat_m - reg_m).dropna()
-            gains[family(model)].extend(diff.tolist())
-        if gains["FC"] and gains["CNN"]:
-            eff = welch_effect(np.array(gains["CNN"]), np.array(gains["FC"]))
-            rows.append(_row("C3", f"{dataset} · CNN vs FC", f"gain in {metric}",
-                             f"({label(NATURAL)} − {combined}) CNN − FC", eff, +1, FOOLING_MARGIN))
+        for col, sign in metrics:
+            gains: dict[str, list[float]] = {"FC": [], "CNN": []}
+            relative: dict[str, list[float]] = {"FC": [], "CNN": []}
+            for model in sorted(runs[runs["dataset"] == dataset]["model"].unique()):
+                if family(model) not in gains:  # a model of unknown family enters no C3 group
+                    continue
+                nat_m = _by_seed(runs, dataset, model, NATURAL, col)
+                reg_m = _by_seed(runs, dataset, model, COMBINED, col)
+                diff = (sign * (nat_m - reg_m)).dropna()  # the gain in robustness
+                gains[family(model)].extend(diff.tolist())
+                base = abs(float(nat_m.mean())) if len(nat_m) else float("nan")
+                if base > 0:
+                    relative[family(model)].extend((diff / base).tolist())
+            comparison = (f"({label(NATURAL)} − {combined}) CNN − FC" if sign > 0
+                          else f"({combined} − {label(NATURAL)}) CNN − FC")
+            if gains["FC"] and gains["CNN"]:
+                eff = welch_effect(np.array(gains["CNN"]), np.array(gains["FC"]))
+                rows.append(_row("C3", f"{dataset} · CNN vs FC", f"gain in {col}", comparison,
+                                 eff, +1, FOOLING_MARGIN))
+            if relative["FC"] and relative["CNN"]:
+                eff = welch_effect(np.array(relative["CNN"]), np.array(relative["FC"]))
+                rows.append(_row("C3", f"{dataset} · CNN vs FC",
+                                 f"relative gain in {col} (÷ natural's mean)",
+                                 comparison + ", relative", eff, +1, FOOLING_MARGIN))
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     order = {c: i for i, c in enumerate(CLAIM_TEXT)}
     return table.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)

@@ -28,9 +28,13 @@ from rankrobust.report.summary import (
     method_order,
     methods_of_kind,
 )
-ATTACK_LABELS = {("fgsm", "inf"): "FGSM ℓ∞", ("fgsm", "2"): "FGM ℓ2", ("pgd", "inf"): "PGD ℓ∞",
+
+ATTACK_LABELS = {("autoattack", "inf"): "AutoAttack ℓ∞", ("autoattack", "2"): "AutoAttack ℓ2",
+                 ("fgsm", "inf"): "FGSM ℓ∞", ("fgsm", "2"): "FGM ℓ2", ("pgd", "inf"): "PGD ℓ∞",
                  ("pgd", "2"): "PGD ℓ2", ("apgd-ce", "inf"): "APGD-CE ℓ∞",
                  ("apgd-dlr", "inf"): "APGD-DLR ℓ∞", ("deepfool", "2"): "DeepFool ℓ2"}
+ATTACK_NAMES = {"autoattack": "AutoAttack", "apgd-t": "APGD-T", "apgd-ce": "APGD-CE",
+                "pgd": "PGD", "fgsm": "FGSM"}
 DPI = 110
 
 
@@ -47,11 +51,13 @@ def _models(frame: pd.DataFrame) -> list[str]:
     return sorted(set(frame["model"]), key=lambda m: (family(m) != "FC", m))
 
 
-def _ci(values: pd.Series) -> tuple[float, float, float]:
+def _ci(values: pd.Series, bounds: tuple[float, float] = (0.0, 1.0)) -> tuple[float, float, float]:
+    """(mean, low, high) of the 95 % t interval, clipped to ``bounds`` (every plotted metric —
+    fooling ratio, robust accuracy, normalized structure — lies in [0, 1])."""
     mean, low, high = t_interval(values.to_numpy())
     if not math.isfinite(low):
         low = high = mean
-    return mean, low, high
+    return mean, max(low, bounds[0]), min(high, bounds[1])
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -135,8 +141,12 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
     return _save(fig, path)
 
 
+CURVE_METRICS = (("fooling_ratio", "fooling ratio"), ("robust_accuracy", "robust accuracy"))
+
+
 def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
-    """Fooling ratio vs ε: rows = attacks, columns = models (FC, CNN); mean with 95 % bands."""
+    """Fooling ratio and robust accuracy vs ε: rows = attacks, columns = models (FC, CNN) ×
+    {fooling ratio, robust accuracy}; mean with 95 % bands clipped to [0, 1]."""
     if robustness.empty:
         return None
     attacks = [key for key in ATTACK_LABELS
@@ -144,25 +154,29 @@ def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
     models = _models(robustness)
     if not attacks:
         return None
-    fig, axes = _grid(len(attacks), len(models))
+    metrics = [(c, lab) for c, lab in CURVE_METRICS if c in robustness.columns]
+    fig, axes = _grid(len(attacks), len(models) * len(metrics))
     for i, (attack, norm) in enumerate(attacks):
         for j, model in enumerate(models):
-            ax = axes[i, j]
             sub = robustness[(robustness["attack"] == attack) & (robustness["norm"] == norm)
                              & (robustness["model"] == model)]
-            for method in _methods(sub):
-                g = sub[sub["method"] == method]
-                band = np.array([_ci(e["fooling_ratio"]) for _, e in g.groupby("epsilon")])
-                eps = sorted(g["epsilon"].unique())
-                ax.plot(eps, band[:, 0], color=method_color(method), marker=".",
-                        label=method_label(method))
-                ax.fill_between(eps, band[:, 1], band[:, 2], color=method_color(method), alpha=0.15)
-            ax.set_ylim(-0.02, 1.02)
-            ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'inf' else 'ℓ' + str(norm)})")
-            ax.set_ylabel("fooling ratio")
-            ax.set_title(f"{ATTACK_LABELS[(attack, norm)]} · {model} ({family(model)})")
+            for k, (col, ylabel) in enumerate(metrics):
+                ax = axes[i, j * len(metrics) + k]
+                for method in _methods(sub):
+                    g = sub[sub["method"] == method]
+                    band = np.array([_ci(e[col]) for _, e in g.groupby("epsilon")])
+                    eps = sorted(g["epsilon"].unique())
+                    ax.plot(eps, band[:, 0], color=method_color(method), marker=".",
+                            label=method_label(method))
+                    ax.fill_between(eps, band[:, 1], band[:, 2], color=method_color(method),
+                                    alpha=0.15)
+                ax.set_ylim(-0.02, 1.02)
+                ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'inf' else 'ℓ' + str(norm)})")
+                ax.set_ylabel(ylabel)
+                ax.set_title(f"{ATTACK_LABELS[(attack, norm)]} · {model} ({family(model)})",
+                             fontsize=9)
     axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Fooling ratio vs budget (mean, 95 % band over seeds)")
+    fig.suptitle("Fooling ratio and robust accuracy vs budget (mean, 95 % band over seeds)")
     return _save(fig, path)
 
 
@@ -210,24 +224,36 @@ def spearman(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
     return float(res.statistic), float(res.pvalue), n
 
 
-def plot_robustness_vs_rank(summary: pd.DataFrame, path: Path,
-                            targets: Sequence[tuple[str, str]] = (
-                                ("fr_auc_pgd_inf", "PGD ℓ∞ fooling ratio (mean over ε)"),
-                                ("rho_adv", "DeepFool ρ_adv")),
-                            ) -> Path | None:
-    """Scatter of every run: mean normalized erank vs robustness; Spearman's ρ in each title."""
+def plot_robustness_vs_rank(summary: pd.DataFrame, path: Path, attack: str = "pgd",
+                            targets: Sequence[tuple[str, str]] | None = None) -> Path | None:
+    """Scatter of every run: mean normalized erank vs robustness; Spearman's ρ in each title.
+
+    Degenerate runs (``summary["degenerate"]``) are drawn hollow and left out of ρ.
+    """
+    name = ATTACK_NAMES.get(attack, attack)
+    targets = targets if targets is not None else (
+        (f"fr_auc_{attack}_inf", f"{name} ℓ∞ fooling ratio (area over ε)"),
+        (f"ra_auc_{attack}_inf", f"{name} ℓ∞ robust accuracy (area over ε)"),
+        ("rho_adv", "DeepFool ρ_adv"))
     present = [(c, lab) for c, lab in targets
                if c in summary.columns and summary[c].notna().any()]
     if not present or "erank" not in summary.columns or summary["erank"].isna().all():
         return None
     fig, axes = _grid(1, len(present), w=4.8, h=3.8)
     markers = {m: mk for m, mk in zip(_models(summary), "os^Dv", strict=False)}
+    flagged = (summary["degenerate"].astype(bool) if "degenerate" in summary.columns
+               else pd.Series(False, index=summary.index))
     for ax, (col, label) in zip(axes[0], present, strict=True):
         for (method, model), g in summary.groupby(["method", "model"]):
-            ax.scatter(g["erank"], g[col], color=method_color(str(method)), alpha=0.8,
-                       marker=markers.get(str(model), "o"), s=22,
+            color, marker = method_color(str(method)), markers.get(str(model), "o")
+            ok, bad = g[~flagged[g.index]], g[flagged[g.index]]
+            ax.scatter(ok["erank"], ok[col], color=color, alpha=0.8, marker=marker, s=22,
                        label=f"{method_label(str(method))} · {model}")
-        rho, p, n = spearman(summary["erank"], summary[col])
+            if len(bad):
+                ax.scatter(bad["erank"], bad[col], facecolors="none", edgecolors=color,
+                           marker=marker, s=22)
+        healthy = summary[~flagged]
+        rho, p, n = spearman(healthy["erank"], healthy[col])
         ax.set_title(f"Spearman ρ = {rho:.2f} (p = {p:.2g}, n = {n})", fontsize=10)
         ax.set_xlabel("mean normalized effective rank")
         ax.set_ylabel(label)
@@ -246,10 +272,12 @@ def plot_lambda_selection(selection: pd.DataFrame, path: Path, tolerance: float 
         sub = selection[selection["model"] == model]
         for method in _methods(sub):
             g = sub[sub["method"] == method].reset_index(drop=True)
-            ax.plot(g.index, g["clean_accuracy"], marker="o", color=method_color(method),
+            score = ("val_accuracy" if "selected_on" in g and (g["selected_on"] == "validation").all()
+                     else "clean_accuracy")
+            ax.plot(g.index, g[score], marker="o", color=method_color(method),
                     label=method_label(method))
             chosen = g[g["selected"]]
-            ax.scatter(chosen.index, chosen["clean_accuracy"], s=120, facecolors="none",
+            ax.scatter(chosen.index, chosen[score], s=120, facecolors="none",
                        edgecolors=method_color(method), linewidths=2)
         nat = float(sub["natural_accuracy"].iloc[0])
         if math.isfinite(nat):
@@ -258,7 +286,7 @@ def plot_lambda_selection(selection: pd.DataFrame, path: Path, tolerance: float 
                        label=f"natural − {100 * tolerance:g} points")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("setting (weakest → strongest: λ up, rank budget down)")
-        ax.set_ylabel("clean accuracy (mean over seeds)")
+        ax.set_ylabel("accuracy the rule compares (mean over seeds)")
         ax.set_title(f"{model} ({family(model)}); circled = chosen λ", fontsize=10)
         ax.legend(fontsize=7)
     fig.suptitle(f"Choosing λ: largest λ within {100 * tolerance:g} points of natural accuracy")

@@ -5,8 +5,15 @@ Per run:
   rank erank(W)/min(m, n) and effective sparsity esparsity(W)/(m·n) at the last recorded epoch
   (normalizing makes layers of different size comparable; both lie in (0, 1]).
 - ``fr_auc_<attack>_<norm>``: the normalized area under the fooling-ratio curve,
-  (1/(ε_max − ε_min)) ∫ FR(ε) dε by the trapezoid rule over the stored ε grid, i.e. the mean
-  fooling ratio over the budget range (in [0, 1]; lower = more robust).
+  (1/(ε_max − ε_min)) ∫ FR(ε) dε by the trapezoid rule over the stored ε grid (the average
+  height of the piecewise-linear curve over [ε_min, ε_max], not the plain mean of the grid's
+  values; in [0, 1]; lower = more robust). The fooling ratio is the share of inputs whose
+  predicted label changes (the paper's metric; a constant classifier scores 0).
+- ``ra_auc_<attack>_<norm>``: the same area under the robust-accuracy curve (share of inputs
+  classified correctly under attack; the field's standard; higher = more robust).
+- ``degenerate``: clean accuracy within :data:`DEGENERATE_MARGIN` (10 points) of chance
+  (1/classes): such a model is "robust" under the fooling ratio by being constant, so it is
+  flagged, kept out of correlations and drawn hollow.
 - ``rho_adv``: DeepFool's mean ‖r‖₂/‖x‖₂ (higher = more robust), when stored.
 
 λ selection (stated in the report): for every (dataset, model) and method with swept parameters
@@ -14,7 +21,10 @@ Per run:
 are ordered from weakest to strongest (by the swept values in declared order, each times the
 method's ``stronger`` sign); the chosen one is the strongest whose mean clean accuracy over seeds
 is at least natural training's mean minus ``tolerance`` (2 points by default). When none
-qualifies, the one with the highest mean clean accuracy is chosen and flagged.
+qualifies, the one with the highest mean clean accuracy is chosen and flagged. The accuracy
+compared is the held-out **validation** accuracy (``final_val_acc``, from training examples
+held out by ``train.validation_size``) wherever every run has one, so that λ is not chosen on
+the test points the attacks then use; otherwise the test accuracy, and the table says so.
 
 Method labels, colours, kinds and sweeps come from ``rankrobust.methods``; a model's family (FC
 or CNN) from the model registry. Names a registry does not know (e.g. a method of a plug-in that
@@ -29,7 +39,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from rankrobust.errors import ConfigError
+from rankrobust.data import dataset_info
+from rankrobust.errors import ConfigError, RankRobustError
 from rankrobust.methods import METHODS
 from rankrobust.methods.natural import Natural
 from rankrobust.models import model_family
@@ -37,6 +48,9 @@ from rankrobust.report.tables import StudyTables
 
 NATURAL = Natural.name
 LAMBDA_TOLERANCE = 0.02
+DEGENERATE_MARGIN = 0.10
+# Attacks by strength: the report's primary robustness metric uses the first one a study stored.
+ATTACK_STRENGTH = ("autoattack", "apgd-t", "apgd-ce", "pgd", "fgsm")
 
 
 def method_order() -> list[str]:
@@ -123,14 +137,33 @@ def final_structure(structure: pd.DataFrame) -> pd.DataFrame:
     return structure[structure["epoch"] == last].reset_index(drop=True)
 
 
+def chance_level(dataset: str) -> float:
+    """1/classes of ``dataset`` (NaN for a dataset the registry does not know)."""
+    try:
+        return 1.0 / dataset_info(dataset).num_classes
+    except RankRobustError:
+        return float("nan")
+
+
+def primary_attack(summary: pd.DataFrame, norm: str = "inf") -> str | None:
+    """The strongest attack with stored curves at ``norm`` (see :data:`ATTACK_STRENGTH`)."""
+    for attack in ATTACK_STRENGTH:
+        if f"fr_auc_{attack}_{norm}" in summary.columns and summary[f"fr_auc_{attack}_{norm}"].notna().any():
+            return attack
+    return None
+
+
 def run_summary(tables: StudyTables) -> pd.DataFrame:
-    """One row per run: identity columns, accuracy, timings, erank, esparsity, fr_auc_*, rho_adv."""
+    """One row per run: identity, accuracy, degenerate flag, timings, erank, esparsity,
+    fr_auc_* and ra_auc_* per stored attack, rho_adv and other scalars."""
     keep = [c for c in ("run_id", "dataset", "model", "method", "method_params", "seed",
                         "clean_accuracy", "train_seconds", "eval_seconds") if c in tables.runs.columns]
     out = tables.runs[keep].copy()
     params = out["method_params"] if "method_params" in out.columns else pd.Series("{}", index=out.index)
     out["setting"] = [setting(m, p) for m, p in zip(out["method"], params, strict=True)]
     out["family"] = out["model"].map(family)
+    chance = out["dataset"].map(chance_level)
+    out["degenerate"] = out["clean_accuracy"].astype(float) < chance + DEGENERATE_MARGIN
     final = final_structure(tables.structure)
     if not final.empty:
         means = final.groupby("run_id")[
@@ -143,12 +176,14 @@ def run_summary(tables: StudyTables) -> pd.DataFrame:
         out["esparsity"] = np.nan
     rob = tables.robustness
     if not rob.empty:
-        rows = [
-            (run_id, attack, norm, curve_area(g["epsilon"].to_numpy(), g["fooling_ratio"].to_numpy()))
-            for (run_id, attack, norm), g in rob.groupby(["run_id", "attack", "norm"])
-        ]
-        areas = pd.DataFrame(rows, columns=["run_id", "attack", "norm", "area"])
-        areas["name"] = "fr_auc_" + areas["attack"].astype(str) + "_" + areas["norm"].astype(str)
+        rows = []
+        for (run_id, attack, norm), g in rob.groupby(["run_id", "attack", "norm"]):
+            eps = g["epsilon"].to_numpy()
+            for prefix, col in (("fr_auc", "fooling_ratio"), ("ra_auc", "robust_accuracy")):
+                if col in g.columns:
+                    rows.append((run_id, f"{prefix}_{attack}_{norm}",
+                                 curve_area(eps, g[col].to_numpy(float))))
+        areas = pd.DataFrame(rows, columns=["run_id", "name", "area"])
         wide = areas.pivot_table(index="run_id", columns="name", values="area")
         out = out.merge(wide, left_on="run_id", right_index=True, how="left")
     sc = tables.scalars
@@ -158,27 +193,38 @@ def run_summary(tables: StudyTables) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+VALIDATION = "final_val_acc"
+
+
 def select_lambdas(summary: pd.DataFrame, tolerance: float = LAMBDA_TOLERANCE) -> pd.DataFrame:
     """The swept settings per (dataset, model, method) with mean accuracy and the chosen one.
 
-    Columns: dataset, model, method, setting, clean_accuracy (mean over seeds),
-    natural_accuracy, seeds, qualifies, selected, fallback (no setting qualified).
+    Columns: dataset, model, method, setting, clean_accuracy (test, mean over seeds),
+    val_accuracy, selected_on ("validation" or "test"), natural_accuracy (natural training's
+    mean on the same split), seeds, qualifies, selected, fallback (no setting qualified).
     """
-    cols = ["dataset", "model", "method", "setting", "clean_accuracy", "natural_accuracy", "seeds",
-            "qualifies", "selected", "fallback"]
+    cols = ["dataset", "model", "method", "setting", "clean_accuracy", "val_accuracy",
+            "selected_on", "natural_accuracy", "seeds", "qualifies", "selected", "fallback"]
     reg = summary[summary["method"].isin(swept_methods())]
     if reg.empty:
         return pd.DataFrame(columns=cols)
-    natural = (summary[summary["method"] == NATURAL]
-               .groupby(["dataset", "model"])["clean_accuracy"].mean().rename("natural_accuracy"))
+    natural_runs = summary[summary["method"] == NATURAL]
+    on_validation = (VALIDATION in summary.columns and len(natural_runs) > 0
+                     and bool(reg[VALIDATION].notna().all())
+                     and bool(natural_runs[VALIDATION].notna().all()))
+    score = VALIDATION if on_validation else "clean_accuracy"
+    natural = natural_runs.groupby(["dataset", "model"])[score].mean().rename("natural_accuracy")
     params = reg["method_params"] if "method_params" in reg.columns else pd.Series("{}", index=reg.index)
-    reg = reg.assign(_key=[strength(m, p) for m, p in zip(reg["method"], params, strict=True)])
+    keys = [strength(m, p) for m, p in zip(reg["method"], params, strict=True)]
+    reg = reg.assign(_key=pd.Series(keys, index=reg.index, dtype=object),
+                     _score=reg[score], _val=reg.get(VALIDATION, np.nan))
     grid = (reg.groupby(["dataset", "model", "method", "setting"])
-            .agg(clean_accuracy=("clean_accuracy", "mean"), seeds=("seed", "nunique"),
-                 _key=("_key", "first"))
+            .agg(clean_accuracy=("clean_accuracy", "mean"), val_accuracy=("_val", "mean"),
+                 _score=("_score", "mean"), seeds=("seed", "nunique"), _key=("_key", "first"))
             .reset_index())
+    grid["selected_on"] = "validation" if on_validation else "test"
     grid = grid.merge(natural, left_on=["dataset", "model"], right_index=True, how="left")
-    grid["qualifies"] = grid["clean_accuracy"] >= grid["natural_accuracy"] - tolerance
+    grid["qualifies"] = grid["_score"] >= grid["natural_accuracy"] - tolerance
     grid["selected"] = False
     grid["fallback"] = False
     order = method_order()
@@ -189,7 +235,7 @@ def select_lambdas(summary: pd.DataFrame, tolerance: float = LAMBDA_TOLERANCE) -
         if len(ok):
             grid.loc[ok.index[-1], "selected"] = True
         else:
-            best = group["clean_accuracy"].idxmax()
+            best = group["_score"].idxmax()
             grid.loc[best, ["selected", "fallback"]] = True
     return grid[cols].reset_index(drop=True)
 

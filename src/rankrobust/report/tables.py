@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from rankrobust.errors import DataError
+from rankrobust.experiments.store import ResultsStore
 
 RUN_COLUMNS = [
     "run_id", "status", "error", "config", "dataset", "model", "method", "method_params", "seed",
@@ -59,8 +60,6 @@ def load_tables(db_path: str | os.PathLike[str]) -> StudyTables:
     """Read every table of the results database at ``db_path`` (raises DataError if missing)."""
     if not os.path.exists(db_path):
         raise DataError(f"no results database at {db_path}")
-    from rankrobust.experiments.store import ResultsStore
-
     store = ResultsStore(db_path)
     try:
         tables = StudyTables(

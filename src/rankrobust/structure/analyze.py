@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rankrobust.errors import NonFiniteError
 from rankrobust.structure.matrices import ConvMode, layer_kind, layer_matrices, weight_modules
 from rankrobust.structure.metrics import check_order, hill_numbers
 from rankrobust.structure.spectrum import SpectrumMethod, pad_spectra, singular_values_many
@@ -119,10 +120,14 @@ def analyze(
     "linear"|"conv", ``shape`` "rows×cols" as ``"120x400"``. ``order`` is the Rényi order of
     effective rank and sparsity (1 = Shannon); ``method`` picks how singular values are computed
     (see :mod:`rankrobust.structure.spectrum`). The model is not modified and needs no data.
+    A layer with NaN or infinite weights raises :class:`~rankrobust.errors.NonFiniteError`.
     """
     import pandas as pd  # heavy: imports pandas (~0.6 s), which nothing else here needs
 
     matrices = layer_matrices(model, conv)
+    for name, matrix in matrices.items():
+        if matrix.is_floating_point() and not bool(torch.isfinite(matrix).all()):
+            raise NonFiniteError(f"layer {name!r} holds NaN or infinite weights; its structure is undefined")
     table = structure_table(matrices, order, method)
     names = list(matrices)
     numeric = torch.stack([table[c] for c in _NUMERIC], 1).cpu().numpy() if names else np.zeros((0, len(_NUMERIC)))

@@ -33,6 +33,9 @@ class TrainConfig:
     eval_batch_size: int = 1000
     track_structure: bool = False
     progress: bool = True
+    # Training examples held out for model selection (e.g. the report's λ rule): the same
+    # examples for every seed and method (a fixed permutation), never trained on.
+    validation_size: int = 0
     method: TrainingMethod = field(default_factory=Natural)
 
     def __post_init__(self) -> None:
@@ -43,5 +46,6 @@ class TrainConfig:
         require(self.weight_decay >= 0 and math.isfinite(self.weight_decay), "weight_decay must be ≥ 0")
         require(self.lr_step_epochs >= 1 and 0 < self.lr_gamma <= 1, "lr_step_epochs ≥ 1, 0 < lr_gamma ≤ 1")
         require(self.eval_batch_size >= 1, "eval_batch_size must be ≥ 1")
+        require(self.validation_size >= 0, f"validation_size must be ≥ 0, got {self.validation_size}")
         require(isinstance(self.method, TrainingMethod),
                 f"method must be a registered training method, got {self.method!r}")

@@ -8,15 +8,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from rankrobust import __version__
 from rankrobust.checkpoint import atomic_write_bytes, save_checkpoint
 from rankrobust.configuration import to_dict
 from rankrobust.data import dataset_info, load_dataset
+from rankrobust.errors import ConfigError
 from rankrobust.models import ModelSpec
 from rankrobust.training.config import TrainConfig
-from rankrobust.training.loop import TrainResult, train
+from rankrobust.training.evaluate import evaluate
+from rankrobust.training.loop import Data, TrainResult, train
 from rankrobust.training.seeding import seed_everything
 
 
@@ -36,6 +39,19 @@ def model_spec_for(dataset: str, model: str, options: dict[str, Any] | None = No
     return ModelSpec(model, info.in_shape, info.num_classes, opts)
 
 
+VALIDATION_SEED = 20190128  # fixed: every run of a study holds out the same examples
+
+
+def split_validation(data: Data, size: int) -> tuple[Data, Data]:
+    """(train, validation): ``size`` examples chosen by a fixed permutation, the rest for training."""
+    x, y = data
+    if size >= len(x):
+        raise ConfigError(f"validation_size {size} leaves no training data (the split has {len(x)})")
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    keep, held = perm[size:].sort().values, perm[:size].sort().values
+    return (x[keep], y[keep]), (x[held], y[held])
+
+
 def fit(
     dataset: str,
     model: str,
@@ -43,13 +59,24 @@ def fit(
     model_options: dict[str, Any] | None = None,
     data_dir: str | os.PathLike[str] | None = None,
 ) -> FitResult:
-    """Load ``dataset``, build ``model`` from ``config.seed`` and train it; test split evaluated."""
+    """Load ``dataset``, build ``model`` from ``config.seed`` and train it; test split evaluated.
+
+    With ``config.validation_size`` > 0 those training examples are held out (see
+    :func:`split_validation`) and the final metrics gain ``val_loss`` and ``val_acc``.
+    """
     spec = model_spec_for(dataset, model, model_options)
     train_data = load_dataset(dataset, "train", data_dir)
     test_data = load_dataset(dataset, "test", data_dir)
+    val_data = None
+    if config.validation_size > 0:
+        train_data, val_data = split_validation(train_data, config.validation_size)
     seed_everything(config.seed)
     net = spec.build()
     result = train(net, train_data, test_data, config)
+    if val_data is not None and result.history:
+        device = next(net.parameters()).device
+        result.history[-1]["val_loss"], result.history[-1]["val_acc"] = evaluate(
+            net, val_data[0].to(device), val_data[1].to(device), config.eval_batch_size)
     return FitResult(net, spec, config, dataset, result)
 
 

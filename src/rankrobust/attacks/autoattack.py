@@ -1,0 +1,165 @@
+"""AutoAttack: an ensemble of parameter-free attacks, each run on the points the others left.
+
+Paper: Croce & Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+parameter-free attacks", ICML 2020 ("standard" version).
+
+Distance: ℓ∞ (norm "inf") or ℓ2 (norm "2"). At each budget ε (ascending), the members run in
+turn, each only on the inputs that no earlier member, and no smaller budget, has fooled:
+
+    clean (misclassified without perturbation) → APGD-CE → APGD-T (DLR loss, top-``n_targets``
+    target classes) → Square (gradient-free, ``n_queries`` queries),
+
+and an input counts as broken at ε when any member breaks it: success_k = ⋃_m success_{m,k}.
+Robust accuracy at ε_k with y = true labels is 1 − mean(success[k]). FAB-T, AutoAttack's third
+member, is not implemented (it rarely adds anything after APGD-T; Croce & Hein 2020, Table 2).
+
+Members are deterministic given ``seed``: each gets its own ``torch.Generator().manual_seed(seed)``
+and an input's result does not depend on which other inputs it runs with
+(:func:`~rankrobust.attacks.base.budget_generator`). Hence, up to float rounding, the ensemble
+fools a superset of what any member fools alone with the same seed: ``apgd(..., loss="ce",
+generator=torch.Generator().manual_seed(seed))``, ``apgd(..., loss="dlr-targeted", ...)``,
+``square(...)``.
+
+Arguments: model, x (N, C, H, W) in bounds, y (N,) (true labels for robust accuracy; clean
+predictions for the fooling ratio), epsilons (K budgets), norm="inf", members=("apgd-ce",
+"apgd-t", "square") (any of MEMBERS, in order), steps=100 (APGD iterations per run),
+restarts=1, n_targets=9, n_queries=5000, p_init=0.8 (Square), bounds=(0, 1), seed=0.
+
+Shapes: returns :class:`EnsembleResult`: success (K, N), x_adv (K, N, C, H, W), broken_by (K, N)
+long (index into ``names``, −1 = unbroken) and names ("clean", *members).
+
+Example::
+
+    res = autoattack(model, x, y, [0.1, 0.2, 0.3])
+    1 - res.success.float().mean(1)  # robust accuracy per ε
+    res.counts()                     # [{"clean": 12, "apgd-ce": 80, ...}, ...] per ε
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from rankrobust.attacks.apgd import apgd_budgets, check_apgd
+from rankrobust.attacks.base import (
+    AttackResult,
+    Bounds,
+    SingleBudget,
+    check_epsilons,
+    check_norm,
+    ensemble_budgets,
+    eval_mode,
+    predict,
+    prepare,
+)
+from rankrobust.attacks.square import check_square, square_budgets
+from rankrobust.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """The members' settings (AutoAttack "standard" defaults)."""
+
+    steps: int = 100
+    restarts: int = 1
+    n_targets: int = 9
+    n_queries: int = 5000
+    p_init: float = 0.8
+
+
+# name → (model, x (N, ...), y (N,), norm, settings, bounds, generator) → one-budget attack
+Member = Callable[
+    [nn.Module, torch.Tensor, torch.Tensor, str, Budgets, Bounds, torch.Generator], SingleBudget
+]
+
+
+def _apgd_member(loss: str) -> Member:
+    def build(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, b: Budgets,
+              bounds: Bounds, gen: torch.Generator) -> SingleBudget:
+        return apgd_budgets(model, x, y, norm, loss, b.steps, b.restarts, b.n_targets, bounds, gen)
+
+    return build
+
+
+def _square_member(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, b: Budgets,
+                   bounds: Bounds, gen: torch.Generator) -> SingleBudget:
+    return square_budgets(model, x, y, norm, b.n_queries, b.p_init, bounds, gen)
+
+
+MEMBERS: dict[str, Member] = {
+    "apgd-ce": _apgd_member("ce"),
+    "apgd-dlr": _apgd_member("dlr"),
+    "apgd-t": _apgd_member("dlr-targeted"),
+    "square": _square_member,
+}
+STANDARD = ("apgd-ce", "apgd-t", "square")
+
+
+@dataclass
+class EnsembleResult(AttackResult):
+    """An AttackResult plus which member broke each input: ``broken_by`` (K, N) long, an index
+    into ``names`` (``names[0]`` = "clean": misclassified without perturbation), −1 = unbroken."""
+
+    broken_by: torch.Tensor
+    names: tuple[str, ...]
+
+    def counts(self) -> list[dict[str, int]]:
+        """Per budget (in the given order), the number of inputs each member broke."""
+        table = torch.stack([(self.broken_by == m).sum(1) for m in range(len(self.names))], 1)
+        return [dict(zip(self.names, map(int, row), strict=True)) for row in table.cpu()]
+
+
+def autoattack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: float | Sequence[float],
+    norm: str = "inf",
+    *,
+    members: Sequence[str] = STANDARD,
+    steps: int = 100,
+    restarts: int = 1,
+    n_targets: int = 9,
+    n_queries: int = 5000,
+    p_init: float = 0.8,
+    bounds: Bounds = (0.0, 1.0),
+    seed: int = 0,
+) -> EnsembleResult:
+    """AutoAttack (Croce & Hein 2020, "standard" without FAB-T) at every ε in ``epsilons``."""
+    norm = check_norm(norm)
+    eps_list = check_epsilons(epsilons)
+    unknown = [m for m in members if m not in MEMBERS]
+    if unknown or not members or len(set(members)) != len(members):
+        raise ConfigError(f"members: expected distinct names from {', '.join(MEMBERS)}, "
+                          f"got {list(members)}")
+    check_apgd("ce", steps, restarts, n_targets)
+    check_square(n_queries, p_init)
+    budgets = Budgets(steps, restarts, n_targets, n_queries, p_init)
+    x, y = prepare(model, x, y, bounds)
+    with eval_mode(model):
+        wrong = predict(model, x) != y  # (N,)
+
+        def clean(xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+            return xs.clone(), wrong[rows]
+
+        def unless_zero(attack_one: SingleBudget) -> SingleBudget:
+            def run(xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+                if eps == 0:  # x itself is the only point: "clean" has judged it
+                    return xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
+                return attack_one(xs, ys, eps, rows)
+
+            return run
+
+        runs = [clean] + [
+            unless_zero(MEMBERS[m](model, x, y, norm, budgets, bounds,
+                                   torch.Generator().manual_seed(seed)))
+            for m in members
+        ]
+        result, broken_by = ensemble_budgets(x, y, eps_list, norm, runs)
+    return EnsembleResult(result.epsilons, norm, result.success, result.x_adv, broken_by,
+                          ("clean", *members))

@@ -1,0 +1,255 @@
+"""Square Attack: score-based random search over squares, no gradients (AutoAttack's member).
+
+Paper: Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient black-box
+adversarial attack via random search", ECCV 2020; the variant of AutoAttack (Croce & Hein 2020).
+
+Distance: ℓ∞ (norm "inf") or ℓ2 (norm "2"), inputs clipped to ``bounds``. Only the model's
+outputs are used. Loss: the margin m(x) = z_y(x) − max_{j≠y} z_j(x), minimized; an input is fooled
+when argmax z ≠ y. A candidate replaces the best point when its margin is lower or it fools.
+
+ℓ∞. Start δ = ε·r, r ∈ {±1}^{C×1×W} (vertical stripes). Iteration i: per input, a window of side
+s_i = max(1, round(√(p_i·H·W))) at a uniform position and a sign r_c per channel; the candidate
+is clip(x + δ′) with δ′ = δ outside the window and ε·r_c inside it (a vertex of the ball).
+
+ℓ2. Start: a grid of s×s squares (s = ⌊min(H, W)/5⌋), each ±η per channel, scaled to ‖δ‖₂ = ε.
+Iteration i: per input two windows W₁, W₂ of odd side s_i ≥ 3; the mass of δ on W₁ ∪ W₂ moves
+into W₁ as a new pattern: δ′ = 0 on W₂ and, per channel c on W₁,
+    δ′_c = u_c / ‖u_c‖₂ · √(max(ε² − ‖δ‖₂², 0)/C + ‖δ|_{W₁∪W₂}‖₂²),  u_c = r_c·η + δ_c/‖δ_c‖₂,
+then δ′ is rescaled to ‖δ′‖₂ = ε and the point clipped. η (s×s) is +1/−1 on the top/bottom half,
+each half a sum of concentric rectangles weighted 1/(k+1)², ‖η‖₂ = 1, transposed with chance ½.
+
+Schedule: p_i = p_init / 2^j, j = the number of thresholds (10, 50, 200, 500, 1000, 2000, 4000,
+6000, 8000) below i·10000/n_queries (AutoAttack's rescaled schedule).
+
+Arguments: model, x (N, C, H, W) in bounds (also (N, D) → (N, 1, 1, D), (N, C, L) → (N, C, 1, L)),
+y (N,), epsilons (K budgets), norm="inf", n_queries=5000 (iterations after the start, one forward
+each, as in AutoAttack "standard"), p_init=0.8 (AutoAttack's value), bounds=(0, 1),
+generator=None (seed 0).
+
+Shapes: returns AttackResult with success (K, N) and x_adv (K, N, ...): the first fooling point,
+else the lowest-margin one. Budgets run in ascending order; inputs leave the batch once fooled.
+Every random draw is made for all N inputs at once from a generator per budget
+(:func:`~rankrobust.attacks.base.budget_generator`) and indexed: an input's result does not depend
+on the other inputs (windows are drawn per input, unlike AutoAttack's one window per batch).
+
+Example::
+
+    res = square(model, x, y, [0.1, 0.3], n_queries=5000, generator=torch.Generator().manual_seed(0))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import cache
+
+import torch
+from torch import nn
+
+from rankrobust.attacks.base import (
+    AttackResult,
+    Bounds,
+    SingleBudget,
+    ascending_budgets,
+    base_seed,
+    budget_generator,
+    check_epsilons,
+    check_norm,
+    eval_mode,
+    prepare,
+)
+from rankrobust.errors import ConfigError
+
+THRESHOLDS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+
+
+def p_schedule(i: int, n_queries: int, p_init: float) -> float:
+    """Share p_i of the image a square covers at iteration i (AutoAttack's schedule)."""
+    it = int(i / n_queries * 10000)
+    return p_init / 2 ** sum(it > t for t in THRESHOLDS)
+
+
+@cache
+def _rectangles(h: int, w: int) -> torch.Tensor:
+    """Σ_k 1/(k+1)² over concentric rectangles around the centre of an h×w array, ‖·‖₂ = 1."""
+    out = torch.zeros(h, w, dtype=torch.float64)
+    ch, cw = h // 2, w // 2
+    for k in range(max(ch + 1, cw + 1)):
+        out[max(ch - k, 0) : min(ch + k + 1, h), max(cw - k, 0) : min(cw + k + 1, w)] += 1 / (k + 1) ** 2
+    return out / out.norm().clamp_min(1e-12)
+
+
+@cache
+def eta(s: int) -> torch.Tensor:
+    """The ℓ2 pattern η (s, s), float64: +rectangles on the top half, − on the bottom, ‖η‖₂ = 1."""
+    out = torch.cat([_rectangles(s // 2, s), -_rectangles(s - s // 2, s)])
+    return out / out.norm().clamp_min(1e-12)
+
+
+def as_image(x: torch.Tensor) -> torch.Tensor:
+    """x (N, C, H, W) as is; (N, D) → (N, 1, 1, D); (N, C, L) → (N, C, 1, L) (a view)."""
+    if x.ndim == 4:
+        return x
+    if x.ndim == 2:
+        return x.view(x.shape[0], 1, 1, x.shape[1])
+    if x.ndim == 3:
+        return x.view(x.shape[0], x.shape[1], 1, x.shape[2])
+    raise ConfigError(f"square: expected inputs (N, C, H, W), (N, C, L) or (N, D), got {tuple(x.shape)}")
+
+
+def square_run(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    eps: float,
+    norm: str,
+    n_queries: int,
+    p_init: float,
+    bounds: Bounds,
+    gen: torch.Generator,
+    rows: torch.Tensor,
+    n_total: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One Square run at one budget on x (B, ...) = inputs ``rows`` of n_total (model in eval
+    mode): (x_adv (B, ...), fooled (B,)). Draws come from ``gen`` for all n_total inputs."""
+    shape, dev = x.shape, x.device
+    xi = as_image(x)  # (B, C, H, W)
+    b, c, h, w = xi.shape
+    rows = rows.cpu()
+
+    def margin(xc: torch.Tensor, yc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = model(xc.reshape(-1, *shape[1:]))  # (B, K)
+        zy = z.gather(1, yc[:, None]).squeeze(1)
+        return zy - z.scatter(1, yc[:, None], -torch.inf).amax(1), z.argmax(1) != yc
+
+    def ints(high: int, *size: int) -> torch.Tensor:  # (n_total, *size) draws, indexed by rows
+        return torch.randint(0, high, (n_total, *size), generator=gen)
+
+    with torch.no_grad():
+        if eps == 0:
+            return x.clone(), margin(xi, y)[1]
+        lo, hi = bounds
+        if norm == "inf":
+            r = ints(2, c, 1, w)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, 1, W) stripes
+            xb = (xi + eps * r).clamp(lo, hi)
+        else:
+            s0 = max(min(h, w) // 5, 1)
+            nh, nw = min(5, h // s0), min(5, w // s0)
+            signs = ints(2, c, nh, nw)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, nh, nw)
+            grid = signs.repeat_interleave(s0, 2).repeat_interleave(s0, 3)
+            grid = grid * eta(s0).to(dev, x.dtype).repeat(nh, nw)  # (B, C, nh·s0, nw·s0)
+            delta = torch.zeros_like(xi)
+            top, left = (h - nh * s0) // 2, (w - nw * s0) // 2
+            delta[:, :, top : top + nh * s0, left : left + nw * s0] = grid
+            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+            xb = (xi + delta / norms * eps).clamp(lo, hi)
+        mb, hit = margin(xb, y)
+        out, fooled = xi.clone(), torch.zeros(b, dtype=torch.bool, device=dev)
+        st = {"i": torch.arange(b, device=dev), "rows": rows, "x0": xi, "y": y, "xb": xb, "mb": mb}
+        if norm == "inf":
+            st["hi"], st["lo"] = (xi + eps).clamp(lo, hi), (xi - eps).clamp(lo, hi)
+        hh, ww = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        for it in range(n_queries + 1):
+            if hit.any():  # record fooling points, drop those inputs
+                out[st["i"][hit]], fooled[st["i"][hit]] = st["xb"][hit], True
+                keep = ~hit
+                st = {k: v[keep.to(v.device)] for k, v in st.items()}
+            if it == n_queries or not len(st["i"]):
+                break
+            rs = st["rows"]
+            p = p_schedule(it, n_queries, p_init)
+
+            def window(vh: torch.Tensor, vw: torch.Tensor, s: int) -> torch.Tensor:
+                """(B, 1, H, W) bool: the s×s window at (vh, vw) per input."""
+                vh, vw = vh.to(dev)[:, None], vw.to(dev)[:, None]
+                inh, inw = (hh >= vh) & (hh < vh + s), (ww >= vw) & (ww < vw + s)
+                return (inh[:, :, None] & inw[:, None, :])[:, None]
+
+            x0, xb = st["x0"], st["xb"]
+            if norm == "inf":
+                s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+                vh, vw = ints(h - s + 1)[rs], ints(w - s + 1)[rs]
+                up = ints(2, c)[rs].to(dev).bool()[:, :, None, None]  # (B, C, 1, 1)
+                m1 = window(vh, vw, s)
+                x_new = torch.where(m1, torch.where(up, st["hi"], st["lo"]), xb)
+            else:
+                s = max(int(round(math.sqrt(p * h * w))), 3)
+                s = min(s + 1 - s % 2, h, w)  # odd, fits the image
+                vh, vw = ints(h - s + 1)[rs], ints(w - s + 1)[rs]
+                vh2, vw2 = ints(h - s + 1)[rs], ints(w - s + 1)[rs]
+                flip = ints(2)[rs].to(dev).bool()[:, None, None]
+                r = ints(2, c)[rs].to(dev, x.dtype)[:, :, None, None] * 2 - 1  # (B, C, 1, 1)
+                m1, m2 = window(vh, vw, s), window(vh2, vw2, s)
+                delta = xb - x0
+                n1 = (delta.square() * m1).sum((2, 3), keepdim=True).sqrt()  # (B, C, 1, 1)
+                n_img = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+                n_win = (delta * (m1 | m2)).flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+                e = eta(s).to(dev, x.dtype)
+                rh = (hh[None, :] - vh.to(dev)[:, None]).clamp(0, s - 1)  # (B, H)
+                rw = (ww[None, :] - vw.to(dev)[:, None]).clamp(0, s - 1)  # (B, W)
+                pattern = torch.where(flip, e[rw[:, None, :], rh[:, :, None]],
+                                      e[rh[:, :, None], rw[:, None, :]])[:, None]  # (B, 1, H, W)
+                u = (pattern * r + delta / (n1 + 1e-12)) * m1
+                size = ((eps**2 - n_img.square()).clamp_min(0) / c + n_win.square()).sqrt()
+                u = u / (u.square().sum((2, 3), keepdim=True).sqrt() + 1e-12) * size
+                d_new = torch.where(m1, u, torch.where(m2, torch.zeros_like(delta), delta))
+                d_norm = d_new.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+                x_new = (x0 + d_new / (d_norm + 1e-12) * eps).clamp(lo, hi)
+            m_new, hit = margin(x_new, st["y"])
+            better = (m_new < st["mb"]) | hit
+            st["xb"] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
+            st["mb"] = torch.where(better, m_new, st["mb"])
+        out[st["i"]] = st["xb"]  # not fooled: the lowest-margin point
+    return out.view(shape), fooled
+
+
+def square_budgets(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    norm: str,
+    n_queries: int = 5000,
+    p_init: float = 0.8,
+    bounds: Bounds = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> SingleBudget:
+    """Square at one budget on any subset of the N inputs x (N, ...), y (N,) (model in eval mode,
+    arguments checked): ``attack_one(x[rows], y[rows], eps, rows) -> (x_adv, fooled)``."""
+    base, n_total = base_seed(generator), len(x)
+    as_image(x)  # shape check
+
+    def attack_one(
+        xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return square_run(model, xs, ys, eps, norm, n_queries, p_init, bounds,
+                          budget_generator(base, eps), rows, n_total)
+
+    return attack_one
+
+
+def check_square(n_queries: int, p_init: float) -> None:
+    if n_queries < 1:
+        raise ConfigError(f"n_queries must be at least 1, got {n_queries}")
+    if not 0 < p_init <= 1:
+        raise ConfigError(f"p_init must be in (0, 1], got {p_init}")
+
+
+def square(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: float | Sequence[float],
+    norm: str = "inf",
+    n_queries: int = 5000,
+    p_init: float = 0.8,
+    bounds: Bounds = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+) -> AttackResult:
+    """Square Attack (Andriushchenko et al. 2020) at every ε in ``epsilons``."""
+    norm = check_norm(norm)
+    eps_list = check_epsilons(epsilons)
+    check_square(n_queries, p_init)
+    x, y = prepare(model, x, y, bounds)
+    with eval_mode(model):
+        attack_one = square_budgets(model, x, y, norm, n_queries, p_init, bounds, generator)
+        return ascending_budgets(x, y, eps_list, norm, attack_one)

@@ -1,0 +1,116 @@
+"""``rankrobust intervene``: truncate or prune a trained model's weights and measure what it loses."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rankrobust.cli.common import (
+    add_model_source_args,
+    check_choice,
+    emit_frame,
+    float_list,
+    load_model_for_cli,
+)
+from rankrobust.errors import ConfigError
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "intervene", help="truncate SVDs or prune weights after training; accuracy and robustness",
+        description="Without retraining, truncate every layer's SVD (--svd-keep: a share of each "
+        "layer's rank, or with --energy of its squared Frobenius norm) or magnitude-prune its "
+        "weights (--prune-keep: a share of each layer's weights, or with --global of all "
+        "weights), for all layers at once or one at a time (--per-layer), and print one row per "
+        "(layer, keep) with clean and robust accuracy under --attack at --eps, fooling ratio, "
+        "DeepFool's rho_adv, mean effective rank and sparsity. keep=1 is the unmodified model.",
+    )
+    p.add_argument("checkpoint", metavar="CHECKPOINT",
+                   help="model.safetensors, model.json or their folder (with --model-factory: the "
+                   "weights file)")
+    p.add_argument("--svd-keep", type=float_list, default=None, metavar="SHARES",
+                   help="shares in (0, 1] of each layer's rank to keep, e.g. 0.05,0.1,0.25,0.5,1")
+    p.add_argument("--prune-keep", type=float_list, default=None, metavar="SHARES",
+                   help="shares in (0, 1] of the weights to keep (largest magnitudes)")
+    p.add_argument("--energy", action="store_true",
+                   help="with --svd-keep: keep the fewest singular values holding that share of Σσ²")
+    p.add_argument("--global", dest="global_scope", action="store_true",
+                   help="with --prune-keep: one magnitude threshold over all layers together")
+    p.add_argument("--per-layer", action="store_true",
+                   help="intervene on one layer at a time (one row per layer and keep)")
+    p.add_argument("--attack", default="pgd",
+                   help="fgsm | pgd | apgd-ce | apgd-dlr | apgd-t | deepfool (default pgd)")
+    p.add_argument("--eps", type=float, required=True, help="attack budget, e.g. 0.1")
+    p.add_argument("--norm", default="inf", choices=["inf", "2"])
+    p.add_argument("--dataset", default=None,
+                   help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic (default: the "
+                   "dataset stored with the checkpoint; required with --model-factory)")
+    p.add_argument("--data-dir", default=None, help="folder with dataset files")
+    p.add_argument("--n", type=int, default=500, help="number of test inputs (default 500)")
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--steps", type=int, default=None, help="iterations of pgd/apgd (max_iter of deepfool)")
+    p.add_argument("--restarts", type=int, default=None, help="random restarts of pgd/apgd")
+    p.add_argument("--seed", type=int, default=0, help="attack seed, shared by every row (default 0)")
+    p.add_argument("--no-deepfool", action="store_true", help="skip rho_adv (DeepFool), the slowest column")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    add_model_source_args(p)
+    p.set_defaults(run=run)
+
+
+def intervention_kind(args: argparse.Namespace) -> tuple[str, list[float]]:
+    """(registered intervention name, keep shares) from --svd-keep/--prune-keep and modifiers."""
+    if (args.svd_keep is None) == (args.prune_keep is None):
+        raise ConfigError("pass exactly one of --svd-keep and --prune-keep")
+    if args.svd_keep is not None:
+        if args.global_scope:
+            raise ConfigError("--global applies to --prune-keep, not --svd-keep")
+        kind, keeps = ("svd-energy" if args.energy else "svd"), list(args.svd_keep)
+        flag = "--svd-keep"
+    else:
+        if args.energy:
+            raise ConfigError("--energy applies to --svd-keep, not --prune-keep")
+        kind, keeps = ("prune-global" if args.global_scope else "prune"), list(args.prune_keep)
+        flag = "--prune-keep"
+    if args.per_layer and args.global_scope:
+        raise ConfigError("--per-layer and --global exclude each other (one layer has no global threshold)")
+    bad = [k for k in keeps if not 0.0 < k <= 1.0]
+    if bad:
+        raise ConfigError(f"{flag}: every share must be in (0, 1], got {bad[0]:g}")
+    return kind, keeps
+
+
+def run(args: argparse.Namespace) -> int:
+    # heavy: imports torch
+    from rankrobust.cli.evaluate import attack_options
+    from rankrobust.data import DATASETS, load_dataset
+    from rankrobust.device import resolve_device
+    from rankrobust.interventions import intervention_table
+    from rankrobust.robustness import ATTACKS
+
+    kind, keeps = intervention_kind(args)
+    check_choice("--attack", args.attack, ATTACKS)
+    if args.dataset is not None:
+        check_choice("--dataset", args.dataset, DATASETS)
+    if args.n < 1 or args.batch_size < 1:
+        raise ConfigError("--n and --batch-size must be positive")
+    if not args.eps >= 0:
+        raise ConfigError(f"--eps must be non-negative, got {args.eps}")
+    options = attack_options(args)
+    loaded = load_model_for_cli(args, resolve_device(args.device))
+    if not loaded.dataset:
+        source = "a --model-factory model has no stored dataset" if args.model_factory else \
+            "no dataset stored with the checkpoint"
+        raise ConfigError(f"{args.checkpoint}: {source}; pass --dataset")
+    x, y = load_dataset(loaded.dataset, "test", args.data_dir)
+    if loaded.in_shape is not None and tuple(x.shape[1:]) != tuple(loaded.in_shape):
+        raise ConfigError(f"dataset {loaded.dataset} has inputs {tuple(x.shape[1:])} but the model "
+                          f"expects {tuple(loaded.in_shape)}")
+    frame = intervention_table(
+        loaded.model, (x, y), kind, keeps, attack=args.attack, eps=args.eps, norm=args.norm,
+        n=args.n, batch_size=args.batch_size, per_layer=args.per_layer, seed=args.seed,
+        deepfool=not args.no_deepfool, **options)
+    if args.no_deepfool:
+        frame = frame.drop(columns="rho_adv")
+    emit_frame(frame, args.format)
+    return 0
