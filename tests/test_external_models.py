@@ -80,7 +80,9 @@ def weights(net: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     folder = tmp_path_factory.mktemp("external")
     paths = {"safetensors": folder / "net.safetensors", "pt": folder / "net.pt",
              "nested": folder / "nested.pt", "renamed": folder / "renamed.safetensors",
-             "three": folder / "three.safetensors", "text": folder / "notes.txt"}
+             "three": folder / "three.safetensors", "text": folder / "notes.txt",
+             "nan": folder / "nan.safetensors", "missing": folder / "missing.safetensors",
+             "folder": folder}
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     save_file(state, paths["safetensors"])
     torch.save(net.state_dict(), paths["pt"])
@@ -89,6 +91,7 @@ def weights(net: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[st
               paths["renamed"])
     save_file({k: v.contiguous() for k, v in make_net(3).state_dict().items()}, paths["three"])
     paths["text"].write_text("not weights\n")
+    save_file({**state, "fc.bias": torch.full_like(state["fc.bias"], float("nan"))}, paths["nan"])
     return paths
 
 
@@ -158,6 +161,9 @@ def test_hostile_pickle_is_refused_without_running_even_with_the_flag(
         ("renamed", [], "do not match the model of test_external_models:make_net: missing key 'conv.weight'"),
         ("three", ["--num-classes", "4"], "'fc.weight' has shape (3, 196) in the file but (4, 196) in the model"),
         ("text", [], "not a safetensors checkpoint"),
+        ("nan", [], "tensor 'fc.bias' holds NaN or infinite values"),
+        ("missing", [], "weights file not found"),
+        ("folder", [], "not a regular file"),
         ("safetensors", ["--input-shape", "3,16,16"], "--input-shape 3,16,16: the model of"),
         ("safetensors", ["--input-shape", "1,16,16", "--num-classes", "3"], "has shape (4, 196) in the file"),
         ("safetensors", ["--input-shape", "1,16"], "expected C,H,W"),
@@ -184,12 +190,14 @@ def test_probe_checks_the_number_of_classes(weights: dict[str, Path], capsys: py
         ("test_external_models:not_a_module", "returned an object of type int, not a torch.nn.Module"),
         ("test_external_models:NOT_CALLABLE", "'NOT_CALLABLE' (of type int) is not callable"),
         ("make_net", "expected 'package.module:function'"),
+        ("test_external_models:TinyNet.forward", "cannot be called with no arguments (missing a required argument: 'self')"),
     ],
 )
 def test_bad_factories_are_one_line(
     weights: dict[str, Path], capsys: pytest.CaptureFixture[str], factory: str, needle: str
 ) -> None:
-    err = _fails(["analyze", str(weights["safetensors"]), "--model-factory", factory], capsys)
+    err = _fails(["analyze", str(weights["safetensors"]), "--model-factory", factory,
+                  "--num-classes", "4"], capsys)
     assert needle in err, err
 
 

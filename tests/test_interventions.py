@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from torch import nn
+from torch.nn.utils import parametrize as P
 
 from rankrobust.checkpoint import load_checkpoint, save_checkpoint
 from rankrobust.cli.main import main
@@ -145,6 +146,20 @@ def test_one_layer_changes_only_that_layer(intervene: object) -> None:
 def test_unknown_layer_is_a_config_error_with_a_suggestion() -> None:
     with pytest.raises(ConfigError, match=r"unknown layer 'layer\.0'.*did you mean 'layers\.0'"):
         truncate_svd(_mlp(), 0.5, layers=["layer.0"])
+
+
+def test_parametrized_weights_are_refused_and_the_input_survives() -> None:
+    class Double(nn.Module):
+        def forward(self, w: torch.Tensor) -> torch.Tensor:
+            return 2 * w
+
+    model = nn.Sequential(nn.Linear(6, 5))
+    P.register_parametrization(model[0], "weight", Double())
+    weight = model[0].weight.detach().clone()
+    with pytest.raises(ConfigError, match="parametrized weight"):
+        truncate_svd(model, 0.4)
+    assert torch.equal(truncate_svd(model, 1.0)[0].weight, weight)  # an exact copy is fine
+    assert torch.equal(model[0].weight, weight)
 
 
 def test_pruning_keeps_exactly_the_largest_magnitudes() -> None:

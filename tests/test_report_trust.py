@@ -181,3 +181,52 @@ def test_validation_split_is_fixed_disjoint_and_never_trained_on() -> None:
     assert torch.equal(yv, yv2) and torch.equal(yt, yt2)  # the same for every run
     assert len(yv) == 10 and len(yt) == 40 and not set(yv.tolist()) & set(yt.tolist())
     assert torch.equal(xv.view(-1).long(), yv)
+
+
+def _intervention_rows() -> pd.DataFrame:
+    """Natural: robust accuracy rises as its rank is cut (0.2 → 0.4); PGD-adv: 0.7 at erank 0.3."""
+    rows = []
+    for seed in range(3):
+        for keep, erank, ra in ((0.1, 0.1, 0.40 + 0.01 * seed), (0.5, 0.3, 0.30), (1.0, 0.8, 0.20)):
+            rows.append({"method": "natural", "keep": keep, "normalized_effective_rank": erank,
+                         "robust_accuracy": ra})
+        rows.append({"method": "pgd-adv", "keep": 1.0, "normalized_effective_rank": 0.3 + 0.001 * seed,
+                     "robust_accuracy": 0.70 + 0.01 * seed})
+        for r in rows[-4:]:
+            r.update(seed=seed, dataset="d", model="mlp", intervention="svd", layer="all",
+                     attack="pgd", norm="inf", epsilon=0.1)
+    return pd.DataFrame(rows)
+
+
+def test_c5_compares_a_rank_cut_natural_network_with_adversarial_training() -> None:
+    from rankrobust.report.claims import evaluate_c5, truncated_robustness
+
+    frame = _intervention_rows()
+    nat0 = frame[(frame["method"] == "natural") & (frame["seed"] == 0)]
+    assert truncated_robustness(nat0, 0.2) == pytest.approx(0.35)  # halfway between 0.1 and 0.3
+    c5 = evaluate_c5(frame)
+    assert list(c5["claim"]) == ["C5"] and c5.iloc[0]["verdict"] == HOLDS
+    assert c5.iloc[0]["effect"] == pytest.approx(0.30 - 0.71, abs=0.01)
+    assert "pgd" in c5.iloc[0]["metric"] and "PGD-adv" in c5.iloc[0]["comparison"]
+
+
+def test_a_study_stores_intervention_tables_per_run(tmp_path: Path) -> None:
+    from rankrobust.experiments.run import execute_run
+
+    config = run_config_from_dict({
+        "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
+        "train": {"epochs": 1, "device": "cpu"},
+        "evaluation": {"n": 32, "batch_size": 32, "interventions": [
+            {"kind": "svd", "keeps": [0.5, 1.0], "attack": "fgsm", "eps": 0.1, "deepfool": False}]},
+    })
+    result = execute_run(config)
+    assert result.ok, result.error
+    assert [r["keep"] for r in result.interventions] == [0.5, 1.0]
+    with ResultsStore(tmp_path / "r.sqlite") as store:
+        store.register([config])
+        store.record(result)
+        stored = store.interventions()
+    assert list(stored["keep"]) == [0.5, 1.0] and set(stored["layer"]) == {"all"}
+    assert stored["robust_accuracy"].between(0, 1).all()
+    with pytest.raises(Exception, match="keeps"):
+        run_config_from_dict({"evaluation": {"interventions": [{"kind": "svd", "keeps": [0, 1]}]}})

@@ -33,7 +33,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 from torch.nn.utils import parametrize as P
 
-from rankrobust.configuration import brief
+from rankrobust.configuration import brief, clip
 from rankrobust.data.files import GiB, MiB, read_regular
 from rankrobust.errors import CheckpointError, ConfigError
 from rankrobust.models import ModelSpec
@@ -74,10 +74,13 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and an atomic rename.
 
     The file gets mode ``0o666 & ~umask``, as ``open(path, "w")`` would give it (a temporary
-    file from ``mkstemp`` is 0600).
+    file from ``mkstemp`` is 0600). A path that cannot be written raises CheckpointError naming it.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
     try:
         with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o666 & ~_umask())
@@ -85,8 +88,10 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise CheckpointError(f"cannot write {path}: {exc.strerror or exc}") from None
         raise
 
 
@@ -242,7 +247,7 @@ def _load_tensors(path: Path, raw: bytes) -> dict[str, torch.Tensor]:
     except MemoryError:
         raise CheckpointError(f"{path}: not enough memory to load the checkpoint") from None
     except Exception as exc:  # the Rust parser raises its own types; all mean "corrupt"
-        raise CheckpointError(f"{path}: corrupt safetensors checkpoint ({brief(str(exc), 200)})") from None
+        raise CheckpointError(f"{path}: corrupt safetensors checkpoint ({clip(str(exc), 200)})") from None
 
 
 def read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -262,7 +267,7 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
     try:
         meta = _strict_json(raw.decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        kind = "nested too deeply" if isinstance(exc, RecursionError) else brief(str(exc), 120)
+        kind = "nested too deeply" if isinstance(exc, RecursionError) else clip(str(exc), 120)
         raise CheckpointError(f"{path}: unreadable JSON sidecar ({kind})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a rankrobust checkpoint sidecar")

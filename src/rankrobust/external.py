@@ -24,12 +24,13 @@ import pickle
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 from torch import nn
 
-from rankrobust.checkpoint import read_safetensors
+from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, read_safetensors
+from rankrobust.data.files import open_regular
 from rankrobust.errors import CheckpointError, ConfigError
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -75,6 +76,14 @@ def build_from_factory(spec: str, num_classes: int | None = None) -> nn.Module:
     that it returns an ``nn.Module``."""
     factory = import_factory(spec)
     kwargs = {"num_classes": num_classes} if num_classes is not None and _accepts_num_classes(factory) else {}
+    try:
+        inspect.signature(factory).bind(**kwargs)
+    except TypeError as exc:  # required arguments the CLI cannot supply (checked before the call)
+        call = "num_classes=" + str(num_classes) if kwargs else "no arguments"
+        raise ConfigError(f"--model-factory {spec}: cannot be called with {call} ({exc}); wrap it in "
+                          "a function that builds the model") from None
+    except ValueError:  # no signature to check (a builtin): let the call speak for itself
+        pass
     model = factory(**kwargs)
     if not isinstance(model, nn.Module):
         raise ConfigError(f"--model-factory {spec}: returned an object of type "
@@ -114,32 +123,39 @@ def read_state_dict(path: str | os.PathLike[str], *, allow_torch_load: bool = Fa
     """{name: tensor} from a ``.safetensors`` file or, with ``allow_torch_load``, a ``torch.save``
     state dict (``torch.load(weights_only=True)``, tensors mapped to the CPU).
 
-    CheckpointError in one line for a missing or unreadable file, a torch.save file without
+    CheckpointError in one line for a missing or unreadable file, one that is not a regular file
+    or larger than :data:`~rankrobust.checkpoint.MAX_WEIGHTS_BYTES`, a torch.save file without
     ``allow_torch_load``, a file the restricted unpickler refuses, or anything but a flat dict of
     tensors.
     """
     p = Path(path)
-    try:
-        with p.open("rb") as fh:
+    # a regular file of bounded size only (no FIFO, device or sparse giant), checked once more on
+    # the descriptor that torch.load then reads
+    with open_regular(p, MAX_WEIGHTS_BYTES, CheckpointError, "weights file") as fh:
+        try:
             head = fh.read(8)
-    except FileNotFoundError:
-        raise CheckpointError(f"weights file not found: {p}") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read weights file {p}: {exc.strerror or exc}") from None
-    kind = _torch_file_kind(head)
-    if kind is None:
-        return read_safetensors(p)  # refuses anything that is not safetensors, in one line
-    if not allow_torch_load:
-        raise CheckpointError(f"{p} is {kind}, not safetensors; pass --allow-torch-load to read a "
-                              "plain state dict with torch.load(weights_only=True), or convert it")
+        except OSError as exc:
+            raise CheckpointError(f"cannot read weights file {p}: {exc.strerror or exc}") from None
+        kind = _torch_file_kind(head)
+        if kind is None:
+            return read_safetensors(p)  # refuses anything that is not safetensors, in one line
+        if not allow_torch_load:
+            raise CheckpointError(f"{p} is {kind}, not safetensors; pass --allow-torch-load to read "
+                                  "a plain state dict with torch.load(weights_only=True), or convert it")
+        fh.seek(0)
+        obj = _torch_load(fh, p)
+    return _flat_tensor_dict(obj, p)
+
+
+def _torch_load(fh: BinaryIO, p: Path) -> object:
+    """``torch.load(fh, weights_only=True)`` with its refusals as one-line CheckpointErrors."""
     try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
+        return torch.load(fh, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"{p}: torch.load(weights_only=True) refused it "
                               f"({_refusal_detail(exc)}); only plain state dicts are read") from None
     except (RuntimeError, EOFError) as exc:  # torch's zip reader: truncated or corrupt archive
         raise CheckpointError(f"{p}: corrupt torch.save file ({_refusal_detail(exc)})") from None
-    return _flat_tensor_dict(obj, p)
 
 
 def first_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:
@@ -178,6 +194,9 @@ def load_external_model(
     mismatch = first_mismatch(model, tensors)
     if mismatch is not None:
         raise CheckpointError(f"{weights}: weights do not match the model of {factory}: {mismatch}")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")
     model.load_state_dict(tensors, strict=True)
     model.to(device).eval()
     if in_shape is not None:

@@ -9,7 +9,10 @@ when argmax z ≠ y. A candidate replaces the best point when its margin is lowe
 
 ℓ∞. Start δ = ε·r, r ∈ {±1}^{C×1×W} (vertical stripes). Iteration i: per input, a window of side
 s_i = max(1, round(√(p_i·H·W))) at a uniform position and a sign r_c per channel; the candidate
-is clip(x + δ′) with δ′ = δ outside the window and ε·r_c inside it (a vertex of the ball).
+is clip(x + δ′) with δ′ = δ outside the window and ε·r_c inside it (a vertex of the ball). As
+in the original Square Attack (not in AutoAttack's copy), a candidate equal to the current point
+is not queried: its signs are flipped (for C = 1 exactly the original's resampling), so no query
+is wasted once the squares shrink to a pixel.
 
 ℓ2. Start: a grid of s×s squares (s = ⌊min(H, W)/5⌋), each ±η per channel, scaled to ‖δ‖₂ = ε.
 Iteration i: per input two windows W₁, W₂ of odd side s_i ≥ 3; the mass of δ on W₁ ∪ W₂ moves
@@ -172,6 +175,9 @@ def square_run(
                 up = ints(2, c)[rs].to(dev).bool()[:, :, None, None]  # (B, C, 1, 1)
                 m1 = window(vh, vw, s)
                 x_new = torch.where(m1, torch.where(up, st["hi"], st["lo"]), xb)
+                same = (x_new == xb).flatten(1).all(1).view(-1, 1, 1, 1)  # a wasted query
+                if same.any():  # the window already holds these signs: flip them
+                    x_new = torch.where(m1, torch.where(up ^ same, st["hi"], st["lo"]), xb)
             else:
                 s = max(int(round(math.sqrt(p * h * w))), 3)
                 s = min(s + 1 - s % 2, h, w)  # odd, fits the image

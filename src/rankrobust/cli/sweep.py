@@ -54,15 +54,18 @@ def dry_run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rankrobust.experiments.sweep import run_sweep  # heavy: imports torch
+    # heavy: imports torch
+    from rankrobust.experiments.config import load_study
+    from rankrobust.experiments.sweep import run_sweep
 
     if args.dry_run:
         return dry_run(args)
+    study = load_study(args.config)  # a bad study file creates no folder
     output_dir(args.out, "--out")
     if args.db is not None:
         output_dir(Path(args.db).parent, "--db")
     summary = run_sweep(
-        args.config, out=args.out, db=args.db, executor=args.executor, workers=args.workers,
+        study, out=args.out, db=args.db, executor=args.executor, workers=args.workers,
         address=args.address, retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
     )

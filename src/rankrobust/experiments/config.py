@@ -21,15 +21,16 @@ from typing import Any, Literal
 
 import yaml
 
-from rankrobust.configuration import brief, closest, from_dict, require
+from rankrobust.configuration import brief, clip, closest, from_dict, require
 from rankrobust.data import DATASETS
-from rankrobust.data.files import MiB, read_regular
+from rankrobust.data.files import read_regular
 from rankrobust.errors import ConfigError
+from rankrobust.interventions import INTERVENTIONS
 from rankrobust.models import MODELS
 from rankrobust.models.registry import model_options
 from rankrobust.training.config import TrainConfig
 
-AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool"]
+AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
 
 
 @dataclass
@@ -51,6 +52,33 @@ class AttackSpec:
 
 
 @dataclass
+class InterventionSpec:
+    """One intervention table per run: ``kind`` (svd | svd-energy | prune | prune-global) at each
+    share in ``keeps``, measured under ``attack`` at budget ``eps`` (``rankrobust.interventions``)."""
+
+    kind: str = "svd"
+    keeps: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
+    per_layer: bool = False
+    attack: AttackName = "pgd"
+    norm: Literal["inf", "2"] = "inf"
+    eps: float = 0.1
+    deepfool: bool = True
+    options: dict[str, Any] = field(default_factory=dict)  # passed on to the attack
+
+    def check(self, where: str) -> None:
+        """Impossible values raise ConfigError naming ``where`` (e.g. ``interventions[0]``)."""
+        require(self.kind in INTERVENTIONS, f"{where}.kind: unknown intervention {self.kind!r}"
+                f"{closest(self.kind, list(INTERVENTIONS))}; choose from {', '.join(INTERVENTIONS)}")
+        keeps = list(self.keeps)
+        require(len(keeps) > 0 and all(math.isfinite(k) and 0 < k <= 1 for k in keeps),
+                f"{where}.keeps: shares in (0, 1], got {keeps}")
+        require(len(set(keeps)) == len(keeps), f"{where}.keeps: duplicate shares in {keeps}")
+        require(math.isfinite(self.eps) and self.eps >= 0, f"{where}.eps: a budget ≥ 0, got {self.eps}")
+        require(not self.per_layer or INTERVENTIONS[self.kind].per_layer,
+                f"{where}.per_layer: {self.kind!r} has no per-layer form")
+
+
+@dataclass
 class EvaluationConfig:
     """After training: robustness curves on the first ``n`` test inputs, ρ_adv, final spectra."""
 
@@ -61,12 +89,15 @@ class EvaluationConfig:
     deepfool_options: dict[str, Any] = field(default_factory=dict)
     spectra: bool = True  # store the final model's singular values per layer
     sanity_checks: bool = False  # run robustness.sanity_checks per curve (costly); warnings stored
+    interventions: tuple[InterventionSpec, ...] = ()  # rank/pruning interventions, stored per run
 
     def validate(self) -> None:
         require(self.n >= 1, f"n: must be ≥ 1, got {self.n}")
         require(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
         for i, spec in enumerate(self.attacks):
             spec.check(f"attacks[{i}]")
+        for i, intervention in enumerate(self.interventions):
+            intervention.check(f"interventions[{i}]")
         keys = [(a.attack, a.norm, sorted(a.options.items())) for a in self.attacks]
         for i, key in enumerate(keys):
             require(key not in keys[:i], f"attacks[{i}]: repeats an earlier attack (same attack, norm, options)")
@@ -136,9 +167,9 @@ class RunConfig:
                 )
 
 
-DEFAULT_MAX_RUNS = 10_000  # a study file may raise it with ``max_runs: N``
+DEFAULT_MAX_RUNS = 5_000  # a study file may raise it with ``max_runs: N``
 MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGER (signed 64 bit)
-MAX_STUDY_BYTES = 1 * MiB
+MAX_STUDY_BYTES = 256 * 1024  # a study file is a few KB; parsing is ~4 µs/byte
 MAX_YAML_DEPTH = 32
 
 
@@ -163,12 +194,12 @@ def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
     if grid is None:
         return {}
     if not isinstance(grid, dict):
-        raise ConfigError(f"{where}: expected a mapping of dotted keys to lists, got {grid!r}")
+        raise ConfigError(f"{where}: expected a mapping of dotted keys to lists, got {brief(grid)}")
     for key, values in grid.items():
         if not isinstance(key, str) or not key:
-            raise ConfigError(f"{where}: keys must be dotted option names, got {key!r}")
+            raise ConfigError(f"{where}: keys must be dotted option names, got {brief(key)}")
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{where}.{key}: expected a non-empty list of values, got {values!r}")
+            raise ConfigError(f"{where}.{key}: expected a non-empty list of values, got {brief(values)}")
     return dict(grid)
 
 
@@ -179,9 +210,9 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     valid = [*STUDY_KEYS, *RUN_KEYS]
     for key in data:
         if key not in valid:
-            raise ConfigError(f"unknown key {str(key)!r}{closest(str(key), valid)}")
+            raise ConfigError(f"unknown key {brief(str(key))}{closest(str(key), valid)}")
     name = data.get("name", default_name)
-    require(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {name!r}")
+    require(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {brief(name)}")
     seeds = data.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or any(
         isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds
@@ -195,15 +226,15 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     grid = _check_grid(data.get("grid"), "grid")
     variants = data.get("variants") or []
     if not isinstance(variants, list):
-        raise ConfigError(f"variants: expected a list of mappings, got {variants!r}")
+        raise ConfigError(f"variants: expected a list of mappings, got {brief(variants)}")
     names: list[str] = []
     for i, variant in enumerate(variants):
         where = f"variants[{i}]"
         if not isinstance(variant, dict):
-            raise ConfigError(f"{where}: expected a mapping, got {variant!r}")
+            raise ConfigError(f"{where}: expected a mapping, got {brief(variant)}")
         vname = variant.get("name")
         require(isinstance(vname, str) and bool(vname), f"{where}: needs a non-empty 'name'")
-        require(vname not in names, f"{where}: duplicate variant name {vname!r}")
+        require(vname not in names, f"{where}: duplicate variant name {brief(vname)}")
         names.append(str(vname))
         vvalid = ["name", "grid", *RUN_KEYS]
         for key in variant:
@@ -216,7 +247,7 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     for key in per_model:
         if key not in MODELS:
             raise ConfigError(
-                f"per_model_options: unknown model {key!r}{closest(str(key), list(MODELS))}"
+                f"per_model_options: unknown model {brief(key)}{closest(str(key), list(MODELS))}"
             )
     train = data.get("train")
     if isinstance(train, dict) and "seed" in train:
@@ -225,28 +256,36 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs)
 
 
-class StrictLoader(yaml.SafeLoader):
-    """PyYAML's SafeLoader without anchors/aliases, duplicate keys or merge keys (``<<``), and
-    with nesting capped at :data:`MAX_YAML_DEPTH` (each refusal a ``yaml.YAMLError`` with its line).
+_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, nesting capped
+
+
+class StrictLoader(_SafeLoader):  # type: ignore[misc]
+    """PyYAML's SafeLoader without aliases (``*name``), duplicate keys or merge keys (``<<``),
+    and with nesting capped at :data:`MAX_YAML_DEPTH` (each refusal a ``yaml.YAMLError`` with
+    its line). An alias is a node reached twice in the composed document, so a "billion laughs"
+    file is refused before it is expanded.
     """
 
-    _depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (&name, *name) are not allowed", event.start_mark
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_YAML_DEPTH:
+    def construct_document(self, node: yaml.Node) -> Any:
+        seen: set[int] = set()
+        stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+        while stack:
+            current, depth = stack.pop()
+            if id(current) in seen:
                 raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark
+                    None, None, "aliases (*name) are not allowed", current.start_mark
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
-        finally:
-            self._depth -= 1
+            seen.add(id(current))
+            if depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", current.start_mark
+                )
+            if isinstance(current, yaml.SequenceNode):
+                stack.extend((child, depth + 1) for child in current.value)
+            elif isinstance(current, yaml.MappingNode):
+                for key, value in current.value:
+                    stack += [(key, depth + 1), (value, depth + 1)]
+        return super().construct_document(node)
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
@@ -295,14 +334,18 @@ def parse_study_yaml(text: str, where: str) -> Any:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" (line {mark.line + 1})" if mark is not None else ""
-        raise ConfigError(f"{where}: invalid YAML{line}: {getattr(exc, 'problem', None) or exc}") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise ConfigError(f"{where}: invalid YAML{line}: {clip(problem)}") from None
     except RecursionError:
         raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer literal of thousands of digits
-        raise ConfigError(f"{where}: invalid YAML: {brief(str(exc), 120)}") from None
+        raise ConfigError(f"{where}: invalid YAML: {clip(str(exc), 120)}") from None
     if data is None or data == {}:
         raise ConfigError(f"{where}: the study file is empty (write at least a 'name:' or a 'grid:')")
-    _check_plain(data, "")
+    try:
+        _check_plain(data, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return data
 
 

@@ -29,6 +29,7 @@ from rankrobust.configuration import to_dict
 from rankrobust.data import load_dataset
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import run_id as compute_run_id
+from rankrobust.interventions import intervention_table
 from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
 from rankrobust.structure import spectra
 from rankrobust.training.fit import fit
@@ -76,6 +77,7 @@ class RunResult:
     robustness: list[dict[str, Any]] = field(default_factory=list)  # fooling-ratio curve rows
     scalars: dict[str, float] = field(default_factory=dict)
     spectra: dict[str, list[float]] = field(default_factory=dict)  # layer → σ₁ ≥ σ₂ ≥ …
+    interventions: list[dict[str, Any]] = field(default_factory=list)  # intervention table rows
     clean_accuracy: float | None = None
     train_seconds: float | None = None
     eval_seconds: float | None = None
@@ -102,9 +104,9 @@ def failed_result(rid: str, exc: BaseException, started_at: str = "") -> RunResu
 
 
 def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
-    """Robustness curves, ρ_adv and spectra of the trained ``model`` into ``result``."""
+    """Robustness curves, ρ_adv, intervention tables and spectra of ``model`` into ``result``."""
     ev = config.evaluation
-    if ev.attacks or ev.deepfool:
+    if ev.attacks or ev.deepfool or ev.interventions:
         x, y = load_dataset(config.dataset, "test", config.data_dir)
         for spec in ev.attacks:
             seed_everything(config.seed)  # same random starts whatever ran before
@@ -124,6 +126,13 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
             result.scalars["rho_adv"] = float(
                 rho_adv(model, (x, y), batch_size=ev.batch_size, n=ev.n, **ev.deepfool_options)
             )
+        for item in ev.interventions:
+            table = intervention_table(
+                model, (x, y), item.kind, list(item.keeps), attack=item.attack, eps=item.eps,
+                norm=item.norm, n=ev.n, batch_size=ev.batch_size, per_layer=item.per_layer,
+                seed=config.seed, deepfool=item.deepfool, progress=False, **item.options,
+            )
+            result.interventions += [_plain(row) for row in table.to_dict(orient="records")]
     if ev.spectra:
         result.spectra = {k: [float(s) for s in v] for k, v in spectra(model).items()}
 

@@ -10,7 +10,9 @@ Tables (read back as pandas DataFrames by the methods of the same name):
 - ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns;
 - ``robustness``: (run_id, attack, norm, options, epsilon) → the fooling-ratio curve columns;
 - ``scalars``: (run_id, name) → value (``rho_adv``, ``final_test_acc``, ...);
-- ``spectra``: (run_id, layer, index) → singular value of the final model.
+- ``spectra``: (run_id, layer, index) → singular value of the final model;
+- ``interventions``: (run_id, intervention, layer, keep, attack, norm, ε) → accuracy, robust
+  accuracy, fooling ratio, ρ_adv and structure of the model after a rank cut or pruning.
 
 Every write is one transaction: a result is either wholly stored (its child rows replaced) or not
 at all, so a driver killed at any moment leaves a consistent file and each run recorded once.
@@ -59,6 +61,11 @@ STRUCTURE_COLUMNS = (
     "stable_rank", "numerical_rank", "nuclear_norm", "spectral_norm", "frobenius_norm", "l1_norm",
     "normalized_effective_rank", "normalized_effective_sparsity",
 )
+INTERVENTION_COLUMNS = (
+    "intervention", "layer", "keep", "clean_accuracy", "robust_accuracy", "fooling_ratio",
+    "rho_adv", "effective_rank", "effective_sparsity", "normalized_effective_rank",
+    "normalized_effective_sparsity", "numerical_rank", "density", "attack", "norm", "epsilon", "n",
+)
 ROBUSTNESS_COLUMNS = ("attack", "norm", "options", "epsilon", "fooling_ratio",
                       "fooling_ratio_correct", "robust_accuracy", "clean_accuracy", "n")
 
@@ -100,9 +107,17 @@ CREATE TABLE IF NOT EXISTS spectra (
     run_id TEXT NOT NULL REFERENCES runs(run_id), layer TEXT NOT NULL, "index" INTEGER NOT NULL,
     singular_value REAL NOT NULL, PRIMARY KEY (run_id, layer, "index")
 );
+CREATE TABLE IF NOT EXISTS interventions (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), intervention TEXT NOT NULL, layer TEXT NOT NULL,
+    keep REAL NOT NULL, clean_accuracy REAL, robust_accuracy REAL, fooling_ratio REAL,
+    rho_adv REAL, effective_rank REAL, effective_sparsity REAL, normalized_effective_rank REAL,
+    normalized_effective_sparsity REAL, numerical_rank REAL, density REAL, attack TEXT NOT NULL,
+    norm TEXT NOT NULL, epsilon REAL NOT NULL, n INTEGER, extra TEXT,
+    PRIMARY KEY (run_id, intervention, layer, keep, attack, norm, epsilon)
+);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
-CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra")
+CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra", "interventions")
 TABLES = frozenset({"meta", "runs", *CHILD_TABLES})
 
 
@@ -359,6 +374,7 @@ class ResultsStore:
                 ("epoch_metrics", EPOCH_COLUMNS, result.history),
                 ("structure", STRUCTURE_COLUMNS, result.structure),
                 ("robustness", ROBUSTNESS_COLUMNS, result.robustness),
+                ("interventions", INTERVENTION_COLUMNS, result.interventions),
             ):
                 cols = ", ".join(("run_id", *fixed, "extra"))
                 marks = ", ".join("?" * (len(fixed) + 2))
@@ -421,6 +437,10 @@ class ResultsStore:
     def scalars(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Named per-run numbers: run_id, name, value (e.g. name='rho_adv')."""
         return self._child("scalars", run_ids, "run_id, name")
+
+    def interventions(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Intervention tables: run_id + :data:`INTERVENTION_COLUMNS` (one row per layer × keep)."""
+        return _expand_extra(self._child("interventions", run_ids, "run_id, rowid"))
 
     def spectra(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Final singular values: run_id, layer, index (0 = largest), singular_value."""

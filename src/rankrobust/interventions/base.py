@@ -87,11 +87,13 @@ def weight_matrix(module: nn.Module) -> torch.Tensor:
 def set_weight_matrix(module: nn.Module, matrix: torch.Tensor) -> None:
     """Write the matrix (m, n) back into ``module.weight`` in its own shape and dtype.
 
-    A ``torch.nn.utils.parametrize`` weight (e.g. a factorized W = U·V) is first replaced by its
-    current value, so the written matrix is the weight the layer uses.
+    A ``torch.nn.utils.parametrize`` weight (e.g. a factorized W = U·V during training) is
+    refused: its deep copy shares the injected class with the original, so removing the
+    parametrization from the copy would break the caller's model.
     """
     if P.is_parametrized(module, "weight"):
-        P.remove_parametrizations(module, "weight", leave_parametrized=True)
+        raise ConfigError(f"{type(module).__name__} has a parametrized weight; intervene on the "
+                          "model rebuilt from its checkpoint, which stores the effective weights")
     weight = module.weight
     assert isinstance(weight, torch.Tensor)
     with torch.no_grad():

@@ -9,6 +9,7 @@ most :data:`MAX_PARAMETERS` parameters. Only then is it built for real.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import typing
@@ -45,10 +46,15 @@ def model_family(name: str) -> str:
     return str(family)
 
 
+@functools.cache
+def _options_of(factory: Callable[..., nn.Module]) -> tuple[str, ...]:
+    params = inspect.signature(factory).parameters  # slow: cached per model class
+    return tuple(p for p in params if p not in ("in_shape", "num_classes"))
+
+
 def model_options(name: str) -> list[str]:
     """Names of the keyword options a model accepts (besides in_shape and num_classes)."""
-    params = inspect.signature(MODELS[name]).parameters
-    return [p for p in params if p not in ("in_shape", "num_classes")]
+    return list(_options_of(MODELS[name]))
 
 
 def _is_int(value: Any) -> bool:

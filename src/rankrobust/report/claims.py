@@ -48,6 +48,8 @@ CLAIM_TEXT = {
           "accuracy) vs natural training",
     "C3": "the C2 gain is larger for CNNs than for fully connected networks",
     "C4": "ℓ1 + nuclear-norm regularization stays short of adversarial training",
+    "C5": "truncating a naturally trained network's rank to the level adversarial training "
+          "reaches does not make it as robust",
 }
 CLAIM_COLUMNS = ["claim", "scope", "metric", "comparison", "effect", "ci_low", "ci_high",
                  "relative", "n", "test", "verdict"]
@@ -227,6 +229,52 @@ def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC,
     table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
     order = {c: i for i, c in enumerate(CLAIM_TEXT)}
     return table.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+
+
+def truncated_robustness(rows: pd.DataFrame, target_erank: float) -> float:
+    """Robust accuracy of SVD-truncated copies at mean normalized effective rank ``target_erank``:
+    linear interpolation over the keep levels (clamped to the levels' range)."""
+    rows = rows.sort_values("normalized_effective_rank")
+    xs = rows["normalized_effective_rank"].to_numpy(float)
+    ys = rows["robust_accuracy"].to_numpy(float)
+    if xs.size == 0 or not math.isfinite(target_erank):
+        return float("nan")
+    return float(np.interp(target_erank, xs, ys))
+
+
+def evaluate_c5(interventions: pd.DataFrame) -> pd.DataFrame:
+    """C5 rows from the stored intervention tables (runs' identity merged in).
+
+    Per (dataset, model, seed, attack setting): the natural run's whole-model SVD truncations
+    (intervention "svd", layer "all") give robust accuracy as a function of the mean normalized
+    effective rank; it is read off (interpolated) at the rank the adversarially trained run of
+    the same seed has (its keep = 1 row), and compared with that run's robust accuracy under the
+    same attack and ε. Effect = truncated natural − adversarial (claimed < 0: not as robust).
+    """
+    rows: list[dict[str, object]] = []
+    if interventions.empty:
+        return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+    svd = interventions[(interventions["intervention"] == "svd") & (interventions["layer"] == "all")]
+    for (dataset, model, attack, norm, eps), group in svd.groupby(
+            ["dataset", "model", "attack", "norm", "epsilon"]):
+        natural = group[group["method"] == NATURAL]
+        for adv in reversed(methods_of_kind("adversarial")):
+            full = group[(group["method"] == adv) & (group["keep"] == 1.0)]
+            if natural.empty or full.empty:
+                continue
+            truncated, reference = {}, {}
+            for seed, own in full.groupby("seed"):
+                nat = natural[natural["seed"] == seed]
+                if len(nat):
+                    target = float(own["normalized_effective_rank"].mean())
+                    truncated[seed] = truncated_robustness(nat, target)
+                    reference[seed] = float(own["robust_accuracy"].mean())
+            eff = paired_effect(pd.Series(truncated, dtype=float), pd.Series(reference, dtype=float))
+            rows.append(_row("C5", f"{dataset} · {model} ({family(str(model))})",
+                             f"robust accuracy, {attack} ℓ{'∞' if norm == 'inf' else norm} ε={eps:g}",
+                             f"{method_label(NATURAL)} truncated to {method_label(adv)}'s erank − "
+                             f"{method_label(adv)}", eff, -1, FOOLING_MARGIN))
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
 def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:

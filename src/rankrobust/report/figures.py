@@ -291,3 +291,39 @@ def plot_lambda_selection(selection: pd.DataFrame, path: Path, tolerance: float 
         ax.legend(fontsize=7)
     fig.suptitle(f"Choosing λ: largest λ within {100 * tolerance:g} points of natural accuracy")
     return _save(fig, path)
+
+
+def plot_interventions(interventions: pd.DataFrame, path: Path) -> Path | None:
+    """Robust and clean accuracy vs kept share, per method, after whole-model interventions
+    (layer "all"): columns = model × intervention, rows = {robust accuracy, clean accuracy};
+    mean over seeds with 95 % bands clipped to [0, 1]."""
+    if interventions.empty:
+        return None
+    data = interventions[interventions["layer"] == "all"]
+    if data.empty:
+        return None
+    panels = [(m, k) for m in _models(data) for k in sorted(set(data[data["model"] == m]["intervention"]))]
+    fig, axes = _grid(2, len(panels))
+    for j, (model, kind) in enumerate(panels):
+        sub = data[(data["model"] == model) & (data["intervention"] == kind)]
+        for i, (col, ylabel) in enumerate((("robust_accuracy", "robust accuracy"),
+                                           ("clean_accuracy", "clean accuracy"))):
+            ax = axes[i, j]
+            for method in _methods(sub):
+                g = sub[sub["method"] == method]
+                band = np.array([_ci(e[col]) for _, e in g.groupby("keep")])
+                keeps = sorted(g["keep"].unique())
+                ax.plot(keeps, band[:, 0], color=method_color(method), marker=".",
+                        label=method_label(method))
+                ax.fill_between(keeps, band[:, 1], band[:, 2], color=method_color(method), alpha=0.15)
+            ax.set_xscale("log")
+            ax.set_ylim(-0.02, 1.02)
+            ax.set_xlabel("kept share (rank or weights)")
+            ax.set_ylabel(ylabel)
+            attack = sub["attack"].iloc[0] if "attack" in sub and len(sub) else ""
+            eps = float(sub["epsilon"].iloc[0]) if "epsilon" in sub and len(sub) else float("nan")
+            ax.set_title(f"{kind} · {model} ({family(model)})" + (f" · {attack} ε={eps:g}" if i == 0 else ""),
+                         fontsize=9)
+    axes[0, 0].legend(fontsize=7)
+    fig.suptitle("Interventions after training: is low rank sufficient for robustness?")
+    return _save(fig, path)

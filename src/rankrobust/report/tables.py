@@ -27,7 +27,7 @@ def _empty(columns: list[str]) -> pd.DataFrame:
 
 @dataclass
 class StudyTables:
-    """The six tables of a results store (column names as in the store's read methods)."""
+    """The seven tables of a results store (column names as in the store's read methods)."""
 
     runs: pd.DataFrame = field(default_factory=lambda: _empty(RUN_COLUMNS))
     epoch_metrics: pd.DataFrame = field(default_factory=lambda: _empty(["run_id", "epoch"]))
@@ -38,6 +38,9 @@ class StudyTables:
     scalars: pd.DataFrame = field(default_factory=lambda: _empty(["run_id", "name", "value"]))
     spectra: pd.DataFrame = field(
         default_factory=lambda: _empty(["run_id", "layer", "index", "singular_value"])
+    )
+    interventions: pd.DataFrame = field(
+        default_factory=lambda: _empty(["run_id", "intervention", "layer", "keep", "robust_accuracy"])
     )
 
     def completed(self) -> StudyTables:
@@ -52,24 +55,24 @@ class StudyTables:
 
         return StudyTables(
             runs.reset_index(drop=True), sub(self.epoch_metrics), sub(self.structure),
-            sub(self.robustness), sub(self.scalars), sub(self.spectra),
+            sub(self.robustness), sub(self.scalars), sub(self.spectra), sub(self.interventions),
         )
 
 
 def load_tables(db_path: str | os.PathLike[str]) -> StudyTables:
-    """Read every table of the results database at ``db_path`` (raises DataError if missing)."""
+    """Read every table of the results database at ``db_path`` (raises DataError if missing).
+
+    The database is opened read-only: a report never creates, migrates or locks a file, and a
+    database that is not rankrobust's is refused untouched.
+    """
     if not os.path.exists(db_path):
         raise DataError(f"no results database at {db_path}")
-    store = ResultsStore(db_path)
-    try:
+    with ResultsStore(db_path, readonly=True) as store:
         tables = StudyTables(
             runs=store.runs(), epoch_metrics=store.epoch_metrics(), structure=store.structure(),
             robustness=store.robustness(), scalars=store.scalars(), spectra=store.spectra(),
+            interventions=store.interventions(),
         )
-    finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
     missing = [c for c in ("run_id", "model", "method", "seed") if c not in tables.runs.columns]
     if missing:
         raise DataError(f"{db_path}: the runs table lacks column {missing[0]!r}")

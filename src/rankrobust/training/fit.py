@@ -10,9 +10,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize as P
 
 from rankrobust import __version__
-from rankrobust.checkpoint import atomic_write_bytes, save_checkpoint
+from rankrobust.checkpoint import atomic_write_bytes, effective_state_dict, save_checkpoint
 from rankrobust.configuration import to_dict
 from rankrobust.data import dataset_info, load_dataset
 from rankrobust.errors import ConfigError
@@ -73,6 +74,13 @@ def fit(
     seed_everything(config.seed)
     net = spec.build()
     result = train(net, train_data, test_data, config)
+    if any(P.is_parametrized(m) for m in net.modules()):
+        # e.g. W = U·V: from here on the model is the plain architecture with its effective
+        # weights (what checkpoints store, attacks see and interventions may cut)
+        state = effective_state_dict(net)
+        net = spec.build().to(next(iter(state.values())).device)
+        net.load_state_dict(state)
+        net.eval()
     if val_data is not None and result.history:
         device = next(net.parameters()).device
         result.history[-1]["val_loss"], result.history[-1]["val_acc"] = evaluate(
