@@ -9,7 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from rankrobust.attacks import apgd, deepfool, fgsm, pgd
+from rankrobust.attacks import apgd, autoattack, deepfool, fgsm, pgd, square
 from rankrobust.attacks.base import predict
 from rankrobust.attacks.perturb import flat_norm
 from rankrobust.errors import ConfigError
@@ -31,10 +31,15 @@ ATTACKS = {
     "apgd-ce": lambda m, x, y, e, n, b, g: apgd(m, x, y, e, norm=n, steps=5, bounds=b, generator=g),
     "apgd-t": lambda m, x, y, e, n, b, g: apgd(m, x, y, e, norm=n, loss="dlr-targeted", steps=4,
                                                n_targets=2, bounds=b, generator=g),
+    "square": lambda m, x, y, e, n, b, g: square(m, x, y, e, norm=n, n_queries=20, bounds=b,
+                                                 generator=g),
+    "autoattack": lambda m, x, y, e, n, b, g: autoattack(
+        m, x, y, e, norm=n, steps=3, n_targets=2, n_queries=10, bounds=b,
+        seed=int(torch.randint(0, 1000, (1,), generator=g))),
 }
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=16, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     name=st.sampled_from(sorted(ATTACKS)),
@@ -135,6 +140,10 @@ def test_restarts_never_lose_successes() -> None:
         lambda m, x, y: fgsm(m, x, y, []),
         lambda m, x, y: pgd(m, x, y, [0.1], steps=0),
         lambda m, x, y: apgd(m, x, y, [0.1], loss="hinge"),
+        lambda m, x, y: square(m, x, y, [0.1], n_queries=0),
+        lambda m, x, y: square(m, x, y, [0.1], p_init=1.5),
+        lambda m, x, y: autoattack(m, x, y, [0.1], members=("apgd-ce", "fab-t")),
+        lambda m, x, y: autoattack(m, x, y, [0.1], members=()),
         lambda m, x, y: deepfool(m, x, y, max_iter=0),
         lambda m, x, y: fgsm(m, x, y[:3], [0.1]),
         lambda m, x, y: fgsm(m, x, y, [0.1], batch_size=0),

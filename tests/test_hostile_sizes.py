@@ -238,7 +238,7 @@ def test_yaml_alias_bomb_is_refused_at_once(tmp_path: Path, capsys: pytest.Captu
 
 
 def test_grid_size_is_capped_before_expanding(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    grid = {f"train.{k}": list(range(1, 11)) for k in ("epochs", "batch_size")}
+    grid: dict[str, list[Any]] = {f"train.{k}": list(range(1, 11)) for k in ("epochs", "batch_size")}
     grid |= {f"evaluation.{k}": list(range(1, 11)) for k in ("n", "batch_size")}
     grid |= {"train.lr": [0.1 * i for i in range(1, 11)], "train.momentum": [0.05 * i for i in range(10)]}
     big = {**STUDY, "grid": grid, "seeds": list(range(10))}  # 10⁷ runs

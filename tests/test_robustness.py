@@ -16,7 +16,7 @@ from rankrobust.data import load_dataset
 from rankrobust.errors import ConfigError
 from rankrobust.models import ModelSpec
 from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
-from rankrobust.robustness.curves import COLUMNS
+from rankrobust.robustness.curves import COLUMNS, ENSEMBLE_COLUMNS
 from rankrobust.training import train
 from rankrobust.training.config import TrainConfig
 
@@ -35,16 +35,23 @@ def trained() -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     return model.eval(), (x[:96], y[:96])
 
 
-@pytest.mark.parametrize("attack", ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool"])
+OPTIONS: dict[str, dict[str, int]] = {
+    "pgd": {"steps": 5}, "apgd-ce": {"steps": 5}, "apgd-dlr": {"steps": 5}, "apgd-t": {"steps": 5},
+    "square": {"n_queries": 30}, "autoattack": {"steps": 5, "n_targets": 2, "n_queries": 30},
+}
+
+
+@pytest.mark.parametrize("attack", ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square",
+                                    "autoattack", "deepfool"])
 def test_curve_columns_and_invariants(
     trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]], attack: str
 ) -> None:
     model, data = trained
     eps = [0.3, 0.0, 0.1, 2.0]  # unsorted on purpose
-    opts = {"steps": 5} if attack in ("pgd", "apgd-ce", "apgd-dlr", "apgd-t") else {}
+    opts = OPTIONS.get(attack, {})
     curve = fooling_ratio_curve(model, data, attack, eps, norm="2" if attack == "deepfool" else "inf",
                                 batch_size=40, seed=0, **opts)
-    assert list(curve.columns) == COLUMNS
+    assert list(curve.columns) == (ENSEMBLE_COLUMNS if attack == "autoattack" else COLUMNS)
     assert curve["epsilon"].tolist() == eps and (curve["n"] == 96).all()
     by_eps = curve.sort_values("epsilon")
     assert by_eps["fooling_ratio"].is_monotonic_increasing
@@ -75,10 +82,30 @@ def test_curve_counts_label_changes_not_errors() -> None:
     with torch.no_grad():
         model[1].bias.copy_(torch.tensor([0.0, 1.0, 0.0]))
     x, y = torch.rand(10, 1, 2, 2), torch.arange(10) % 3
-    curve = fooling_ratio_curve(model, (x, y), "pgd", [0.5], steps=3)
-    assert curve["fooling_ratio"].item() == 0
-    assert curve["clean_accuracy"].item() == pytest.approx(0.3)
-    assert curve["robust_accuracy"].item() == pytest.approx(0.3)
+    for attack, opts in (("pgd", {"steps": 3}), ("autoattack", OPTIONS["autoattack"])):
+        curve = fooling_ratio_curve(model, (x, y), attack, [0.5], **opts)
+        assert curve["fooling_ratio"].item() == 0
+        assert curve["clean_accuracy"].item() == pytest.approx(0.3)
+        assert curve["robust_accuracy"].item() == pytest.approx(0.3)  # misclassified: not robust
+
+
+def test_autoattack_curve_counts_robust_accuracy_on_true_labels(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    model, (x, y) = trained
+    y = y.clone()
+    y[:10] = (predict(model, x[:10]) + 1) % 4  # ten inputs misclassified unperturbed
+    curve = fooling_ratio_curve(model, (x, y), "autoattack", [0.0, 0.05, 0.2], batch_size=40,
+                                seed=0, **OPTIONS["autoattack"])
+    n = len(x)
+    for row in curve.to_dict(orient="records"):
+        counts = json.loads(row["broken_by"])
+        assert list(counts) == ["clean", "apgd-ce", "apgd-t", "square"]
+        assert counts["clean"] == n - round(row["clean_accuracy"] * n) >= 10
+        # every input is robust, misclassified, or broken by exactly one member
+        assert sum(counts.values()) == round(n * (1 - row["robust_accuracy"]))
+    assert curve["robust_accuracy"].iloc[0] == curve["clean_accuracy"].iloc[0]
+    assert curve["robust_accuracy"].iloc[2] < curve["robust_accuracy"].iloc[1]
 
 
 def test_rho_adv_is_mean_relative_deepfool_norm(
@@ -108,8 +135,20 @@ def test_sanity_checks_pass_on_a_healthy_model(
     trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 ) -> None:
     model, data = trained
-    curve = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1, 0.2], steps=10, seed=0)
+    curve = fooling_ratio_curve(model, data, "autoattack", [0.05, 0.1, 0.2], steps=20,
+                                n_queries=300, seed=0)
     assert sanity_checks(model, data, curve, seed=0) == []
+
+
+def test_sanity_checks_flag_a_stronger_attack(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
+) -> None:
+    """On this model targeted DLR (APGD-T) fools ~20 points more inputs than CE-based PGD."""
+    model, data = trained
+    curve = fooling_ratio_curve(model, data, "pgd", [0.05, 0.2], steps=10, seed=0)
+    text = "\n".join(sanity_checks(model, data, curve, seed=0, queries=100))
+    assert "a stronger attack (autoattack) fools" in text and "than pgd at ε=0.2" in text
+    assert "ε=0.05" not in text  # nothing is fooled there by either
 
 
 class Quantized(nn.Module):
@@ -132,6 +171,7 @@ def test_sanity_checks_flag_gradient_masking(
     warnings = sanity_checks(masked, data, curve, seed=0)
     text = "\n".join(warnings)
     assert "exactly zero" in text and "deepfool" in text and "whole input box" in text
+    assert "gradient-free square broke" in text  # where APGD-CE and APGD-T found nothing
     assert all("\n" not in w for w in warnings)
 
 
@@ -165,6 +205,18 @@ def test_cli_evaluate_prints_a_curve(checkpoint: str, capsys: pytest.CaptureFixt
     assert all(line.startswith("warning: ") for line in out.err.splitlines())
 
 
+def test_cli_evaluate_autoattack(checkpoint: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["evaluate", checkpoint, "--attack", "autoattack", "--eps", "0.1,0.2",
+                 "--n", "32", "--steps", "5", "--queries", "20", "--format", "json",
+                 "--device", "cpu", "--no-sanity"])
+    out = capsys.readouterr()
+    assert code == 0
+    rows = json.loads(out.out)
+    assert [r["attack"] for r in rows] == ["autoattack"] * 2
+    counts = [json.loads(r["broken_by"]) for r in rows]
+    assert [sum(c.values()) for c in counts] == [round(32 * (1 - r["robust_accuracy"])) for r in rows]
+
+
 def test_cli_evaluate_warns_on_stderr(tmp_path: object, capsys: pytest.CaptureFixture[str],
                                       trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
                                       ) -> None:
@@ -186,6 +238,7 @@ def test_cli_evaluate_warns_on_stderr(tmp_path: object, capsys: pytest.CaptureFi
     [
         (["--eps", "0.1", "--attack", "fgsm", "--restarts", "2"], "--restarts"),
         (["--eps", "0.1", "--attack", "fgsm", "--steps", "2"], "--steps"),
+        (["--eps", "0.1", "--attack", "pgd", "--queries", "2"], "--queries"),
         (["--eps", "x"], "comma-separated"),
         (["--eps", "0.1", "--attack", "cw"], "invalid choice"),
     ],

@@ -18,7 +18,8 @@ with the highest clean logits after y (z sorted decreasingly as z_π1 ≥ z_π2 
 Arguments: model, x (N, C, H, W) in bounds, y (N,), epsilons (K budgets), norm="inf",
 loss="ce", steps=100, restarts=1, n_targets=9, bounds=(0, 1), generator=None (seed 0).
 
-Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W). Budgets run in
+Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W); an input already
+misclassified counts as fooled by itself (x_adv = x), whatever the random start. Budgets run in
 ascending order; fooled inputs stop costing work (as in :mod:`rankrobust.attacks.pgd`). Random
 starts are drawn per (ε, target, restart) for all N inputs and indexed (:func:`budget_generator`):
 an input's result does not depend on the other inputs, which :func:`autoattack` relies on.
@@ -188,12 +189,15 @@ def apgd_budgets(
     if loss == "dlr-targeted":
         runs = list(range(min(n_targets, k_classes - 1)))
     template = x[:1].expand(len(x), *x.shape[1:])  # (N, ...): the shape random starts are drawn in
+    wrong = logits.argmax(1) != y  # (N,) misclassified as they are: fooled by x itself
 
     def attack_one(
         xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        out, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
+        out, fooled = xs.clone(), wrong[rows].clone()
         best = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
+        if eps == 0:
+            return out, fooled
         for rank, t in enumerate(runs):
             for restart in range(restarts):
                 todo = (~fooled).nonzero().squeeze(1)

@@ -29,8 +29,8 @@ y (N,), epsilons (K budgets), norm="inf", n_queries=5000 (iterations after the s
 each, as in AutoAttack "standard"), p_init=0.8 (AutoAttack's value), bounds=(0, 1),
 generator=None (seed 0).
 
-Shapes: returns AttackResult with success (K, N) and x_adv (K, N, ...): the first fooling point,
-else the lowest-margin one. Budgets run in ascending order; inputs leave the batch once fooled.
+Shapes: returns AttackResult with success (K, N) and x_adv (K, N, ...): x itself where it is
+misclassified, else the first fooling point, else the lowest-margin one. Budgets run in ascending order; inputs leave the batch once fooled.
 Every random draw is made for all N inputs at once from a generator per budget
 (:func:`~rankrobust.attacks.base.budget_generator`) and indexed: an input's result does not depend
 on the other inputs (windows are drawn per input, unlike AutoAttack's one window per batch).
@@ -100,6 +100,39 @@ def as_image(x: torch.Tensor) -> torch.Tensor:
     raise ConfigError(f"square: expected inputs (N, C, H, W), (N, C, L) or (N, D), got {tuple(x.shape)}")
 
 
+def window(vh: torch.Tensor, vw: torch.Tensor, s: int, h: int, w: int) -> torch.Tensor:
+    """(B, 1, H, W) bool: per input b the s×s square with top-left corner (vh_b, vw_b)."""
+    hh, ww = torch.arange(h, device=vh.device), torch.arange(w, device=vh.device)
+    inh = (hh >= vh[:, None]) & (hh < vh[:, None] + s)  # (B, H)
+    inw = (ww >= vw[:, None]) & (ww < vw[:, None] + s)  # (B, W)
+    return (inh[:, :, None] & inw[:, None, :])[:, None]
+
+
+def l2_candidate(
+    x0: torch.Tensor,
+    xb: torch.Tensor,
+    m1: torch.Tensor,
+    m2: torch.Tensor,
+    pattern: torch.Tensor,
+    r: torch.Tensor,
+    eps: float,
+    bounds: Bounds,
+) -> torch.Tensor:
+    """The ℓ2 proposal (module docstring): x0, xb (B, C, H, W); windows m1, m2 (B, 1, H, W);
+    ``pattern`` η placed on W₁ (B, 1, H, W); signs r (B, C, 1, 1). Returns clip(x0 + δ′)."""
+    c = x0.shape[1]
+    delta = xb - x0
+    n1 = (delta.square() * m1).sum((2, 3), keepdim=True).sqrt()  # ‖δ_c on W₁‖, (B, C, 1, 1)
+    n_img = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # ‖δ‖, (B, 1, 1, 1)
+    n_win = (delta * (m1 | m2)).flatten(1).norm(dim=1).view(-1, 1, 1, 1)  # ‖δ on W₁ ∪ W₂‖
+    u = (pattern * r + delta / (n1 + 1e-12)) * m1
+    size = ((eps**2 - n_img.square()).clamp_min(0) / c + n_win.square()).sqrt()
+    u = u / (u.square().sum((2, 3), keepdim=True).sqrt() + 1e-12) * size
+    d_new = torch.where(m1, u, torch.where(m2, torch.zeros_like(delta), delta))
+    d_norm = d_new.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    return (x0 + d_new / (d_norm + 1e-12) * eps).clamp(*bounds)
+
+
 def square_run(
     model: nn.Module,
     x: torch.Tensor,
@@ -125,16 +158,23 @@ def square_run(
         zy = z.gather(1, yc[:, None]).squeeze(1)
         return zy - z.scatter(1, yc[:, None], -torch.inf).amax(1), z.argmax(1) != yc
 
-    def ints(high: int, *size: int) -> torch.Tensor:  # (n_total, *size) draws, indexed by rows
+    def ints(high: int, *size: int) -> torch.Tensor:  # (n_total, *size) draws on the CPU
         return torch.randint(0, high, (n_total, *size), generator=gen)
 
     with torch.no_grad():
-        if eps == 0:
-            return x.clone(), margin(xi, y)[1]
-        lo, hi = bounds
+        wrong = margin(xi, y)[1]  # misclassified as it is: fooled by x itself
+        if eps == 0 or wrong.all():
+            return x.clone(), wrong
+        if wrong.any():
+            keep = (~wrong).nonzero().squeeze(1)
+            xa, hit = square_run(model, x[keep], y[keep], eps, norm, n_queries, p_init, bounds,
+                                 gen, rows[keep.cpu()], n_total)
+            out, fooled = x.clone(), wrong.clone()
+            out[keep], fooled[keep] = xa, hit
+            return out, fooled
         if norm == "inf":
             r = ints(2, c, 1, w)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, 1, W) stripes
-            xb = (xi + eps * r).clamp(lo, hi)
+            xb = (xi + eps * r).clamp(*bounds)
         else:
             s0 = max(min(h, w) // 5, 1)
             nh, nw = min(5, h // s0), min(5, w // s0)
@@ -145,35 +185,25 @@ def square_run(
             top, left = (h - nh * s0) // 2, (w - nw * s0) // 2
             delta[:, :, top : top + nh * s0, left : left + nw * s0] = grid
             norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            xb = (xi + delta / norms * eps).clamp(lo, hi)
+            xb = (xi + delta / norms * eps).clamp(*bounds)
         mb, hit = margin(xb, y)
         out, fooled = xi.clone(), torch.zeros(b, dtype=torch.bool, device=dev)
+        # state of the inputs still running: local index, global row, x, y, best point, margin
         st = {"i": torch.arange(b, device=dev), "rows": rows, "x0": xi, "y": y, "xb": xb, "mb": mb}
-        if norm == "inf":
-            st["hi"], st["lo"] = (xi + eps).clamp(lo, hi), (xi - eps).clamp(lo, hi)
-        hh, ww = torch.arange(h, device=dev), torch.arange(w, device=dev)
+        if norm == "inf":  # the two vertex values of each coordinate
+            st["hi"], st["lo"] = (xi + eps).clamp(*bounds), (xi - eps).clamp(*bounds)
         for it in range(n_queries + 1):
             if hit.any():  # record fooling points, drop those inputs
                 out[st["i"][hit]], fooled[st["i"][hit]] = st["xb"][hit], True
-                keep = ~hit
-                st = {k: v[keep.to(v.device)] for k, v in st.items()}
+                st = {k: v[(~hit).to(v.device)] for k, v in st.items()}
             if it == n_queries or not len(st["i"]):
                 break
-            rs = st["rows"]
+            rs, x0, xb = st["rows"], st["x0"], st["xb"]
             p = p_schedule(it, n_queries, p_init)
-
-            def window(vh: torch.Tensor, vw: torch.Tensor, s: int) -> torch.Tensor:
-                """(B, 1, H, W) bool: the s×s window at (vh, vw) per input."""
-                vh, vw = vh.to(dev)[:, None], vw.to(dev)[:, None]
-                inh, inw = (hh >= vh) & (hh < vh + s), (ww >= vw) & (ww < vw + s)
-                return (inh[:, :, None] & inw[:, None, :])[:, None]
-
-            x0, xb = st["x0"], st["xb"]
             if norm == "inf":
                 s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
-                vh, vw = ints(h - s + 1)[rs], ints(w - s + 1)[rs]
+                m1 = window(ints(h - s + 1)[rs].to(dev), ints(w - s + 1)[rs].to(dev), s, h, w)
                 up = ints(2, c)[rs].to(dev).bool()[:, :, None, None]  # (B, C, 1, 1)
-                m1 = window(vh, vw, s)
                 x_new = torch.where(m1, torch.where(up, st["hi"], st["lo"]), xb)
                 same = (x_new == xb).flatten(1).all(1).view(-1, 1, 1, 1)  # a wasted query
                 if same.any():  # the window already holds these signs: flip them
@@ -181,26 +211,16 @@ def square_run(
             else:
                 s = max(int(round(math.sqrt(p * h * w))), 3)
                 s = min(s + 1 - s % 2, h, w)  # odd, fits the image
-                vh, vw = ints(h - s + 1)[rs], ints(w - s + 1)[rs]
-                vh2, vw2 = ints(h - s + 1)[rs], ints(w - s + 1)[rs]
-                flip = ints(2)[rs].to(dev).bool()[:, None, None]
+                vh, vw = ints(h - s + 1)[rs].to(dev), ints(w - s + 1)[rs].to(dev)
+                m2 = window(ints(h - s + 1)[rs].to(dev), ints(w - s + 1)[rs].to(dev), s, h, w)
+                flip = ints(2)[rs].to(dev).bool()[:, None, None]  # η transposed
                 r = ints(2, c)[rs].to(dev, x.dtype)[:, :, None, None] * 2 - 1  # (B, C, 1, 1)
-                m1, m2 = window(vh, vw, s), window(vh2, vw2, s)
-                delta = xb - x0
-                n1 = (delta.square() * m1).sum((2, 3), keepdim=True).sqrt()  # (B, C, 1, 1)
-                n_img = delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-                n_win = (delta * (m1 | m2)).flatten(1).norm(dim=1).view(-1, 1, 1, 1)
                 e = eta(s).to(dev, x.dtype)
-                rh = (hh[None, :] - vh.to(dev)[:, None]).clamp(0, s - 1)  # (B, H)
-                rw = (ww[None, :] - vw.to(dev)[:, None]).clamp(0, s - 1)  # (B, W)
-                pattern = torch.where(flip, e[rw[:, None, :], rh[:, :, None]],
-                                      e[rh[:, :, None], rw[:, None, :]])[:, None]  # (B, 1, H, W)
-                u = (pattern * r + delta / (n1 + 1e-12)) * m1
-                size = ((eps**2 - n_img.square()).clamp_min(0) / c + n_win.square()).sqrt()
-                u = u / (u.square().sum((2, 3), keepdim=True).sqrt() + 1e-12) * size
-                d_new = torch.where(m1, u, torch.where(m2, torch.zeros_like(delta), delta))
-                d_norm = d_new.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
-                x_new = (x0 + d_new / (d_norm + 1e-12) * eps).clamp(lo, hi)
+                ph = (torch.arange(h, device=dev) - vh[:, None]).clamp(0, s - 1)  # (B, H)
+                pw = (torch.arange(w, device=dev) - vw[:, None]).clamp(0, s - 1)  # (B, W)
+                pattern = torch.where(flip, e[pw[:, None, :], ph[:, :, None]],
+                                      e[ph[:, :, None], pw[:, None, :]])[:, None]  # (B, 1, H, W)
+                x_new = l2_candidate(x0, xb, window(vh, vw, s, h, w), m2, pattern, r, eps, bounds)
             m_new, hit = margin(x_new, st["y"])
             better = (m_new < st["mb"]) | hit
             st["xb"] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)

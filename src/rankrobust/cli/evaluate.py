@@ -1,4 +1,7 @@
-"""``rankrobust evaluate``: a fooling-ratio curve of a saved checkpoint, with sanity warnings."""
+"""``rankrobust evaluate``: a fooling-ratio curve of a saved checkpoint, with sanity warnings.
+
+``--attack autoattack`` prints robust accuracy (true labels) and the fooling ratio per ε, plus a
+``broken_by`` column: how many inputs each member (clean, apgd-ce, apgd-t, square) broke."""
 
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("checkpoint", help="model.safetensors, model.json or their folder")
     p.add_argument("--attack", default="pgd",
-                   help="fgsm | pgd | apgd-ce | apgd-dlr | apgd-t | deepfool (default pgd)")
+                   help="fgsm | pgd | apgd-ce | apgd-dlr | apgd-t | square | autoattack | deepfool "
+                   "(default pgd); autoattack = APGD-CE → APGD-T → Square, each on the inputs "
+                   "the earlier ones left, with a broken_by column")
     p.add_argument("--norm", default="inf", choices=["inf", "2"])
     p.add_argument("--eps", type=float_list, required=True, help="budgets, e.g. 0.05,0.1,0.2,0.3")
     p.add_argument("--dataset", default=None,
@@ -30,6 +35,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=None, help="iterations of pgd/apgd (max_iter of deepfool)")
     p.add_argument("--restarts", type=int, default=None, help="random restarts of pgd/apgd")
+    p.add_argument("--queries", type=int, default=None,
+                   help="queries of square (default 5000; within autoattack 2500)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
@@ -38,16 +45,22 @@ def register(subparsers: Any) -> None:
 
 
 def attack_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Attack keyword options from --steps/--restarts (ConfigError where they do not apply)."""
+    """Attack keyword options from --steps/--restarts/--queries (ConfigError where they do not
+    apply)."""
     options: dict[str, Any] = {}
     if args.steps is not None:
-        if args.attack == "fgsm":
-            raise ConfigError("--steps does not apply to --attack fgsm")
+        if args.attack in ("fgsm", "square"):
+            raise ConfigError(f"--steps does not apply to --attack {args.attack}")
         options["max_iter" if args.attack == "deepfool" else "steps"] = args.steps
     if args.restarts is not None:
-        if args.attack in ("fgsm", "deepfool"):
+        if args.attack in ("fgsm", "deepfool", "square"):
             raise ConfigError(f"--restarts does not apply to --attack {args.attack}")
         options["restarts"] = args.restarts
+    queries = getattr(args, "queries", None)  # `rankrobust intervene` reuses this without it
+    if queries is not None:
+        if args.attack not in ("square", "autoattack"):
+            raise ConfigError(f"--queries does not apply to --attack {args.attack}")
+        options["n_queries"] = queries
     return options
 
 

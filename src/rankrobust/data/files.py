@@ -67,10 +67,11 @@ def read_regular(
 ) -> bytes:
     """The bytes of the regular file ``path`` (at most ``limit``; see :func:`open_regular`)."""
     with open_regular(path, limit, error, what) as fh:
+        size = os.fstat(fh.fileno()).st_size  # ≤ limit; read() preallocates what it is asked for
         try:
-            data = fh.read(limit + 1)
+            data = fh.read(size + 1)
         except OSError as exc:
             raise error(f"cannot read {what} {path}: {exc.strerror or exc}") from None
-    if len(data) > limit:  # it grew while we read it
-        raise error(f"{path}: larger than the {_size(limit)} a {what} may have")
+    if len(data) > size:
+        raise error(f"{path}: the {what} changed while it was read")
     return data

@@ -32,13 +32,23 @@ _DTYPES: dict[int, np.dtype] = {
     0x0E: np.dtype(">f8"),
 }
 _GZIP_ERRORS = (OSError, EOFError, zlib.error)
+_CHUNK = 1 << 24
 
 
 def _read_exact(stream: BinaryIO, n: int, path: Path, what: str) -> bytes:
+    """``n`` bytes, read in chunks: ``read(n)`` would allocate all ``n`` before seeing EOF."""
+    parts: list[bytes] = []
+    got = 0
     try:
-        data = stream.read(n)
+        while got < n:
+            chunk = stream.read(min(_CHUNK, n - got))
+            if not chunk:
+                break
+            parts.append(chunk)
+            got += len(chunk)
     except _GZIP_ERRORS as exc:
         raise DataError(f"{path}: corrupt or truncated gzip data ({exc})") from None
+    data = b"".join(parts)
     if len(data) != n:
         raise DataError(f"{path}: truncated or corrupt IDX {what} ({len(data)} of {n} bytes)")
     return data

@@ -1,4 +1,9 @@
-"""``load_dataset``: one entry point for every dataset, always float32 (N, C, H, W) in [0, 1]."""
+"""``load_dataset``: one entry point for every dataset, always float32 (N, C, H, W) in [0, 1].
+
+Every split is checked as it is loaded (:func:`check_arrays`): not empty, images of the
+catalogue's shape, labels in range, pixels finite and in range. Nothing is clipped or cast
+silently; files are read only if they are regular files (:mod:`rankrobust.data.files`).
+"""
 
 from __future__ import annotations
 

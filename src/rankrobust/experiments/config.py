@@ -22,12 +22,12 @@ from typing import Any, Literal
 import yaml
 
 from rankrobust.configuration import brief, clip, closest, from_dict, require
-from rankrobust.data import DATASETS
+from rankrobust.data import DATASETS, dataset_info
 from rankrobust.data.files import read_regular
 from rankrobust.errors import ConfigError
 from rankrobust.interventions import INTERVENTIONS
 from rankrobust.models import MODELS
-from rankrobust.models.registry import model_options
+from rankrobust.models.registry import model_options, state_shapes
 from rankrobust.training.config import TrainConfig
 
 AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
@@ -165,6 +165,8 @@ class RunConfig:
                     f"unknown key 'model_options.{key}' for model {self.model!r}"
                     f"{closest(str(key), allowed)}; options: {', '.join(allowed) or '(none)'}"
                 )
+        info = dataset_info(self.dataset)  # sizes checked on the meta device: no memory spent
+        state_shapes(self.model, info.in_shape, info.num_classes, **self.model_options)
 
 
 DEFAULT_MAX_RUNS = 5_000  # a study file may raise it with ``max_runs: N``

@@ -12,6 +12,7 @@ perturbation that changes the label (inputs where DeepFool failed are left out).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rankrobust.attacks import apgd, deepfool, fgsm, pgd
+from rankrobust.attacks import EnsembleResult, apgd, autoattack, deepfool, fgsm, pgd, square
 from rankrobust.attacks.base import (
     check_epsilons,
     check_norm,
@@ -30,9 +31,10 @@ from rankrobust.attacks.base import (
 from rankrobust.errors import ConfigError, DataError
 
 Data = tuple[torch.Tensor, torch.Tensor]
-ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "deepfool")
+ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack", "deepfool")
 COLUMNS = ["attack", "norm", "epsilon", "fooling_ratio", "fooling_ratio_correct",
            "robust_accuracy", "clean_accuracy", "n"]
+ENSEMBLE_COLUMNS = [*COLUMNS, "broken_by"]  # autoattack: + JSON {member: inputs it broke}
 
 
 def select(data: Data, n: int | None) -> Data:
@@ -57,6 +59,38 @@ def make_generator(seed: int | None) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def attack_batch(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    attack: str,
+    epsilons: list[float],
+    norm: str,
+    generator: torch.Generator,
+    **options: Any,
+) -> tuple[torch.Tensor, EnsembleResult | None]:
+    """(K, B) success of ``attack`` at each ε on one batch (on the model's device), and for
+    autoattack its :class:`EnsembleResult` (which member broke which input)."""
+    if attack == "deepfool":
+        options = {"norm": norm, **options}
+        return deepfool(model, x, labels, **options).success_at(epsilons), None
+    if attack == "fgsm":
+        result = fgsm(model, x, labels, epsilons, norm=norm, **options)
+    elif attack == "pgd":
+        result = pgd(model, x, labels, epsilons, norm=norm, generator=generator, **options)
+    elif attack == "square":
+        result = square(model, x, labels, epsilons, norm=norm, generator=generator, **options)
+    elif attack == "autoattack":
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
+        ens = autoattack(model, x, labels, epsilons, norm=norm, seed=seed, **options)
+        return ens.success, ens
+    else:
+        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[attack]
+        result = apgd(model, x, labels, epsilons, norm=norm, loss=loss, generator=generator,
+                      **options)
+    return result.success, None
+
+
 def success_matrix(
     model: nn.Module,
     x: torch.Tensor,
@@ -68,18 +102,7 @@ def success_matrix(
     **options: Any,
 ) -> torch.Tensor:
     """(K, B) success of ``attack`` at each ε on one batch (on the model's device)."""
-    if attack == "deepfool":
-        options = {"norm": norm, **options}
-        return deepfool(model, x, labels, **options).success_at(epsilons)
-    if attack == "fgsm":
-        result = fgsm(model, x, labels, epsilons, norm=norm, **options)
-    elif attack == "pgd":
-        result = pgd(model, x, labels, epsilons, norm=norm, generator=generator, **options)
-    else:
-        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[attack]
-        result = apgd(model, x, labels, epsilons, norm=norm, loss=loss, generator=generator,
-                      **options)
-    return result.success
+    return attack_batch(model, x, labels, attack, epsilons, norm, generator, **options)[0]
 
 
 def fooling_ratio_curve(
@@ -97,10 +120,18 @@ def fooling_ratio_curve(
     """Fooling ratio of ``attack`` at each ε over the first ``n`` inputs of ``data``.
 
     ``data`` = (x (N, C, H, W) in [0, 1], y (N,)); ``attack`` one of fgsm (norm "2": FGM), pgd,
-    apgd-ce, apgd-dlr, apgd-t (targeted DLR), deepfool (minimal: success at ε iff ‖r‖ ≤ ε).
-    ``attack_options`` go to the attack (steps, restarts, bounds, ...). Returns one row per ε,
-    in the given order, with columns attack, norm, epsilon, fooling_ratio,
-    fooling_ratio_correct, robust_accuracy, clean_accuracy, n.
+    apgd-ce, apgd-dlr, apgd-t (targeted DLR), square (gradient-free), autoattack (the ensemble
+    APGD-CE → APGD-T → Square), deepfool (minimal: success at ε iff ‖r‖ ≤ ε).
+    ``attack_options`` go to the attack (steps, restarts, n_queries, bounds, ...). Returns one
+    row per ε, in the given order, with columns attack, norm, epsilon, fooling_ratio,
+    fooling_ratio_correct, robust_accuracy, clean_accuracy, n; for autoattack also
+    ``broken_by``, a JSON object {member: count} on the true labels: "clean" = inputs
+    misclassified unperturbed, then per member the correctly classified inputs it broke (no
+    earlier member did), so that the counts sum to n·(1 − robust_accuracy).
+
+    Attacks run against the model's clean predictions (the fooling ratio); robust accuracy is
+    on the true labels: an input counts as robust at ε iff it is correctly classified and not
+    fooled, so a misclassified input is never robust.
     """
     if attack not in ATTACKS:
         raise ConfigError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
@@ -113,6 +144,7 @@ def fooling_ratio_curve(
     gen = make_generator(seed)
     fooled = torch.zeros(len(eps), dtype=torch.long)
     fooled_correct = torch.zeros(len(eps), dtype=torch.long)
+    broken: dict[str, torch.Tensor] = {}  # autoattack: member → (K,) correct inputs it broke
     n_correct = 0
     with eval_mode(model):
         for i in range(0, len(x_all), batch_size):
@@ -120,10 +152,15 @@ def fooling_ratio_curve(
             y = y_all[i : i + batch_size].to(device)
             pred = predict(model, x)
             correct = pred == y
-            success = success_matrix(model, x, pred, attack, eps, norm, gen, **attack_options)
+            success, ens = attack_batch(model, x, pred, attack, eps, norm, gen, **attack_options)
             fooled += success.sum(1).cpu()
             fooled_correct += (success & correct[None, :]).sum(1).cpu()
             n_correct += int(correct.sum())
+            if ens is not None:
+                broken["clean"] = broken.get("clean", 0) + (~correct).sum().cpu().expand(len(eps))
+                for m, name in enumerate(ens.names[1:], start=1):
+                    count = ((ens.broken_by == m) & correct[None, :]).sum(1).cpu()
+                    broken[name] = broken.get(name, 0) + count
     total = len(x_all)
     rows = []
     for k, e in enumerate(eps):
@@ -134,7 +171,9 @@ def fooling_ratio_curve(
             "robust_accuracy": (n_correct - fooled_correct[k].item()) / total,
             "clean_accuracy": n_correct / total, "n": total,
         })
-    return pd.DataFrame(rows, columns=COLUMNS)
+        if broken:
+            rows[-1]["broken_by"] = json.dumps({m: int(c[k]) for m, c in broken.items()})
+    return pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS if broken else COLUMNS)
 
 
 def rho_adv(

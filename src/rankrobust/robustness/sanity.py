@@ -9,13 +9,20 @@ Given a fooling-ratio curve (from :func:`fooling_ratio_curve`) on the same model
 3. random noise of the same size (ℓ∞: random corners ε·sign; ℓ2: a random direction of
    length ε) never fools more inputs than the attack;
 4. an unbounded attack (DeepFool) changes every label;
-5. input gradients are not zero (a sign of saturated softmax or shattered gradients).
+5. input gradients are not zero (a sign of saturated softmax or shattered gradients);
+6. a gradient-free attack (Square) breaks no more than a few inputs that the gradient attacks
+   (APGD-CE, APGD-T) left: Square succeeding where gradients fail is the signature of masked
+   gradients (Croce & Hein 2020, §5);
+7. no stronger attack beats the reported one: the autoattack ensemble (APGD-CE → APGD-T →
+   Square, at ``steps`` APGD iterations and ``queries`` Square queries, or the curve itself when
+   it is autoattack) fools at most ``STRONGER_GAP`` more of the inputs at any ε.
 
 An empty list means no check fired, not that the evaluation is proven sound.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -37,6 +44,8 @@ from rankrobust.robustness.curves import Data, fooling_ratio_curve, make_generat
 
 LARGE_SUCCESS = 0.99  # minimum fooling ratio at a budget that covers the whole box
 ZERO_GRADIENT_SHARE = 0.01
+SQUARE_SHARE = 0.005  # most inputs (share of n) Square may break after APGD-CE and APGD-T
+STRONGER_GAP = 0.01  # most fooling ratio a stronger attack may add to the reported one
 
 
 def noise_fooling_ratio(
@@ -76,9 +85,11 @@ def sanity_checks(
     n: int | None = None,
     seed: int | None = None,
     steps: int = 20,
+    queries: int = 1000,
 ) -> list[str]:
     """Warnings (one line each) about ``curve``, the fooling-ratio curve of one attack and norm
-    on the first ``n`` inputs of ``data``; an empty list when every check passes."""
+    on the first ``n`` inputs of ``data``; an empty list when every check passes. ``steps``:
+    iterations of the PGD / APGD runs the checks make; ``queries``: Square's (checks 6, 7)."""
     attack, norm = str(curve["attack"].iloc[0]), check_norm(str(curve["norm"].iloc[0]))
     eps = [float(e) for e in curve["epsilon"]]
     ratios = [float(r) for r in curve["fooling_ratio"]]
@@ -127,4 +138,39 @@ def sanity_checks(
         if zero > ZERO_GRADIENT_SHARE * len(x):
             warnings.append(f"input gradient is exactly zero for {zero} of {len(x)} inputs: "
                             "saturated softmax or masked gradients make gradient attacks blind")
+        warnings += ensemble_checks(model, (x, y), curve, gen, steps, queries, opts)
+    return warnings
+
+
+def ensemble_checks(
+    model: nn.Module,
+    data: Data,
+    curve: pd.DataFrame,
+    generator: torch.Generator,
+    steps: int,
+    queries: int,
+    opts: dict[str, Any],
+) -> list[str]:
+    """Checks 6 and 7 of :func:`sanity_checks` on the inputs ``data`` the curve was made on."""
+    attack = str(curve["attack"].iloc[0])
+    eps = [float(e) for e in curve["epsilon"]]
+    if attack == "autoattack" and "broken_by" in curve:
+        ens = curve
+    else:
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+        ens = fooling_ratio_curve(model, data, "autoattack", eps, steps=steps, n_queries=queries,
+                                  seed=seed, **opts)
+    n = len(data[0])
+    warnings = []
+    for e, counts in zip(eps, ens["broken_by"], strict=True):
+        square = int(json.loads(counts).get("square", 0))
+        if square > SQUARE_SHARE * n:
+            warnings.append(f"gradient-free square broke {square} of {n} inputs at ε={e:g} that "
+                            "apgd-ce and apgd-t left: gradients are likely masked")
+    if ens is not curve:
+        for e, r, s in zip(eps, curve["fooling_ratio"], ens["fooling_ratio"], strict=True):
+            if s - r > STRONGER_GAP:
+                warnings.append(f"a stronger attack (autoattack) fools {100 * (s - r):.1f} points "
+                                f"more inputs than {attack} at ε={e:g} ({s:.3f} > {r:.3f}): the "
+                                "reported attack under-reports")
     return warnings

@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn.utils import parametrize as P
 
 from rankrobust import __version__
-from rankrobust.checkpoint import atomic_write_bytes, effective_state_dict, save_checkpoint
+from rankrobust.checkpoint import effective_state_dict, save_checkpoint
 from rankrobust.configuration import to_dict
 from rankrobust.data import dataset_info, load_dataset
 from rankrobust.errors import ConfigError
@@ -98,7 +98,7 @@ def save_fit(out: str | os.PathLike[str], fitted: FitResult) -> Path:
         "train_seconds": fitted.result.seconds,
         "rankrobust_version": __version__,
     }
-    path = save_checkpoint(out_dir, fitted.model, fitted.spec, meta)
     history = {"history": fitted.result.history, "records": fitted.result.records}
-    atomic_write_bytes(out_dir / "history.json", json.dumps(history, indent=1, default=float).encode())
-    return path
+    # one call: every target is checked before the first byte is written
+    return save_checkpoint(out_dir, fitted.model, fitted.spec, meta, extra_files={
+        "history.json": json.dumps(history, indent=1, default=float).encode()})
