@@ -2,19 +2,24 @@
 the same test inputs of mnist5k (issue "Evaluation a reviewer trusts", part 1).
 
 Run: .venv/bin/python benchmarks/bench_autoattack.py [--n 500] [--eps 0.1,0.2,0.3]
-     [--threads 1] [--natural-epochs 2] [--pgd-epochs 2] [--pgd-steps 5] [--only natural|pgd]
+     [--threads 1] [--natural-epochs 2] [--pgd-epochs 5] [--pgd-steps 7] [--only natural|pgd]
+     [--square-alone]
 
 Two models, trained here with rankrobust: natural (Adam, ``--natural-epochs``) and PGD
 adversarially trained (ε = 0.3 ℓ∞, ``--pgd-steps`` steps, one warm-up epoch). On each: ours,
 ``autoattack(model, x, y, epsilons)`` with its defaults, one call for the whole ε list; theirs,
-torchattacks' AutoAttack (APGD-CE, APGD-T, FAB-T, Square 5000 queries) once per ε. Robust
-accuracy is on the true labels (a misclassified input is never robust).
+torchattacks' AutoAttack once per ε (APGD-CE, APGD-T with 9 targets and FAB-T at torchattacks'
+default 10 steps each, Square 5000 queries; ours: APGD-CE, APGD-T at AutoAttack's 100 steps,
+Square 2500 queries, no FAB-T). Robust accuracy is on the true labels (a misclassified input is
+never robust).
 
 Prints a table, then as the last line one JSON object:
   {model}_time_ratio                    ours / theirs, wall time over the ε list   goal ≤ 1.0
   {model}_cpu_time_ratio                the same in process CPU time (with one torch thread,
                                         unaffected by other processes' load)         (reference)
   {model}_robacc_gap_pts_eps{ε}         100·(ours − theirs) robust accuracy        goal ≤ 0.5
+  with --square-alone, on the PGD model at the largest ε, Square by itself (no APGD first):
+  square_alone_robacc_gap_pts_q{Q}      100·(ours at Q queries − torchattacks' Square at 5000)
 Single runs (each takes minutes); the machine is shared, so wall times are noisy.
 """
 
@@ -61,15 +66,33 @@ def theirs(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: list[f
     return time.perf_counter() - start, time.process_time() - cpu, robust
 
 
+def square_alone(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float,
+                 ratios: dict[str, float]) -> None:
+    """Square by itself: ours at 1000 / 2500 / 5000 queries vs torchattacks' at 5000."""
+    import torchattacks
+
+    from rankrobust.attacks import square
+
+    adv = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=5000, seed=0)(x, y)
+    theirs = float((predict(model, adv) == y).float().mean())
+    print(f"square alone, ε={eps:g}: torchattacks 5000 queries robust accuracy {theirs:.3f}")
+    for q in (1000, 2500, 5000):
+        ours = 1 - float(square(model, x, y, [eps], n_queries=q).success.float().mean())
+        print(f"square alone, ε={eps:g}: ours {q} queries robust accuracy {ours:.3f}", flush=True)
+        ratios[f"square_alone_robacc_gap_pts_q{q}"] = round(100 * (ours - theirs), 2)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--eps", default="0.1,0.2,0.3")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--natural-epochs", type=int, default=2)
-    parser.add_argument("--pgd-epochs", type=int, default=2)
-    parser.add_argument("--pgd-steps", type=int, default=5)
+    parser.add_argument("--pgd-epochs", type=int, default=5)
+    parser.add_argument("--pgd-steps", type=int, default=7)
     parser.add_argument("--only", choices=["natural", "pgd"], default=None)
+    parser.add_argument("--square-alone", action="store_true",
+                        help="also compare Square by itself on the PGD model at the largest ε")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     eps = [float(e) for e in args.eps.split(",")]
@@ -95,6 +118,8 @@ def main() -> None:
               f"ratio {c_ours / c_theirs:.3f}", flush=True)
         ratios[f"{kind}_time_ratio"] = round(t_ours / t_theirs, 3)
         ratios[f"{kind}_cpu_time_ratio"] = round(c_ours / c_theirs, 3)
+        if kind == "pgd" and args.square_alone:
+            square_alone(model, x, y, max(eps), ratios)
     print(json.dumps(ratios))
 
 

@@ -61,7 +61,7 @@ def test_square_result_per_input_does_not_depend_on_the_others() -> None:
 
 def test_square_is_exact_on_affine_classifiers_in_linf() -> None:
     model = affine(2)
-    x = inputs(12)
+    x = inputs(8)
     y, d_inf, d_2 = exact_distances(model, x)
     grid = sorted({float(v) for v in torch.cat([d_inf * 0.999, d_inf * 1.001])})
     res = square(model, x, y, grid, n_queries=150, bounds=BOUNDS)

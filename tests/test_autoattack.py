@@ -120,24 +120,25 @@ def test_autoattack_is_deterministic_for_a_seed() -> None:
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.broken_by, b.broken_by)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # ≈ 15 s on an idle core
 def test_autoattack_is_at_least_as_strong_as_torchattacks(
     lenet: tuple[nn.Module, torch.Tensor, torch.Tensor]
 ) -> None:
-    """Same model, same 128 inputs, ε = 0.1: robust accuracy (true labels) at most 2 points
-    above torchattacks' AutoAttack("standard"). Both Square members get 500 queries to keep
-    this fast; ours runs APGD-CE / APGD-T with AutoAttack's 100 steps, torchattacks with 10."""
+    """Same model, same 96 inputs, ε = 0.15: robust accuracy (true labels) at most 2 points
+    above torchattacks' AutoAttack("standard") (≈ 5 points below when written). Both Square
+    members get 300 queries to keep this fast; ours runs APGD-CE / APGD-T with AutoAttack's
+    100 steps, torchattacks with 10, hence the margin."""
     torchattacks = pytest.importorskip("torchattacks")
     model, x, y = lenet
-    eps = 0.1
-    ours = autoattack(model, x, y, [eps], n_queries=500)
+    x, y, eps = x[:96], y[:96], 0.15
+    ours = autoattack(model, x, y, [eps], n_queries=300)
     theirs_attack = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
                                             n_classes=10, seed=0)
-    theirs_attack._autoattack.attacks[-1].n_queries = 500  # Square, the last member
+    theirs_attack._autoattack.attacks[-1].n_queries = 300  # Square, the last member
     adv = theirs_attack(x, y)
     assert flat_norm(adv - x, "inf").max() <= eps + 1e-6
     rob_ours = 1 - ours.success[0].float().mean().item()
     rob_theirs = (predict(model, adv) == y).float().mean().item()
     clean = (predict(model, x) == y).float().mean().item()
-    assert rob_theirs < clean - 0.1  # the attacks do break inputs: the check means something
+    assert rob_theirs < clean - 0.2  # the attacks do break inputs: the check means something
     assert rob_ours <= rob_theirs + 0.02

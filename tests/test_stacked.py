@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import torch
 
+from rankrobust.errors import TrainingDivergedError
 from rankrobust.methods import method_from_config
 from rankrobust.training import TrainConfig
 from rankrobust.training import stacked as stacked_module
@@ -91,8 +92,12 @@ def test_pgd_adv_three_seeds_match_solo() -> None:
 def test_stacked_forward_equals_each_network() -> None:
     """Shared (B, C, H, W) and per-run (B, K·C, H, W) inputs give each network's own logits."""
     torch.manual_seed(0)
-    for name, options in (("mlp", MLP), ("lenet5", {}), ("cnn-small", {"widths": [4], "fc": 8})):
-        spec = model_spec_for("synthetic", name, options)
+    cases: tuple[tuple[str, str, dict[str, Any]], ...] = (
+        ("synthetic", "mlp", MLP), ("synthetic", "lenet5", {}),
+        ("cifar10", "cnn-small", {"widths": [4], "fc": 8}),  # 3 channels: per-run Normalize
+    )
+    for dataset, name, options in cases:
+        spec = model_spec_for(dataset, name, options)
         nets = [spec.build() for _ in range(3)]
         stacked = stack_networks(nets)
         x = torch.rand(3, 5, *spec.in_shape)  # (K, B, C, H, W)
@@ -150,3 +155,29 @@ def test_fit_many_falls_back_to_solo(monkeypatch: pytest.MonkeyPatch) -> None:
     for c, got in zip(configs, results, strict=True):
         assert isinstance(got, FitResult)
         assert_same(got, fit("synthetic", "mlp", c, MLP))
+
+
+def test_a_diverged_run_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run 1's loss turns NaN at step 3: it gets solo's error, runs 0 and 2 their solo results."""
+    real = stacked_module.stacked_objective
+
+    def poisoned(methods: Any, seeds: Any) -> Any:
+        inner = real(methods, seeds)
+
+        def objective(model: Any, x: torch.Tensor, y: torch.Tensor, info: Any) -> Any:
+            losses, logits = inner(model, x, y, info)
+            if info.step == 3:
+                losses = losses * torch.tensor([1.0, float("nan"), 1.0])
+            return losses, logits
+
+        return objective
+
+    monkeypatch.setattr(stacked_module, "stacked_objective", poisoned)
+    configs = [config(seed=s, track_structure=True) for s in (0, 1, 2)]
+    results = train_stacked("synthetic", "mlp", configs, MLP)
+    assert isinstance(results[1], TrainingDivergedError)
+    assert "epoch 1" in str(results[1])
+    for i in (0, 2):
+        got = results[i]
+        assert isinstance(got, FitResult)
+        assert_same(got, fit("synthetic", "mlp", configs[i], MLP))

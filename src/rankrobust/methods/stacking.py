@@ -6,7 +6,8 @@ are computed at once, with per-run parameters (λ) broadcast over the run axis:
 
 * objective: natural (mean CE per run) and ``pgd-adv``; both return per-run losses (K,) whose
   sum has, for run k's weights, exactly run k's solo gradient;
-* ``l1``: λ_k Σ‖W_k‖₁ (subgradient) or the soft-threshold W ← sign W · max(|W| − lr·λ_k, 0);
+* ``l1``: λ_k Σ‖W_k‖₁ (subgradient, gradient λ_k sign W_k added to the block's ``.grad`` after
+  the backward pass) or the soft-threshold W ← sign W · max(|W| − lr·λ_k, 0);
 * ``nuclear`` (and ``l1+nuclear``, nuclear first): the solo schedule of
   :func:`rankrobust.methods.nuclear.nuclear_penalty_hooks` — matrix i decomposed when
   (step + offset_i) mod k_i = 0, accumulated thresholds τ_k = λ_k Σ lr_t — with one batched
@@ -114,7 +115,7 @@ def objective_key(method: TrainingMethod) -> Hashable | None:
     if type(method).objective is TrainingMethod.objective:
         return ("cross-entropy",)
     if isinstance(method, PGDAdv):
-        return ("pgd-adv", method)
+        return (PGDAdv.name, method)
     return None
 
 
@@ -128,12 +129,12 @@ def stack_key(method: TrainingMethod) -> Hashable | None:
     if objective_key(method) is None:
         return None
     if isinstance(method, L1):
-        return ("l1", method.l1_mode, method.layers)
+        return (L1.name, method.l1_mode, method.layers)
     if isinstance(method, Nuclear):
-        return ("nuclear", method.nuclear_mode, method.nuclear_method, method.svd_every,
+        return (Nuclear.name, method.nuclear_mode, method.nuclear_method, method.svd_every,
                 method.layers)
     if isinstance(method, L1Nuclear):
-        return ("l1+nuclear", method.l1_mode, method.nuclear_mode, method.nuclear_method,
+        return (L1Nuclear.name, method.l1_mode, method.nuclear_mode, method.nuclear_method,
                 method.svd_every, method.layers)
     if isinstance(method, (Natural, PGDAdv)):
         return ("none",)

@@ -6,7 +6,9 @@ schedule (:func:`compat_key`) and whose methods stack (:mod:`rankrobust.methods.
 here together: weights (K, *shape) in one module (:mod:`rankrobust.training.stacked_model`), one
 Adam/SGD over them, and the loss Σ_k L_k(θ_k), so that ∂/∂θ_k is run k's solo gradient. Adam,
 SGD (momentum) and weight decay are elementwise, the lr schedule is shared, so every run follows
-its solo trajectory up to float reassociation (equal within ~1e-6 on the tests' runs).
+its solo trajectory up to float reassociation: within 1e-5 on the tests' runs; over longer runs
+on real data, sign functions (PGD, ℓ1 subgradient) and ReLU/max-pool ties amplify it as much as
+running the solo loop with another thread count does (see benchmarks/RESULTS.md, bench_study).
 
 Per run, exactly as :func:`rankrobust.training.fit.fit`: initial weights from
 ``seed_everything(seed); spec.build()``, the data order ``torch.randperm(n, generator=gen)`` per
@@ -61,7 +63,7 @@ from rankrobust.training.structure_tracking import RECORD
 
 # Fields that may differ between runs of one group (everything else must be equal).
 PER_RUN_FIELDS = ("seed", "method", "progress", "track_structure")
-DEFAULT_MAX_GROUP = 10  # runs per stack: larger stacks outgrow the CPU caches (see RESULTS.md)
+DEFAULT_MAX_GROUP = 10  # runs per stack (one seed's natural-objective runs of the small preset)
 
 
 class RunLike(Protocol):
@@ -129,7 +131,7 @@ def stack_groups(runs: Sequence[RunLike], max_size: int = DEFAULT_MAX_GROUP) -> 
             parts = [p for p in by_seed.values() if len(p) > 1]
             parts.append([i for p in by_seed.values() if len(p) == 1 for i in p])
         for part in parts:
-            groups += [part[j : j + max_size] for j in range(0, len(part), max_size) if part]
+            groups += [part[j : j + max_size] for j in range(0, len(part), max_size)]
     return sorted(groups, key=min)
 
 
@@ -229,13 +231,7 @@ def train_stacked(
     okey = objective_key(first.method)
     shared = shares_inputs(okey) and len({c.seed for c in runs}) == 1
     objective = stacked_objective([c.method for c in runs], [c.seed for c in runs])
-    template = nets[0]
-    penalties: list[tuple[int, int, StackedPenalty]] = []
-    for a, b in _blocks(runs):
-        def select(layers: str, a: int = a, b: int = b) -> list[StackedRef]:
-            return [StackedRef(r.path, params[f"{r.path}.{r.param}"], a, b)
-                    for r in select_weights(template, layers)]
-        penalties.append((a, b, stacked_penalty([c.method for c in runs[a:b]], select)))
+    penalties = _penalties(runs, nets[0], params)
     tracked = [r for r, c in enumerate(runs) if c.track_structure]
     states = [TrainState(m, optimizer, c, device, steps_per_epoch=steps_per_epoch)
               for m, c in zip(nets, runs, strict=True)]
@@ -256,11 +252,7 @@ def train_stacked(
             perms = torch.stack([torch.randperm(n, generator=g) for g in gens]).to(device)  # (K, n)
             for i in range(0, n, first.batch_size):
                 idx = perms[:, i : i + first.batch_size]  # (K, b)
-                if shared:
-                    xb, yb = x_train[idx[0]], y_train[idx[0]][:, None].expand(-1, k)  # (b, ...), (b, K)
-                else:
-                    xb = x_train[idx.T]  # (b, K, C, H, W)
-                    xb, yb = xb.reshape(xb.shape[0], -1, *xb.shape[3:]), y_train[idx.T]
+                xb, yb = _batch(x_train, y_train, idx, shared)
                 losses, logits = objective(net, xb, yb, info)  # (K,), (b, K, classes)
                 for a, b, penalty in penalties:
                     for name, term in penalty.loss_terms.items():
@@ -300,7 +292,7 @@ def train_stacked(
                     "test_loss": float(test_loss[r]), "test_acc": float(test_acc[r]),
                     "epoch_seconds": seconds,
                 }
-                for name in next(p.loss_terms for a, b, p in penalties if a <= r < b):
+                for name in next(p.loss_terms for a, b, p in penalties if a <= r < b):  # solo order
                     metrics[f"penalty_{name}"] = float(term_sums[name][r]) / steps_per_epoch
                 states[r].history.append(metrics)
             if tracked:
@@ -329,6 +321,31 @@ def train_stacked(
     for r, i in enumerate(order):
         back[i] = results[r]
     return back
+
+
+def _batch(x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, shared: bool
+           ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(inputs, labels (b, K)) of the K runs' batches ``idx`` (K, b) of x (N, C, H, W), y (N,).
+
+    Shared (all rows of ``idx`` equal): x[idx₀] (b, C, H, W); else run-folded x (b, K·C, H, W)
+    with [:, k·C:(k+1)·C] = x[idx_k], one gather with the (b, K) index idxᵀ.
+    """
+    if shared:
+        return x[idx[0]], y[idx[0]][:, None].expand(-1, idx.shape[0])
+    xb = x[idx.T]  # (b, K, C, H, W)
+    return xb.reshape(xb.shape[0], -1, *xb.shape[3:]), y[idx.T]
+
+
+def _penalties(runs: Sequence[TrainConfig], template: nn.Module, params: dict[str, nn.Parameter]
+               ) -> list[tuple[int, int, StackedPenalty]]:
+    """(start, stop, penalty) of each block of ``runs`` (sorted by stack key)."""
+    out = []
+    for a, b in _blocks(runs):
+        def select(layers: str, a: int = a, b: int = b) -> list[StackedRef]:
+            return [StackedRef(r.path, params[f"{r.path}.{r.param}"], a, b)
+                    for r in select_weights(template, layers)]
+        out.append((a, b, stacked_penalty([c.method for c in runs[a:b]], select)))
+    return out
 
 
 @torch.no_grad()
