@@ -124,3 +124,40 @@ def test_unknown_sidecar_version_is_refused(tmp_path: Path, version: Any) -> Non
     path.with_suffix(".json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="unknown checkpoint format version None"):
         load_checkpoint(path)
+
+
+def test_attacks_refuse_inputs_and_models_that_would_give_silently_wrong_numbers() -> None:
+    import torch
+    from torch import nn
+
+    from rankrobust.attacks import fgsm, pgd
+    from rankrobust.errors import ConfigError as _ConfigError
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    x, y = torch.rand(5, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1])
+    assert fgsm(model, x, y, [0.1]).success.shape == (1, 5)
+    with pytest.raises(_ConfigError, match="bounds"):  # raw 0–255 pixels
+        pgd(model, x * 255, y, [0.1], steps=1)
+    with pytest.raises(_ConfigError, match="NaN"):
+        fgsm(model, x.masked_fill(x > 0.9, float("nan")), y, [0.1])
+    with pytest.raises(_ConfigError, match="labels must be integers"):
+        fgsm(model, x, y.float(), [0.1])
+    broken = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    with torch.no_grad():
+        broken[1].weight[0, 0] = float("nan")
+    with pytest.raises(_ConfigError, match="NaN or infinite"):  # not "perfectly robust"
+        fgsm(broken, x, y, [0.1])
+
+
+def test_evaluate_json_has_no_bare_nan() -> None:
+    import io
+    import json as _json
+
+    import pandas as _pd
+
+    from rankrobust.cli.common import emit_frame
+
+    out = io.StringIO()
+    emit_frame(_pd.DataFrame({"a": [1.0, float("nan")], "b": ["x", "y"]}), "json", out)
+    assert _json.loads(out.getvalue()) == [{"a": 1.0, "b": "x"}, {"a": None, "b": "y"}]

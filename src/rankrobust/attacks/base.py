@@ -72,12 +72,31 @@ def model_device(model: nn.Module) -> torch.device:
 def prepare(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, bounds: Bounds
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """x, y on the model's device, detached, in the model's floating dtype; shapes checked."""
+    """x, y on the model's device, detached, in the model's floating dtype; checked.
+
+    Refused with one line (ConfigError): wrong shapes, non-finite inputs or inputs outside
+    ``bounds`` (an attack's ε would be meaningless: raw 0–255 pixels fool "at ε = 0"), labels
+    that are not integers, and models with non-finite parameters (which would otherwise look
+    "perfectly robust") or with nothing to differentiate.
+    """
     if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ConfigError(f"expected x (N, ...) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
     check_bounds(bounds)
+    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+        raise ConfigError(f"labels must be integers, got dtype {y.dtype}")
+    if x.numel() and not bool(torch.isfinite(x).all()):
+        raise ConfigError("inputs contain NaN or infinite values")
+    if x.numel() and (float(x.min()) < bounds[0] or float(x.max()) > bounds[1]):
+        raise ConfigError(f"inputs lie outside the declared bounds {tuple(bounds)} "
+                          f"(found [{float(x.min()):g}, {float(x.max()):g}]; scale pixels to [0, 1])")
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    if not params:
+        raise ConfigError("the model has no floating-point parameters: nothing to attack")
+    for name, p in model.named_parameters():
+        if p.is_floating_point() and not bool(torch.isfinite(p).all()):
+            raise ConfigError(f"the model's parameter {name!r} has NaN or infinite values")
     device = model_device(model)
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), x.dtype)
+    dtype = params[0].dtype
     return x.detach().to(device=device, dtype=dtype), y.detach().to(device=device, dtype=torch.long)
 
 

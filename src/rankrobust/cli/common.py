@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from collections.abc import Iterable
@@ -86,7 +87,10 @@ def emit_frame(frame: pd.DataFrame, fmt: str, stream: Any = None) -> None:
     if fmt == "csv":
         frame.to_csv(out, index=False)
     elif fmt == "json":
-        out.write(json.dumps(frame.to_dict(orient="records"), indent=2, default=str) + "\n")
+        # NaN/inf are not JSON: they become null (json.dumps would print a bare NaN)
+        records = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                    for k, v in row.items()} for row in frame.to_dict(orient="records")]
+        out.write(json.dumps(records, indent=2, default=str, allow_nan=False) + "\n")
     else:
         with pd.option_context("display.max_rows", None, "display.max_columns", None,
                                "display.width", 200, "display.float_format", "{:.4g}".format):
