@@ -29,8 +29,9 @@ AutoAttack), restarts=1, n_targets=9, n_queries=2500, p_init=0.8 (Square), bound
 
 Budget choice: Square gets 2500 queries, half of AutoAttack's 5000, so that the ensemble with
 AutoAttack's 100-step APGD-CE / APGD-T costs less than torchattacks' AutoAttack (which runs its
-APGD members for 10 steps): ≈ 0.85× its time, at least as strong at every ε on the benchmark
-models (benchmarks/bench_autoattack.py). Our Square never queries an unchanged point, which
+APGD members for 10 steps): 0.84–0.87× its wall time, at least as strong at every ε on the
+benchmark models (benchmarks/bench_autoattack.py; Square alone at 2500 queries matched
+torchattacks' Square at 5000 there). Our Square never queries an unchanged point, which
 AutoAttack's copy does for ~30 % of its queries (measured on a PGD-trained LeNet-5, ε = 0.3), so
 2500 of ours are worth ≈ 3600 of AutoAttack's. ``n_queries=5000`` gives AutoAttack's budget.
 
