@@ -19,6 +19,7 @@ from rankrobust.data import load_dataset
 from rankrobust.errors import CheckpointError
 from rankrobust.external import load_external_model, read_state_dict
 from rankrobust.interventions import MEASURES, measure
+from rankrobust.robustness import fooling_ratio_curve
 from rankrobust.structure import analyze
 
 HERE = Path(__file__).resolve().parent
@@ -214,3 +215,17 @@ def test_intervene_on_a_factory_model(
     assert [r["keep"] for r in rows] == [0.5, 1.0]
     base = measure(net, load_dataset("synthetic", "test"), attack="pgd", eps=0.1, n=16, steps=2, seed=0)
     assert {c: rows[1][c] for c in MEASURES} == base
+
+
+def test_evaluate_on_a_factory_model(
+    net: nn.Module, weights: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_args = ["evaluate", str(weights["safetensors"]), "--model-factory", FACTORY, "--eps",
+                 "0,0.1", "--attack", "fgsm", "--n", "16", "--format", "json", "--device", "cpu",
+                 "--no-sanity"]
+    err = _fails(base_args, capsys)
+    assert "a --model-factory model has no stored dataset; pass --dataset" in err
+    rows = json.loads(_run([*base_args, "--dataset", "synthetic"], capsys))
+    x, y = load_dataset("synthetic", "test")
+    expected = fooling_ratio_curve(net, (x, y), "fgsm", [0.0, 0.1], n=16, seed=0)
+    assert [r["robust_accuracy"] for r in rows] == pytest.approx(list(expected["robust_accuracy"]))

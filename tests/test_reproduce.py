@@ -26,7 +26,10 @@ def test_every_preset_expands_to_the_full_design(scale: str) -> None:
     assert all(r.train.track_structure for r in runs)
     for r in runs:
         attacks = {(a.attack, a.norm) for a in r.evaluation.attacks}
-        assert attacks == {("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf")}
+        expected = {("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf")}
+        if scale == "full":  # AutoAttack on the full preset's 2,000 test points
+            expected.add(("autoattack", "inf"))
+        assert attacks == expected
         assert r.evaluation.deepfool and r.evaluation.spectra
     # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks)
     for method in PRESET_METHODS:

@@ -9,7 +9,13 @@ import argparse
 import sys
 from typing import Any
 
-from rankrobust.cli.common import check_choice, emit_frame, float_list
+from rankrobust.cli.common import (
+    add_model_source_args,
+    check_choice,
+    emit_frame,
+    float_list,
+    load_model_for_cli,
+)
 from rankrobust.errors import ConfigError
 
 
@@ -41,6 +47,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p.add_argument("--no-sanity", action="store_true", help="skip the gradient-masking checks")
+    add_model_source_args(p)
     p.set_defaults(run=run)
 
 
@@ -66,7 +73,6 @@ def attack_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.checkpoint import load_checkpoint
     from rankrobust.data import DATASETS, load_dataset
     from rankrobust.device import resolve_device
     from rankrobust.robustness import ATTACKS, fooling_ratio_curve, sanity_checks
@@ -79,19 +85,21 @@ def run(args: argparse.Namespace) -> int:
     if any(e < 0 for e in args.eps):
         raise ConfigError("--eps values must be non-negative")
     options = attack_options(args)
-    ckpt = load_checkpoint(args.checkpoint, device=resolve_device(args.device))
-    dataset = args.dataset or ckpt.meta.get("dataset")
+    loaded = load_model_for_cli(args, resolve_device(args.device))
+    dataset = loaded.dataset
     if not dataset:
-        raise ConfigError(f"{args.checkpoint}: no dataset stored with the checkpoint; pass --dataset")
+        source = ("a --model-factory model has no stored dataset" if args.model_factory
+                  else "no dataset stored with the checkpoint")
+        raise ConfigError(f"{args.checkpoint}: {source}; pass --dataset")
     x, y = load_dataset(str(dataset), "test", args.data_dir)
-    if tuple(x.shape[1:]) != tuple(ckpt.spec.in_shape):
+    if loaded.in_shape is not None and tuple(x.shape[1:]) != tuple(loaded.in_shape):
         raise ConfigError(f"dataset {dataset} has inputs {tuple(x.shape[1:])} but the model "
-                          f"expects {tuple(ckpt.spec.in_shape)}")
-    curve = fooling_ratio_curve(ckpt.model, (x, y), args.attack, args.eps, norm=args.norm,
+                          f"expects {tuple(loaded.in_shape)}")
+    curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
                                 batch_size=args.batch_size, n=args.n, seed=args.seed, **options)
     emit_frame(curve, args.format)
     if not args.no_sanity:
-        for line in sanity_checks(ckpt.model, (x, y), curve, batch_size=args.batch_size,
+        for line in sanity_checks(loaded.model, (x, y), curve, batch_size=args.batch_size,
                                   n=args.n, seed=args.seed):
             print(f"warning: {line}", file=sys.stderr)
     return 0
