@@ -40,9 +40,11 @@ for name, (model, old_cfg, method) in CASES.items():
             res = subprocess.run([sys.executable, "-c", CODE, model, json.dumps(cfg)], capture_output=True,
                                  text=True, env={"PYTHONPATH": OLD if which == "old" else NEW, "PATH": "/usr/bin"})
             if res.returncode:
-                print(res.stderr[-2000:]); raise SystemExit(1)
+                print(res.stderr[-2000:])
+                raise SystemExit(1)
             r = json.loads(res.stdout.strip().splitlines()[-1])
-            times[which].append(r["seconds"]); accs[which] = r["acc"]
+            times[which].append(r["seconds"])
+            accs[which] = r["acc"]
     ratio = statistics.median(times["new"]) / statistics.median(times["old"])
     out[name] = round(ratio, 3)
     print(name, {k: [round(t, 2) for t in v] for k, v in times.items()}, "acc", accs, "new/old", round(ratio, 3), flush=True)
