@@ -181,3 +181,19 @@ def load_model_for_cli(args: argparse.Namespace, device: Any) -> LoadedModel:
     if in_shape is not None and num_classes is None:
         num_classes = output_classes(model, in_shape, None, factory)
     return LoadedModel(model, in_shape, num_classes, dataset)
+
+
+def load_test_split(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Any, Any]:
+    """The test split (x, y) of the model's dataset (``--dataset`` or the checkpoint's), checked
+    against the model's input shape; ConfigError when there is no dataset or the shapes differ."""
+    from rankrobust.data import load_dataset  # heavy: imports torch
+
+    if not loaded.dataset:
+        source = ("a --model-factory model has no stored dataset" if args.model_factory
+                  else "no dataset stored with the checkpoint")
+        raise ConfigError(f"{args.checkpoint}: {source}; pass --dataset")
+    x, y = load_dataset(str(loaded.dataset), "test", args.data_dir)
+    if loaded.in_shape is not None and tuple(x.shape[1:]) != tuple(loaded.in_shape):
+        raise ConfigError(f"dataset {loaded.dataset} has inputs {tuple(x.shape[1:])} but the model "
+                          f"expects {tuple(loaded.in_shape)}")
+    return x, y

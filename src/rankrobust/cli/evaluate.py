@@ -15,6 +15,7 @@ from rankrobust.cli.common import (
     emit_frame,
     float_list,
     load_model_for_cli,
+    load_test_split,
 )
 from rankrobust.errors import ConfigError
 
@@ -73,7 +74,7 @@ def attack_options(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.data import DATASETS, load_dataset
+    from rankrobust.data import DATASETS
     from rankrobust.device import resolve_device
     from rankrobust.robustness import ATTACKS, fooling_ratio_curve, sanity_checks
 
@@ -86,15 +87,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--eps values must be non-negative")
     options = attack_options(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
-    dataset = loaded.dataset
-    if not dataset:
-        source = ("a --model-factory model has no stored dataset" if args.model_factory
-                  else "no dataset stored with the checkpoint")
-        raise ConfigError(f"{args.checkpoint}: {source}; pass --dataset")
-    x, y = load_dataset(str(dataset), "test", args.data_dir)
-    if loaded.in_shape is not None and tuple(x.shape[1:]) != tuple(loaded.in_shape):
-        raise ConfigError(f"dataset {dataset} has inputs {tuple(x.shape[1:])} but the model "
-                          f"expects {tuple(loaded.in_shape)}")
+    x, y = load_test_split(args, loaded)
     curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
                                 batch_size=args.batch_size, n=args.n, seed=args.seed, **options)
     emit_frame(curve, args.format)

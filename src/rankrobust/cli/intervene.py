@@ -11,6 +11,7 @@ from rankrobust.cli.common import (
     emit_frame,
     float_list,
     load_model_for_cli,
+    load_test_split,
 )
 from rankrobust.errors import ConfigError
 
@@ -83,7 +84,7 @@ def intervention_kind(args: argparse.Namespace) -> tuple[str, list[float]]:
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
     from rankrobust.cli.evaluate import attack_options
-    from rankrobust.data import DATASETS, load_dataset
+    from rankrobust.data import DATASETS
     from rankrobust.device import resolve_device
     from rankrobust.interventions import intervention_table
     from rankrobust.robustness import ATTACKS
@@ -98,14 +99,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--eps must be non-negative, got {args.eps}")
     options = attack_options(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
-    if not loaded.dataset:
-        source = "a --model-factory model has no stored dataset" if args.model_factory else \
-            "no dataset stored with the checkpoint"
-        raise ConfigError(f"{args.checkpoint}: {source}; pass --dataset")
-    x, y = load_dataset(loaded.dataset, "test", args.data_dir)
-    if loaded.in_shape is not None and tuple(x.shape[1:]) != tuple(loaded.in_shape):
-        raise ConfigError(f"dataset {loaded.dataset} has inputs {tuple(x.shape[1:])} but the model "
-                          f"expects {tuple(loaded.in_shape)}")
+    x, y = load_test_split(args, loaded)
     frame = intervention_table(
         loaded.model, (x, y), kind, keeps, attack=args.attack, eps=args.eps, norm=args.norm,
         n=args.n, batch_size=args.batch_size, per_layer=args.per_layer, seed=args.seed,
