@@ -27,20 +27,45 @@ def test_every_preset_expands_to_the_full_design(scale: str) -> None:
     for r in runs:
         attacks = {(a.attack, a.norm) for a in r.evaluation.attacks}
         expected = {("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf")}
-        if scale == "full":  # AutoAttack on the full preset's 2,000 test points
+        if scale in ("paper", "full"):  # AutoAttack on ≥ 1,000 test points
             expected.add(("autoattack", "inf"))
         assert attacks == expected
         assert r.evaluation.deepfool and r.evaluation.spectra
-    # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks)
+    # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks;
+    # paper, sized for 2 cores, 2 λ's and one rank)
     for method in PRESET_METHODS:
         grid = {tuple(r.train.method.swept_values().items())
                 for r in runs if r.method == method and r.model == "mlp"}
         if not METHODS[method].swept:
             assert len(grid) == 1
+        elif scale == "paper":
+            assert len(grid) >= (1 if method == "lowrank" else 2), method
         elif scale != "smoke":
             assert len(grid) >= (2 if method == "lowrank" else 3), method
     per_config = len(runs) // len(study.seeds)
     assert len(runs) == per_config * len(study.seeds)
+
+
+def test_paper_preset_budgets_per_dataset() -> None:
+    """Fashion-MNIST trains and attacks at a third of the MNIST-scale ε (0.1, with the
+    interventions' budget too) on 55,000 images; MNIST-5k keeps ε 0.3 with its own overrides."""
+    fashion = expand(reproduce_study("paper"))
+    assert {r.dataset for r in fashion} == {"fashion-mnist"} and len({r.seed for r in fashion}) >= 3
+    for run in fashion:
+        assert run.evaluation.n >= 1000 and run.train.validation_size == 5000
+        aa = [a for a in run.evaluation.attacks if a.attack == "autoattack"]
+        assert [a.epsilons for a in aa] == [(0.1,)]
+        assert max(next(a for a in run.evaluation.attacks if a.attack == "pgd").epsilons) == 0.15
+        if run.method in ("pgd-adv", "fgsm-adv", "trades"):
+            assert run.train.method.eps == pytest.approx(0.1)  # type: ignore[attr-defined]
+            assert run.train.method.warmup_epochs >= 1  # type: ignore[attr-defined]
+        for intervention in run.evaluation.interventions:
+            assert intervention.eps == pytest.approx(0.1)
+    mnist = expand(reproduce_study("paper", "mnist5k"))
+    pgd = next(r for r in mnist if r.method == "pgd-adv")
+    assert pgd.train.method.eps == pytest.approx(0.3)  # type: ignore[attr-defined]
+    assert pgd.train.validation_size == 500 and pgd.train.epochs > fashion[0].train.epochs
+    assert pgd.evaluation.interventions[0].eps == pytest.approx(0.3)
 
 
 def test_small_preset_is_mnist5k_with_three_seeds_and_cifar_swaps_the_cnn() -> None:
