@@ -151,6 +151,39 @@ def test_sanity_checks_flag_a_stronger_attack(
     assert "ε=0.05" not in text  # nothing is fooled there by either
 
 
+def test_sanity_checks_reuse_the_runs_other_curves(
+    trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a stored autoattack and fgsm curve of the same norm, checks 1 and 7 compare against
+    them at the shared budgets and run no attack themselves; a stored ensemble that fools more
+    than the reported curve is flagged with the stored numbers."""
+    import rankrobust.robustness.sanity as sanity_module
+
+    model, data = trained
+    eps = [0.05, 0.2]
+    curve = fooling_ratio_curve(model, data, "pgd", eps, steps=10, seed=0)
+    fgsm = fooling_ratio_curve(model, data, "fgsm", eps)
+    stronger = curve.assign(attack="autoattack", fooling_ratio=curve["fooling_ratio"] + 0.25)
+    stronger = stronger[stronger["epsilon"] == 0.2]  # shares only ε = 0.2 with the curve
+    calls: list[str] = []
+    real = sanity_module.fooling_ratio_curve
+
+    def spy(model_: nn.Module, data_: object, attack: str, *args: object, **kwargs: object) -> pd.DataFrame:
+        calls.append(attack)
+        return real(model_, data_, attack, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sanity_module, "fooling_ratio_curve", spy)
+    warnings = sanity_checks(model, data, curve, seed=0, model_checks=False,
+                             reference=pd.concat([fgsm, stronger], ignore_index=True))
+    assert calls == []  # everything came from the reference curves
+    text = "\n".join(warnings)
+    assert "a stronger attack (autoattack) fools 25.0 points more inputs than pgd at ε=0.2" in text
+    assert "ε=0.05" not in text  # no stored ensemble there: not compared, not recomputed
+    # without a reference the same checks run the attacks themselves (fgsm and the ensemble)
+    sanity_checks(model, data, curve, seed=0, model_checks=False, queries=50)
+    assert calls == ["fgsm", "autoattack"]
+
+
 class Quantized(nn.Module):
     """Gradient masking by construction: round(4x)/4 has zero gradient everywhere."""
 

@@ -41,9 +41,17 @@ class AttackSpec:
     norm: Literal["inf", "2"] = "inf"
     epsilons: tuple[float, ...] = (0.1,)
     options: dict[str, Any] = field(default_factory=dict)  # passed on to the attack
+    n: int | None = None  # attack only the first n of the evaluation's points (default: all)
+
+    def to_config(self) -> dict[str, Any]:
+        """Plain form; ``n`` only when set, so that adding the field kept every run id."""
+        data = {"attack": self.attack, "norm": self.norm, "epsilons": list(self.epsilons),
+                "options": dict(self.options)}
+        return data if self.n is None else {**data, "n": self.n}
 
     def check(self, where: str) -> None:
         """Impossible values raise ConfigError naming ``where`` (e.g. ``attacks[0]``)."""
+        require(self.n is None or self.n >= 1, f"{where}.n: must be ≥ 1, got {self.n}")
         eps = list(self.epsilons)
         require(len(eps) > 0, f"{where}.epsilons: list at least one budget")
         require(all(e >= 0 and math.isfinite(e) for e in eps),
@@ -88,16 +96,29 @@ class EvaluationConfig:
     deepfool: bool = False  # store DeepFool ρ_adv = mean ‖r‖₂/‖x‖₂ as scalar "rho_adv"
     deepfool_options: dict[str, Any] = field(default_factory=dict)
     spectra: bool = True  # store the final model's singular values per layer
-    sanity_checks: bool = False  # run robustness.sanity_checks per curve (costly); warnings stored
+    # robustness.sanity_checks on every curve (true), on the curves of the listed attacks, or none
+    # (false); checks reuse the run's other curves where they can; warnings are stored
+    sanity_checks: bool | tuple[AttackName, ...] = False
     interventions: tuple[InterventionSpec, ...] = ()  # rank/pruning interventions, stored per run
+
+    def checks(self, attack: str) -> bool:
+        """Whether the sanity checks run on the curve of ``attack``."""
+        return self.sanity_checks if isinstance(self.sanity_checks, bool) else attack in self.sanity_checks
 
     def validate(self) -> None:
         require(self.n >= 1, f"n: must be ≥ 1, got {self.n}")
         require(self.batch_size >= 1, f"batch_size: must be ≥ 1, got {self.batch_size}")
         for i, spec in enumerate(self.attacks):
             spec.check(f"attacks[{i}]")
+            require(spec.n is None or spec.n <= self.n,
+                    f"attacks[{i}].n: {spec.n} exceeds the evaluation's n = {self.n}")
         for i, intervention in enumerate(self.interventions):
             intervention.check(f"interventions[{i}]")
+        if not isinstance(self.sanity_checks, bool):
+            unknown = sorted(set(self.sanity_checks) - {a.attack for a in self.attacks})
+            if unknown:
+                raise ConfigError(f"sanity_checks: {unknown[0]!r} is not one of this "
+                                  "evaluation's attacks")
         keys = [(a.attack, a.norm, sorted(a.options.items())) for a in self.attacks]
         for i, key in enumerate(keys):
             require(key not in keys[:i], f"attacks[{i}]: repeats an earlier attack (same attack, norm, options)")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy
+import pandas as pd
 import torch
 
 from rankrobust import __version__
@@ -108,19 +109,29 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
     ev = config.evaluation
     if ev.attacks or ev.deepfool or ev.interventions:
         x, y = load_dataset(config.dataset, "test", config.data_dir)
+        curves = []
         for spec in ev.attacks:
             seed_everything(config.seed)  # same random starts whatever ran before
             options = {"seed": config.seed, **spec.options}
             frame = fooling_ratio_curve(
                 model, (x, y), spec.attack, list(spec.epsilons), norm=spec.norm,
-                batch_size=ev.batch_size, n=ev.n, **options,
+                batch_size=ev.batch_size, n=spec.n or ev.n, **options,
             )
-            if ev.sanity_checks:
-                result.warnings += sanity_checks(model, (x, y), frame, batch_size=ev.batch_size,
-                                                 n=ev.n, seed=config.seed)
+            curves.append(frame)
             stored = json.dumps(spec.options, sort_keys=True)
             for row in frame.to_dict(orient="records"):
                 result.robustness.append({**_plain(row), "options": stored})
+        checked_norms: set[str] = set()
+        for spec, frame in zip(ev.attacks, curves, strict=True):
+            if ev.checks(spec.attack):  # after every curve, so that checks reuse the others
+                n = spec.n or ev.n  # checks compare curves made on the same points only
+                others = [c for s, c in zip(ev.attacks, curves, strict=True)
+                          if c is not frame and (s.n or ev.n) == n]
+                result.warnings += sanity_checks(
+                    model, (x, y), frame, batch_size=ev.batch_size, n=n, seed=config.seed,
+                    reference=pd.concat(others, ignore_index=True) if others else None,
+                    model_checks=spec.norm not in checked_norms)
+                checked_norms.add(spec.norm)
         if ev.deepfool:
             seed_everything(config.seed)
             result.scalars["rho_adv"] = float(

@@ -126,7 +126,8 @@ def claims_notes(attack: str) -> Bullets:
         f"changes; the paper's metric, lower = more robust), and `{ra}`, the robust accuracy "
         "(share still classified correctly; higher = more robust), each as the normalized area "
         "under its curve over the ε grid: (1/(ε_max − ε_min))·∫ m(ε) dε by the trapezoid rule, "
-        "the curve's average height, not the plain mean of the grid's values. C2: ℓ1+nuclear − "
+        "the curve's average height, not the plain mean of the grid's values (for an attack "
+        "stored at one ε, the value at that ε). C2: ℓ1+nuclear − "
         "natural (claimed more robust); C4: ℓ1+nuclear − adversarial (claimed less robust).",
         "**C3**: the C2 gain in robustness of the CNN minus that of the FC network (claimed > 0), "
         "Welch interval over the per-seed gains; a second row divides each gain by natural "
@@ -157,27 +158,36 @@ def attack_settings(runs: pd.DataFrame) -> pd.DataFrame:
         ev = _evaluation(config)
         for spec in ev.get("attacks", []) or []:
             opts = spec.get("options", {}) or {}
+            rest = ", ".join(f"{k} {v}" for k, v in sorted(opts.items())
+                             if k not in ("steps", "restarts", "seed"))
             row = {"attack": spec.get("attack"), "norm": spec.get("norm", "inf"),
                    "steps": opts.get("steps", "default"), "restarts": opts.get("restarts", "default"),
-                   "points": ev.get("n"),
-                   "epsilons": ", ".join(f"{e:g}" for e in spec.get("epsilons", []))}
+                   "points": spec.get("n") or ev.get("n"),
+                   "epsilons": ", ".join(f"{e:g}" for e in spec.get("epsilons", [])),
+                   "options": rest or "–"}
             rows.setdefault(tuple(row.values()), row)
         if ev.get("deepfool"):
             row = {"attack": "deepfool (ρ_adv)", "norm": "2",
                    "steps": (ev.get("deepfool_options") or {}).get("max_iter", "default"),
-                   "restarts": "–", "points": ev.get("n"), "epsilons": "minimal perturbation"}
+                   "restarts": "–", "points": ev.get("n"), "epsilons": "minimal perturbation",
+                   "options": "–"}
             rows.setdefault(tuple(row.values()), row)
     return pd.DataFrame(list(rows.values()),
-                        columns=["attack", "norm", "steps", "restarts", "points", "epsilons"])
+                        columns=["attack", "norm", "steps", "restarts", "points", "epsilons",
+                                 "options"])
 
 
 def sanity_statement(runs: pd.DataFrame) -> str:
     """Whether the gradient-masking checks ran, and in how many runs."""
-    ran = sum(bool(_evaluation(c).get("sanity_checks")) for c in runs.get("config", []))
+    chosen = [_evaluation(c).get("sanity_checks") for c in runs.get("config", [])]
+    ran = sum(bool(c) for c in chosen)
     if ran == 0:
         return ("The gradient-masking checks did **not** run (`evaluation.sanity_checks` is off "
                 "in every run), so this report makes no statement about gradient masking.")
-    return (f"The gradient-masking checks ran in {ran} of {len(runs)} runs; "
+    listed = sorted({str(a) for c in chosen if isinstance(c, list) for a in c})
+    which = (f" on the curves of {', '.join(listed)} (the other curves were not checked)"
+             if listed and all(isinstance(c, list) for c in chosen if c) else "")
+    return (f"The gradient-masking checks ran in {ran} of {len(runs)} runs{which}; "
             "no run stored a warning.")
 
 

@@ -18,6 +18,12 @@ Given a fooling-ratio curve (from :func:`fooling_ratio_curve`) on the same model
    it is autoattack) fools at most ``STRONGER_GAP`` more of the inputs at any ε.
 
 An empty list means no check fired, not that the evaluation is proven sound.
+
+Reuse: checks 1 and 7 compare two attacks. When the run already measured the other attack on
+the same inputs and norm (``reference``: the run's other curves), its stored ratios are used at
+the budgets both curves share, and nothing is recomputed; only when no reference covers any of
+the curve's budgets is the other attack run. Checks 2, 4 and 5 concern the model, not the curve
+(``model_checks=False`` skips them, e.g. for a run's second curve of the same norm).
 """
 
 from __future__ import annotations
@@ -46,6 +52,23 @@ LARGE_SUCCESS = 0.99  # minimum fooling ratio at a budget that covers the whole 
 ZERO_GRADIENT_SHARE = 0.01
 SQUARE_SHARE = 0.005  # most inputs (share of n) Square may break after APGD-CE and APGD-T
 STRONGER_GAP = 0.01  # most fooling ratio a stronger attack may add to the reported one
+ITERATIVE = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack")
+
+
+def stored_ratios(reference: pd.DataFrame | None, attacks: tuple[str, ...], norm: str,
+                  epsilons: list[float]) -> dict[float, float]:
+    """Fooling ratio per ε in ``epsilons`` (ε > 0) of the strongest curve in ``reference`` made
+    by one of ``attacks`` with ``norm``: the largest stored ratio at each budget found."""
+    if reference is None or reference.empty:
+        return {}
+    rows = reference[reference["attack"].astype(str).isin(attacks)
+                     & (reference["norm"].astype(str) == norm)]
+    found: dict[float, float] = {}
+    for e in epsilons:
+        at = rows[(rows["epsilon"].astype(float) - e).abs() <= 1e-12]
+        if e > 0 and len(at):
+            found[e] = float(at["fooling_ratio"].astype(float).max())
+    return found
 
 
 def noise_fooling_ratio(
@@ -86,10 +109,14 @@ def sanity_checks(
     seed: int | None = None,
     steps: int = 20,
     queries: int = 1000,
+    reference: pd.DataFrame | None = None,
+    model_checks: bool = True,
 ) -> list[str]:
     """Warnings (one line each) about ``curve``, the fooling-ratio curve of one attack and norm
     on the first ``n`` inputs of ``data``; an empty list when every check passes. ``steps``:
-    iterations of the PGD / APGD runs the checks make; ``queries``: Square's (checks 6, 7)."""
+    iterations of the PGD / APGD runs the checks make; ``queries``: Square's (checks 6, 7);
+    ``reference``: other curves of the same model on the same inputs, reused by checks 1 and 7
+    (module docstring); ``model_checks``: run checks 2, 4 and 5."""
     attack, norm = str(curve["attack"].iloc[0]), check_norm(str(curve["norm"].iloc[0]))
     eps = [float(e) for e in curve["epsilon"]]
     ratios = [float(r) for r in curve["fooling_ratio"]]
@@ -100,30 +127,49 @@ def sanity_checks(
     with eval_mode(model):
         # 1. iterative ≥ single-step
         if attack != "deepfool":
-            single = ratios if attack == "fgsm" else fooling_ratio_curve(
-                model, (x, y), "fgsm", eps, **opts)["fooling_ratio"].tolist()
-            multi = ratios if attack != "fgsm" else fooling_ratio_curve(
-                model, (x, y), "pgd", eps, steps=steps, seed=int(torch.randint(0, 2**62, (1,), generator=gen)), **opts
-            )["fooling_ratio"].tolist()
+            mine = dict(zip(eps, ratios, strict=True))
+            other = stored_ratios(reference, ("fgsm",) if attack != "fgsm" else ITERATIVE, norm, eps)
+            if not other:
+                seed1 = int(torch.randint(0, 2**62, (1,), generator=gen))
+                computed = (fooling_ratio_curve(model, (x, y), "fgsm", eps, **opts)
+                            if attack != "fgsm" else fooling_ratio_curve(
+                                model, (x, y), "pgd", eps, steps=steps, seed=seed1, **opts))
+                other = dict(zip(eps, computed["fooling_ratio"].astype(float), strict=True))
+            single, multi = (mine, other) if attack == "fgsm" else (other, mine)
             name = "pgd" if attack == "fgsm" else attack
-            for e, s, m in zip(eps, single, multi, strict=True):
+            for e in sorted(other):
+                s, m = single[e], multi[e]
                 if m < s:
                     warnings.append(f"{name} fools fewer inputs than single-step fgsm at ε={e:g} "
                                     f"({m:.3f} < {s:.3f}): the iterative attack is not converging")
-        # 2. a budget covering the whole box
-        dim = x[0].numel()
-        big = (bounds[1] - bounds[0]) * (1.0 if norm == "inf" else math.sqrt(dim))
-        large = fooling_ratio_curve(model, (x, y), "pgd", [big], steps=steps,
-                                    seed=int(torch.randint(0, 2**62, (1,), generator=gen)), **opts)["fooling_ratio"].iloc[0]
-        if large < LARGE_SUCCESS:
-            warnings.append(f"pgd at ε={big:g} (the whole input box) fools only {large:.3f} of "
-                            "inputs, expected ~1: gradients may be masked or the model constant")
         # 3. random noise never beats the attack
         noise = noise_fooling_ratio(model, (x, y), eps, norm, bounds, gen, batch_size)
         for e, r, q in zip(eps, ratios, noise, strict=True):
             if q > r:
                 warnings.append(f"random noise of size ε={e:g} fools more inputs than {attack} "
                                 f"({q:.3f} > {r:.3f}): the attack's gradients are unreliable")
+        if model_checks:
+            warnings += model_sanity_checks(model, (x, y), norm, gen, steps, opts)
+        warnings += ensemble_checks(model, (x, y), curve, gen, steps, queries, opts, reference)
+    return warnings
+
+
+def model_sanity_checks(model: nn.Module, data: Data, norm: str, generator: torch.Generator,
+                        steps: int, opts: dict[str, Any]) -> list[str]:
+    """Checks 2, 4 and 5 of :func:`sanity_checks`: properties of the model under ``norm``."""
+    x, _ = data
+    bounds, batch_size = opts["bounds"], opts["batch_size"]
+    warnings: list[str] = []
+    with eval_mode(model):
+        # 2. a budget covering the whole box
+        dim = x[0].numel()
+        big = (bounds[1] - bounds[0]) * (1.0 if norm == "inf" else math.sqrt(dim))
+        large = fooling_ratio_curve(model, data, "pgd", [big], steps=steps,
+                                    seed=int(torch.randint(0, 2**62, (1,), generator=generator)),
+                                    **opts)["fooling_ratio"].iloc[0]
+        if large < LARGE_SUCCESS:
+            warnings.append(f"pgd at ε={big:g} (the whole input box) fools only {large:.3f} of "
+                            "inputs, expected ~1: gradients may be masked or the model constant")
         # 4. unbounded attack changes every label; 5. non-zero gradients
         failed = zero = 0
         device = model_device(model)
@@ -138,7 +184,6 @@ def sanity_checks(
         if zero > ZERO_GRADIENT_SHARE * len(x):
             warnings.append(f"input gradient is exactly zero for {zero} of {len(x)} inputs: "
                             "saturated softmax or masked gradients make gradient attacks blind")
-        warnings += ensemble_checks(model, (x, y), curve, gen, steps, queries, opts)
     return warnings
 
 
@@ -150,25 +195,36 @@ def ensemble_checks(
     steps: int,
     queries: int,
     opts: dict[str, Any],
+    reference: pd.DataFrame | None = None,
 ) -> list[str]:
-    """Checks 6 and 7 of :func:`sanity_checks` on the inputs ``data`` the curve was made on."""
-    attack = str(curve["attack"].iloc[0])
+    """Checks 6 and 7 of :func:`sanity_checks` on the inputs ``data`` the curve was made on.
+    Check 7 reuses a stored autoattack curve of the same norm in ``reference`` at the budgets
+    both share (check 6 is then that curve's own); otherwise it runs the ensemble."""
+    attack, norm = str(curve["attack"].iloc[0]), str(curve["norm"].iloc[0])
     eps = [float(e) for e in curve["epsilon"]]
+    mine = dict(zip(eps, curve["fooling_ratio"].astype(float), strict=True))
+    stored = {} if attack == "autoattack" else stored_ratios(reference, ("autoattack",), norm, eps)
     if attack == "autoattack" and "broken_by" in curve:
         ens = curve
+    elif stored:
+        ens = None
     else:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
         ens = fooling_ratio_curve(model, data, "autoattack", eps, steps=steps, n_queries=queries,
                                   seed=seed, **opts)
     n = len(data[0])
     warnings = []
-    for e, counts in zip(eps, ens["broken_by"], strict=True):
-        square = int(json.loads(counts).get("square", 0))
-        if square > SQUARE_SHARE * n:
-            warnings.append(f"gradient-free square broke {square} of {n} inputs at ε={e:g} that "
-                            "apgd-ce and apgd-t left: gradients are likely masked")
-    if ens is not curve:
-        for e, r, s in zip(eps, curve["fooling_ratio"], ens["fooling_ratio"], strict=True):
+    if ens is not None:
+        for e, counts in zip(eps, ens["broken_by"], strict=True):
+            square = int(json.loads(counts).get("square", 0))
+            if square > SQUARE_SHARE * n:
+                warnings.append(f"gradient-free square broke {square} of {n} inputs at ε={e:g} "
+                                "that apgd-ce and apgd-t left: gradients are likely masked")
+        if ens is not curve:
+            stored = dict(zip(eps, ens["fooling_ratio"].astype(float), strict=True))
+    if attack != "autoattack":
+        for e in sorted(stored):
+            r, s = mine[e], stored[e]
             if s - r > STRONGER_GAP:
                 warnings.append(f"a stronger attack (autoattack) fools {100 * (s - r):.1f} points "
                                 f"more inputs than {attack} at ε={e:g} ({s:.3f} > {r:.3f}): the "
