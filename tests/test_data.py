@@ -50,6 +50,18 @@ def test_fashion_mnist_from_data_dir(tmp_path: Path) -> None:
     assert x.shape == (6, 1, 28, 28) and y.shape == (6,)
 
 
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+                    reason="Debian's dataset-fashion-mnist is not installed (.ci/run installs it)")
+def test_system_fashion_mnist_is_the_full_dataset() -> None:
+    """The paper preset's data: 60,000 / 10,000 images in [0, 1], ten balanced classes."""
+    x, y = load_dataset("fashion-mnist", "test")
+    assert x.shape == (10_000, 1, 28, 28) and x.dtype == torch.float32
+    assert float(x.min()) == 0.0 and float(x.max()) == 1.0
+    assert torch.bincount(y, minlength=10).tolist() == [1000] * 10
+    xtr, ytr = load_dataset("fashion-mnist", "train")
+    assert xtr.shape == (60_000, 1, 28, 28) and torch.bincount(ytr).tolist() == [6000] * 10
+
+
 def test_truncated_idx_is_a_clear_error(tmp_path: Path) -> None:
     _write_mnist(tmp_path, gz=False)
     path = tmp_path / "train-images-idx3-ubyte"

@@ -1,18 +1,28 @@
-"""The Ray executor on a real local Ray (2 CPUs): a tiny grid, one run failing."""
+"""The Ray executor on a real local Ray (2 CPUs): a tiny grid, one run failing; and the
+``--address`` probe against local servers that are not Ray (no Ray needed)."""
 
 from __future__ import annotations
 
+import socket
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+import yaml
 
+from rankrobust.cli.main import main
+from rankrobust.errors import ConfigError
 from rankrobust.experiments import ResultsStore, run_sweep, study_from_dict
-
-pytest.importorskip("ray")
+from rankrobust.experiments.executors import HTTP2_PREFACE, check_ray_address, speaks_http2
 
 
 def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
-    import ray
+    ray = pytest.importorskip("ray")
 
     study = study_from_dict({
         "name": "ray", "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
@@ -31,3 +41,114 @@ def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
         assert len(store.epoch_metrics()) == 2 and len(store.structure()) == 2 * 2 * 2
     again = run_sweep(study, out=tmp_path, executor="ray", progress=False)
     assert again.executed == 0
+
+
+# -- the --address probe: local servers that accept but are not Ray ----------------------------
+SETTINGS_FRAME = b"\x00\x00\x06\x04\x00\x00\x00\x00\x00" + b"\x00\x03\x00\x00\x00\x64"  # max streams 100
+SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+class _Silent(socketserver.BaseRequestHandler):
+    """Accepts, reads whatever comes and never answers, until the client leaves."""
+
+    def handle(self) -> None:
+        self.request.settimeout(30)
+        try:
+            while self.request.recv(1024):
+                pass
+        except OSError:
+            pass
+
+
+class _FakeHTTP2(socketserver.BaseRequestHandler):
+    """Reads the client preface and its SETTINGS, answers SETTINGS + ACK like a gRPC server."""
+
+    def handle(self) -> None:
+        self.request.settimeout(10)
+        data = b""
+        while len(data) < len(HTTP2_PREFACE) + 9:
+            chunk = self.request.recv(1024)
+            if not chunk:
+                return
+            data += chunk
+        assert data.startswith(HTTP2_PREFACE)
+        self.request.sendall(SETTINGS_FRAME + SETTINGS_ACK)
+
+
+class _HTTP1(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(socketserver.ThreadingTCPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+@contextmanager
+def _serving(handler: type[socketserver.BaseRequestHandler]) -> Iterator[int]:
+    """A threading server with ``handler`` on 127.0.0.1 in a daemon thread; yields its port."""
+    server: socketserver.TCPServer
+    if issubclass(handler, BaseHTTPRequestHandler):
+        server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    else:
+        server = _Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(server.server_address[1])
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("handler", [_Silent, _HTTP1], ids=["silent", "http1"])
+def test_an_address_that_is_not_ray_fails_in_seconds_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], handler: type[socketserver.BaseRequestHandler]
+) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({"name": "t", "dataset": "synthetic", "model": "mlp",
+                                    "train": {"epochs": 1, "device": "cpu"}, "seeds": [0]}))
+    out = tmp_path / "out"
+    with _serving(handler) as port:
+        start = time.perf_counter()
+        argv = ["sweep", str(path), "--out", str(out), "--executor", "ray",
+                "--address", f"127.0.0.1:{port}"]
+        assert main(argv) == 2
+        assert time.perf_counter() - start < 10
+    err = capsys.readouterr().err
+    assert err.startswith("rankrobust: error: ") and err.count("\n") == 1, err
+    assert f"127.0.0.1:{port}: the port answers but is not a Ray cluster (GCS)" in err
+    assert not out.exists() or not any(out.iterdir())  # no database, no lock
+
+
+@pytest.mark.timeout(30)
+def test_probe_tells_http2_from_silent_http1_and_closed_servers() -> None:
+    with _serving(_FakeHTTP2) as port:
+        assert speaks_http2("127.0.0.1", port, timeout=5)
+        check_ray_address(f"127.0.0.1:{port}", timeout=5)
+        check_ray_address(f"ray://127.0.0.1:{port}", timeout=5)
+    with _serving(_HTTP1) as port:
+        assert not speaks_http2("127.0.0.1", port, timeout=5)
+    with _serving(_Silent) as port:
+        start = time.perf_counter()
+        assert not speaks_http2("127.0.0.1", port, timeout=1)
+        assert 0.9 < time.perf_counter() - start < 3
+        assert speaks_http2("127.0.0.1", port, timeout=1, handshake=False)  # TCP only (TLS)
+    with socket.socket() as closed:  # bound, never listening: refused
+        closed.bind(("127.0.0.1", 0))
+        with pytest.raises(OSError):
+            speaks_http2("127.0.0.1", closed.getsockname()[1], timeout=1)
+        with pytest.raises(ConfigError, match="cannot reach a Ray cluster"):
+            check_ray_address(f"127.0.0.1:{closed.getsockname()[1]}", timeout=1)
+
+
+def test_probe_skips_the_handshake_under_tls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RAY_USE_TLS", "1")
+    with _serving(_Silent) as port:
+        check_ray_address(f"127.0.0.1:{port}", timeout=1)  # a TLS cluster does not speak h2c

@@ -73,6 +73,28 @@ def test_bad_labels_are_refused(tmp_path: Path, labels: np.ndarray, needle: str)
         load_dataset("mnist", "train", tmp_path)
 
 
+@pytest.mark.parametrize(("pixel", "needle"), [(300, "0..300"), (-1, "-1..0"), ("0.5", "cannot parse")])
+def test_mnist5k_csv_pixels_outside_0_255_are_refused_not_wrapped(
+    tmp_path: Path, pixel: Any, needle: str
+) -> None:
+    import gzip
+
+    from rankrobust.data.mnist5k import read_mnist5k_csv
+
+    row = [0] * 784 + [3]
+    path = tmp_path / "mnist_5k.csv.gz"
+    with gzip.open(path, "wt") as fh:
+        fh.write(",".join(map(str, row)) + "\n")
+        fh.write(",".join(map(str, [pixel, *row[1:]])) + "\n")
+    with pytest.raises(DataError, match="mnist5k") as info:
+        read_mnist5k_csv(path)
+    assert needle in str(info.value) and "\n" not in str(info.value)
+    with gzip.open(path, "wt") as fh:
+        fh.write(",".join(map(str, [255, *row[1:]])) + "\n")
+    x, y = read_mnist5k_csv(path)
+    assert int(x[0, 0, 0, 0]) == 255 and y.tolist() == [3]
+
+
 def test_empty_split_is_refused_at_load(tmp_path: Path) -> None:
     _mnist(tmp_path, np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.uint8))
     with pytest.raises(DataError, match="empty"):
@@ -161,3 +183,51 @@ def test_evaluate_json_has_no_bare_nan() -> None:
     out = io.StringIO()
     emit_frame(_pd.DataFrame({"a": [1.0, float("nan")], "b": ["x", "y"]}), "json", out)
     assert _json.loads(out.getvalue()) == [{"a": 1.0, "b": "x"}, {"a": None, "b": "y"}]
+
+
+# -- weights that are finite in the file but not in the model ---------------------------------
+def _f64_checkpoint(tmp_path: Path, edit: Any) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    spec = ModelSpec("mlp", (1, 4, 4), 3, {"hidden": [5]})
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "ck", spec.build(), spec, {"dataset": "synthetic"})
+    tensors = {k: v.double() for k, v in load_file(path).items()}  # F64 is a valid float type
+    edit(tensors)
+    save_file(tensors, path, metadata={"format": "rankrobust-checkpoint"})
+    return path
+
+
+def test_float64_weights_that_overflow_float32_are_refused(tmp_path: Path) -> None:
+    def huge(t: dict[str, torch.Tensor]) -> None:
+        t["layers.0.weight"][0, 0] = 1e300  # finite in the file, inf in the float32 model
+
+    with pytest.raises(CheckpointError, match=r"'layers.0.weight' is NaN or infinite in the model's float32"):
+        load_checkpoint(_f64_checkpoint(tmp_path, huge))
+    assert load_checkpoint(_f64_checkpoint(tmp_path, lambda t: None)).model(torch.zeros(1, 1, 4, 4)).shape == (1, 3)
+
+
+@pytest.mark.parametrize("std", [0.0, -1.0, 1e-30, 0.3001])
+def test_normalization_buffers_must_match_the_spec(tmp_path: Path, std: float) -> None:
+    def edit(t: dict[str, torch.Tensor]) -> None:
+        t["normalize.std"].fill_(std)  # would divide every input by it
+
+    with pytest.raises(CheckpointError, match=r"buffer 'normalize.std' differs from the model spec"):
+        load_checkpoint(_f64_checkpoint(tmp_path, edit))
+
+
+def test_external_float64_weights_that_overflow_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import save_file
+
+    from rankrobust.external import load_external_model
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from test_external_models import make_net
+
+    state = {k: v.double() for k, v in make_net().state_dict().items()}
+    state["fc.weight"][0, 0] = -1e300
+    save_file(state, tmp_path / "w.safetensors")
+    with pytest.raises(CheckpointError, match=r"'fc.weight' is NaN or infinite in the model's float32"):
+        load_external_model("test_external_models:make_net", tmp_path / "w.safetensors")

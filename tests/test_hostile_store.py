@@ -187,3 +187,110 @@ def test_seeds_must_fit_sqlite_integers(tmp_path: Path, capsys: pytest.CaptureFi
     with ResultsStore(db) as store:
         store.register(expand(study_from_dict({**STUDY, "seeds": [top]})))
         assert int(store.runs()["seed"].iloc[0]) == top
+
+
+# -- numbers read back: range-checked, never reported as they are ------------------------------
+def _complete(path: Path) -> str:
+    """A database with one complete run holding a row in every table; returns its run id."""
+    from rankrobust.experiments.grid import run_id
+    from rankrobust.experiments.run import RunResult
+
+    (config,) = expand(study_from_dict(STUDY))
+    rid = run_id(config)
+    structure = {"epoch": 1, "layer": "0", "kind": "linear", "shape": "4x256", "rows": 4,
+                 "cols": 256, "effective_rank": 3.5, "effective_sparsity": 700.0,
+                 "stable_rank": 2.0, "numerical_rank": 4, "nuclear_norm": 5.0, "spectral_norm": 2.0,
+                 "frobenius_norm": 3.0, "l1_norm": 40.0, "normalized_effective_rank": 0.875,
+                 "normalized_effective_sparsity": 0.68}
+    curve = {"attack": "pgd", "norm": "inf", "options": "{}", "epsilon": 0.1, "fooling_ratio": 0.5,
+             "fooling_ratio_correct": 0.5, "robust_accuracy": 0.4, "clean_accuracy": 0.8, "n": 8}
+    cut = {"intervention": "truncate", "layer": "all", "keep": 0.5, "clean_accuracy": 0.7,
+           "robust_accuracy": 0.3, "fooling_ratio": 0.6, "rho_adv": 0.1, "effective_rank": 2.0,
+           "effective_sparsity": 500.0, "normalized_effective_rank": 0.5,
+           "normalized_effective_sparsity": 0.5, "numerical_rank": 2, "density": 1.0,
+           "attack": "pgd", "norm": "inf", "epsilon": 0.1, "n": 8}
+    with ResultsStore(path) as store:
+        store.register([config])
+        store.record(RunResult(
+            run_id=rid, status="complete", clean_accuracy=0.8, train_seconds=1.0, eval_seconds=0.5,
+            history=[{"epoch": 1, "train_loss": 0.9, "train_acc": 0.7, "test_loss": 0.8,
+                      "test_acc": 0.8, "lr": 0.002, "penalty": 0.0, "epoch_seconds": 0.1,
+                      "val_acc": 0.75}],
+            structure=[structure], robustness=[curve], interventions=[cut],
+            scalars={"rho_adv": 0.2, "final_test_acc": 0.8}, spectra={"0": [2.0, 1.0, 0.5]},
+        ))
+    return rid
+
+
+HOSTILE_VALUES = [
+    ("runs", "clean_accuracy", "1.7", "runs.clean_accuracy = 1.7", "outside [0, 1]"),
+    ("runs", "train_seconds", "-5", "runs.train_seconds = -5", "outside [0, inf]"),
+    ("robustness", "fooling_ratio", "-0.2", "robustness.fooling_ratio = -0.2", "outside [0, 1]"),
+    ("robustness", "robust_accuracy", "9e999", "robustness.robust_accuracy = inf", "not finite"),
+    ("robustness", "epsilon", "-0.1", "robustness.epsilon = -0.1", "outside [0, inf]"),
+    ("structure", "effective_rank", "-3", "structure.effective_rank = -3", "outside [0, inf]"),
+    ("structure", "normalized_effective_rank", "1.5", "normalized_effective_rank = 1.5", "[0, 1]"),
+    ("structure", "spectral_norm", "'big'", "structure.spectral_norm = 'big'", "not a number"),
+    ("epoch_metrics", "test_acc", "2", "epoch_metrics.test_acc = 2", "outside [0, 1]"),
+    ("epoch_metrics", "train_loss", "-9e999", "epoch_metrics.train_loss = -inf", "not finite"),
+    ("epoch_metrics", "extra", "'{\"val_acc\": 1.2}'", "epoch_metrics.val_acc = 1.2", "[0, 1]"),
+    ("spectra", "singular_value", "-1", "spectra.singular_value = -1", "outside [0, inf]"),
+    ("scalars", "value", "-0.5", "scalar 'final_test_acc' = -0.5", "outside [0, 1]"),
+    ("interventions", "keep", "2", "interventions.keep = 2", "outside [0, 1]"),
+    ("interventions", "rho_adv", "-1", "interventions.rho_adv = -1", "outside [0, inf]"),
+]
+
+
+@pytest.mark.parametrize(("table", "column", "sql", "needle", "why"), HOSTILE_VALUES,
+                         ids=[f"{t}.{c}" for t, c, *_ in HOSTILE_VALUES])
+def test_report_refuses_stored_numbers_outside_their_range(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], table: str, column: str, sql: str,
+    needle: str, why: str,
+) -> None:
+    db = tmp_path / "r.sqlite"
+    rid = _complete(db)
+    con = sqlite3.connect(db)
+    con.execute(f"UPDATE {table} SET {column} = {sql}")  # every row of the table: one run
+    con.commit()
+    con.close()
+    out = tmp_path / "report"
+    assert main(["report", str(db), "--out", str(out)]) == 2
+    err = _one_error(capsys)
+    assert needle in err and why in err and rid in err, err
+    assert not (out / "report.html").exists()
+    if table == "runs":
+        assert main(["runs", "--db", str(db)]) == 2
+        assert needle in _one_error(capsys)
+
+
+def test_valid_stored_numbers_are_read_back_unchanged(tmp_path: Path) -> None:
+    from rankrobust.report.tables import load_tables
+
+    db = tmp_path / "r.sqlite"
+    _complete(db)
+    tables = load_tables(db)
+    assert float(tables.runs["clean_accuracy"].iloc[0]) == 0.8
+    assert float(tables.epoch_metrics["val_acc"].iloc[0]) == 0.75
+    assert tables.spectra["singular_value"].tolist() == [2.0, 1.0, 0.5]
+    assert set(tables.scalars["name"]) == {"rho_adv", "final_test_acc"}
+
+
+@pytest.mark.parametrize(("sql", "needle"), [
+    ("method = 'nuclear'", "method/method_params disagree with its config"),
+    ("method_params = '{\"lambda_l1\": 1}'", "method/method_params disagree with its config"),
+    ("seed = 7", "column seed = 7 disagrees with its config (0)"),
+    ("model = 'lenet5'", "column model = 'lenet5' disagrees with its config ('mlp')"),
+    ("dataset = 'mnist'", "column dataset = 'mnist' disagrees"),
+])
+def test_report_refuses_identity_columns_that_disagree_with_the_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sql: str, needle: str
+) -> None:
+    db = tmp_path / "r.sqlite"
+    rid = _complete(db)
+    con = sqlite3.connect(db)
+    con.execute(f"UPDATE runs SET {sql}")  # would be grouped, paired or labelled wrongly
+    con.commit()
+    con.close()
+    assert main(["report", str(db), "--out", str(tmp_path / "report")]) == 2
+    err = _one_error(capsys)
+    assert needle in err and rid in err, err

@@ -143,11 +143,17 @@ def test_a_smoke_report_is_a_pipeline_check_without_verdicts(tmp_path: Path) -> 
 
 def test_attack_settings_table_lists_steps_points_and_grid() -> None:
     config = json.dumps({"evaluation": {"n": 300, "deepfool": True, "attacks": [
-        {"attack": "pgd", "norm": "inf", "epsilons": [0.1, 0.3], "options": {"steps": 20, "restarts": 1}}]}})
+        {"attack": "pgd", "norm": "inf", "epsilons": [0.1, 0.3], "options": {"steps": 20, "restarts": 1}},
+        {"attack": "autoattack", "norm": "inf", "epsilons": [0.1], "n": 100,
+         "options": {"n_targets": 3, "n_queries": 500}}]}})
     table = attack_settings(pd.DataFrame({"config": [config, config]}))
     assert table.iloc[0].to_dict() == {"attack": "pgd", "norm": "inf", "steps": 20, "restarts": 1,
-                                       "points": 300, "epsilons": "0.1, 0.3"}
-    assert len(table) == 2 and np.isin(["deepfool (ρ_adv)"], table["attack"]).all()
+                                       "points": 300, "epsilons": "0.1, 0.3", "options": "–"}
+    # an attack on fewer points says so, with the options that set its strength
+    assert table.iloc[1].to_dict() == {"attack": "autoattack", "norm": "inf", "steps": "default",
+                                       "restarts": "default", "points": 100, "epsilons": "0.1",
+                                       "options": "n_queries 500, n_targets 3"}
+    assert len(table) == 3 and np.isin(["deepfool (ρ_adv)"], table["attack"]).all()
 
 
 def test_lambda_is_chosen_on_validation_accuracy_not_on_the_test_split() -> None:

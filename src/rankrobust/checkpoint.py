@@ -9,7 +9,9 @@ Loading never trusts a size it has not checked: both files must be regular files
 :data:`MAX_SIDECAR_BYTES` / :data:`MAX_WEIGHTS_BYTES`; the sidecar is strict JSON (no NaN or
 Infinity, no duplicate keys, a known format version); and the model's tensor shapes, computed
 without allocating (see :func:`rankrobust.models.state_shapes`), must equal those the weights
-file declares before the model is built. Non-finite weights are refused, naming the tensor.
+file declares before the model is built. Non-finite weights are refused, naming the tensor,
+both as stored and as loaded into the model's dtype; the input normalization buffers must equal
+the spec's.
 
 Saving checks every target path first, writes each file to a temporary name and renames it, so a
 crash or a bad path never leaves half a checkpoint; files get mode 0o666 minus the umask.
@@ -36,7 +38,7 @@ from torch.nn.utils import parametrize as P
 from rankrobust.configuration import brief, clip
 from rankrobust.data.files import GiB, MiB, read_regular
 from rankrobust.errors import CheckpointError, ConfigError
-from rankrobust.models import ModelSpec
+from rankrobust.models import ModelSpec, Normalize
 
 FORMAT = "rankrobust-checkpoint"
 FORMAT_VERSION = 1
@@ -306,6 +308,31 @@ def _match(weights_path: Path, header: dict[str, Any], expected: dict[str, tuple
         raise CheckpointError(f"{weights_path}: weights do not match the model spec ({problem})")
 
 
+def fixed_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
+    """Copies of the input normalization buffers (``Normalize.mean`` / ``.std``) of a freshly
+    built model: they come from the model spec and training never changes them."""
+    return {f"{name}.{key}" if name else key: getattr(module, key).detach().clone()
+            for name, module in model.named_modules() if isinstance(module, Normalize)
+            for key in ("mean", "std")}
+
+
+def check_loaded(model: nn.Module, weights_path: Path, fixed: Mapping[str, torch.Tensor]) -> None:
+    """CheckpointError unless, after loading, every floating tensor of ``model`` is finite (a
+    finite float64 value such as 1e300 in the file becomes inf in a float32 model) and the
+    ``fixed`` buffers are unchanged (a std of 0 or −1 in the weights file would otherwise
+    override the spec's and divide the inputs by it)."""
+    state = model.state_dict()
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{weights_path}: tensor {name!r} is NaN or infinite in the "
+                                  f"model's {str(tensor.dtype).removeprefix('torch.')} (out of range)")
+    for name, before in fixed.items():
+        if not torch.equal(state[name], before):
+            raise CheckpointError(f"{weights_path}: buffer {name!r} differs from the model spec's "
+                                  f"normalization ({brief(state[name].flatten().tolist())} vs "
+                                  f"{brief(before.flatten().tolist())})")
+
+
 def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Checkpoint:
     """Rebuild the model saved at ``path`` (either file of the pair, or its folder).
 
@@ -330,6 +357,7 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
             raise CheckpointError(f"{weights_path}: tensor {name!r} holds NaN or infinite values")
     try:
         model = spec.build()
+        fixed = fixed_buffers(model)  # set by the spec, never trained: the file must agree
         model.load_state_dict(tensors, strict=True)
     except ConfigError as exc:
         raise CheckpointError(f"{sidecar_path}: cannot rebuild the model ({exc})") from None
@@ -337,5 +365,6 @@ def load_checkpoint(path: str | os.PathLike[str], device: str | torch.device = "
         first = str(exc).strip().splitlines()
         detail = " ".join(line.strip() for line in first[:3])
         raise CheckpointError(f"{weights_path}: weights do not match the model spec ({detail})") from None
+    check_loaded(model, weights_path, fixed)
     model.to(device).eval()
     return Checkpoint(model, spec, meta, weights_path)

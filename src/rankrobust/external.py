@@ -198,6 +198,10 @@ def load_external_model(
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")
     model.load_state_dict(tensors, strict=True)
+    for key, value in model.state_dict().items():  # as loaded: float64 1e300 is inf in float32
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{weights}: tensor {key!r} is NaN or infinite in the model's "
+                                  f"{str(value.dtype).removeprefix('torch.')} (out of range)")
     model.to(device).eval()
     if in_shape is not None:
         output_classes(model, in_shape, num_classes, factory)

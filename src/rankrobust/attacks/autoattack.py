@@ -62,6 +62,7 @@ from rankrobust.attacks.base import (
     check_norm,
     ensemble_budgets,
     eval_mode,
+    output_classes,
     predict,
     prepare,
 )
@@ -171,8 +172,7 @@ def autoattack(
 
             return run
 
-        with torch.no_grad():
-            k_classes = int(model(x[:1]).shape[1])
+        k_classes = output_classes(model, x)
         runs = [clean] + [
             unless_zero(MEMBERS[m](model, x, y, norm, budgets, bounds,
                                    torch.Generator().manual_seed(seed)))

@@ -76,8 +76,9 @@ def prepare(
 
     Refused with one line (ConfigError): wrong shapes, non-finite inputs or inputs outside
     ``bounds`` (an attack's ε would be meaningless: raw 0–255 pixels fool "at ε = 0"), labels
-    that are not integers, and models with non-finite parameters (which would otherwise look
-    "perfectly robust") or with nothing to differentiate.
+    that are not integers or lie outside [0, K) for the model's K outputs (:func:`check_labels`;
+    K from one forward of a single input, :func:`output_classes`), and models with non-finite
+    parameters (which would otherwise look "perfectly robust") or with nothing to differentiate.
     """
     if x.ndim < 2 or y.ndim != 1 or x.shape[0] != y.shape[0]:
         raise ConfigError(f"expected x (N, ...) and y (N,), got {tuple(x.shape)} and {tuple(y.shape)}")
@@ -97,7 +98,43 @@ def prepare(
             raise ConfigError(f"the model's parameter {name!r} has NaN or infinite values")
     device = model_device(model)
     dtype = params[0].dtype
-    return x.detach().to(device=device, dtype=dtype), y.detach().to(device=device, dtype=torch.long)
+    x, y = x.detach().to(device=device, dtype=dtype), y.detach().to(device=device, dtype=torch.long)
+    if len(y):
+        check_labels(y, output_classes(model, x))
+    return x, y
+
+
+def output_classes(model: nn.Module, x: torch.Tensor) -> int:
+    """K, the number of logits ``model`` gives per input: one forward of x[:1] (moved to the
+    model's device and floating dtype), without a graph, in eval mode (modes restored).
+
+    ConfigError unless the model maps x (1, ...) to finite logits (1, K) with K ≥ 1.
+    """
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    dtype = params[0].dtype if params else x.dtype
+    with torch.no_grad(), eval_mode(model):
+        out = model(x[:1].to(device=model_device(model), dtype=dtype))
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != min(len(x), 1) or out.shape[1] < 1:
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"the model must map inputs (N, ...) to logits (N, K), got {got} "
+                          f"for N = {min(len(x), 1)}")
+    if out.numel() and not bool(torch.isfinite(out).all()):  # e.g. finite but huge weights
+        raise ConfigError("the model gives NaN or infinite logits: its predictions mean nothing")
+    return int(out.shape[1])
+
+
+def check_labels(y: torch.Tensor, classes: int) -> None:
+    """ConfigError (one line, naming the label and K) unless every label y (N,) lies in
+    [0, ``classes``): a label ≥ K never equals a prediction, so it would count as "fooled" or
+    "misclassified" (a silently wrong ratio), and cross-entropy would fail or ignore it (−100).
+    Two reductions over y, no loop over samples."""
+    if not y.numel():
+        return
+    low, high = int(y.min()), int(y.max())
+    if low < 0 or high >= classes:
+        bad = low if low < 0 else high
+        raise ConfigError(f"label {bad} is out of range for a model with K = {classes} outputs "
+                          f"(labels must lie in 0..{classes - 1})")
 
 
 @contextmanager

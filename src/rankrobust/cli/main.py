@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 
@@ -58,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        # as typed, for the provenance records of the commands that write results
+        args.command_line = shlex.join(["rankrobust", *(sys.argv[1:] if argv is None else argv)])
         if args.command is None:
             parser.print_help()
             return 2

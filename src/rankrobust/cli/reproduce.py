@@ -6,7 +6,7 @@ import argparse
 import os
 from typing import Any
 
-from rankrobust.cli.common import check_choice, output_dir
+from rankrobust.cli.common import add_stack_arguments, check_choice, output_dir, stack_options
 
 
 def register(subparsers: Any) -> None:
@@ -33,6 +33,7 @@ def register(subparsers: Any) -> None:
                    help="local worker processes (default: 2 where there are ≥ 2 CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_stack_arguments(p)
     p.set_defaults(run=run)
 
 
@@ -44,11 +45,13 @@ def run(args: argparse.Namespace) -> int:
     check_choice("--scale", args.scale, SCALES)
     if args.dataset is not None:
         check_choice("--dataset", args.dataset, DATASETS)
+    stacking = stack_options(args)
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
     out = output_dir(args.out or f"runs/reproduce-{args.scale}", "--out")
     summary = run_reproduce(
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,
         address=args.address, data_dir=args.data_dir, progress=False if args.no_progress else None,
+        command=getattr(args, "command_line", None), **stacking,
     )
     print(summary.line())
     report = build_report(summary.db, out / "report")

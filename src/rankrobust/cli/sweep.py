@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from rankrobust.cli.common import output_dir
+from rankrobust.cli.common import add_stack_arguments, output_dir, stack_options
 
 
 def register(subparsers: Any) -> None:
@@ -24,6 +24,7 @@ def register(subparsers: Any) -> None:
                    help="local: worker processes (1 = in this process); ray: local Ray CPUs")
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
+    add_stack_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--dry-run", action="store_true",
                    help="validate and expand the study, print how many runs it has (and how many "
@@ -58,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from rankrobust.experiments.config import load_study
     from rankrobust.experiments.sweep import run_sweep
 
+    stacking = stack_options(args)  # a usage error before anything is read or written
     if args.dry_run:
         return dry_run(args)
     study = load_study(args.config)  # a bad study file creates no folder
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         study, out=args.out, db=args.db, executor=args.executor, workers=args.workers,
         address=args.address, retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
+        command=getattr(args, "command_line", None), **stacking,
     )
     print(summary.line())
     return summary.exit_code

@@ -48,15 +48,22 @@ def stratified_split(y: np.ndarray, test_fraction: float, seed: int) -> tuple[np
 
 
 def read_mnist5k_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """uint8 images (N, 1, 28, 28) and int64 labels from the CSV (pixels then label per row)."""
+    """uint8 images (N, 1, 28, 28) and int64 labels from the CSV (pixels then label per row).
+
+    DataError for a file that does not parse as integers, rows of another width, or pixels
+    outside 0..255 (never wrapped); labels are checked by ``check_arrays``."""
     try:
         with gzip.open(path, "rt") as fh:
-            table = np.loadtxt(fh, delimiter=",", dtype=np.int64)
+            table = np.loadtxt(fh, delimiter=",", dtype=np.int64, ndmin=2)
     except (OSError, EOFError, ValueError, zlib.error) as exc:
         raise DataError(f"mnist5k: cannot parse {path} ({exc})") from None
     if table.ndim != 2 or table.shape[1] != 785:
         raise DataError(f"mnist5k: {path} has shape {table.shape}; expected (N, 785)")
-    return table[:, :784].astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 784]
+    pixels = table[:, :784]
+    if pixels.size and (int(pixels.min()) < 0 or int(pixels.max()) > 255):  # uint8 would wrap
+        raise DataError(f"mnist5k: {path}: pixel values must lie in 0..255, found "
+                        f"{int(pixels.min())}..{int(pixels.max())}")
+    return pixels.astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 784]
 
 
 def load_mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -1,10 +1,11 @@
-"""Executors run :func:`~rankrobust.experiments.run.execute_run` and hand results back.
+"""Executors run :func:`~rankrobust.experiments.run.execute_runs` and hand results back.
 
-All share one small interface the sweep driver uses::
+A *task* is a list of run configs: one run, or runs that train together as one stacked model
+(``rankrobust sweep --stack``). All executors share one small interface the sweep driver uses::
 
-    ex.capacity            # how many runs may be in flight at once
-    ex.submit(config)      # start a run (returns at once, except for the sequential executor)
-    ex.wait() -> results   # block until at least one in-flight run finished; its RunResults
+    ex.capacity            # how many tasks may be in flight at once
+    ex.submit(configs)     # start a task (returns at once, except for the sequential executor)
+    ex.wait() -> results   # block until at least one task finished; the RunResults of its runs
     ex.close()
 
 - :class:`SequentialExecutor`: in this process, one run at a time (tests, debugging);
@@ -12,14 +13,18 @@ All share one small interface the sweep driver uses::
 - :class:`RayExecutor`: Ray tasks with per-run ``num_cpus``/``num_gpus``, on an existing cluster
   (``address``) or a local Ray it starts (and stops) itself.
 
-Workers only compute; a crashed worker becomes a failed RunResult, never a lost run.
+Workers only compute; a crashed worker becomes a failed RunResult per run of its task, never a
+lost run.
 """
 
 from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+import os
 import socket
+import time
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -27,18 +32,24 @@ import torch
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import run_id
-from rankrobust.experiments.run import RunResult, execute_run, failed_result
+from rankrobust.experiments.run import RunResult, execute_runs, failed_result
 
 EXECUTORS = ("local", "ray")
 PROBE_SECONDS = 5.0  # how long to try to reach a Ray cluster's port before giving up
+HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4, the client's first bytes
+HTTP2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS frame, stream 0
 
 
 def check_ray_address(address: str, timeout: float = PROBE_SECONDS) -> None:
-    """ConfigError (one line, within ``timeout`` seconds) unless a TCP connection to the Ray
-    ``address`` (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` is left to Ray) can be opened.
+    """ConfigError (one line, within ``timeout`` seconds) unless the Ray ``address``
+    (``HOST:PORT`` or ``ray://HOST:PORT``; ``auto`` is left to Ray) accepts a TCP connection and
+    answers like a gRPC server (:func:`speaks_http2`): Ray's GCS and its client server are both
+    gRPC, i.e. HTTP/2.
 
-    ``ray.init`` on an unreachable address retries for minutes and ignores SIGTERM meanwhile,
-    so the address is probed first.
+    ``ray.init`` on an unreachable address, or on a port where something else listens (an HTTP
+    server, a silent socket), retries for minutes and ignores SIGTERM meanwhile, so the address
+    is probed first. With ``RAY_USE_TLS`` set the cluster speaks TLS first, so only the TCP
+    connection is checked.
     """
     if address in ("auto", "local"):
         return
@@ -47,12 +58,47 @@ def check_ray_address(address: str, timeout: float = PROBE_SECONDS) -> None:
     host = host.strip("[]")  # [::1]:6379
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
         raise ConfigError(f"--address {address!r}: expected HOST:PORT (e.g. 10.0.0.5:6379) or 'auto'")
+    tls = os.environ.get("RAY_USE_TLS", "0").strip().lower() in ("1", "true")
     try:
-        with socket.create_connection((host, int(port_text)), timeout=timeout):
-            pass
+        answered = speaks_http2(host, int(port_text), timeout, handshake=not tls)
     except OSError as exc:
         reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
         raise ConfigError(f"--address {address}: cannot reach a Ray cluster ({reason})") from None
+    if not answered:
+        raise ConfigError(f"--address {address}: the port answers but is not a Ray cluster (GCS): "
+                          f"no HTTP/2 (gRPC) reply within {timeout:g} s")
+
+
+def speaks_http2(host: str, port: int, timeout: float = PROBE_SECONDS, handshake: bool = True) -> bool:
+    """Whether ``host:port`` answers the HTTP/2 client preface with a SETTINGS frame, all
+    within ``timeout`` seconds from the start (connection included).
+
+    Sends the client preface (:data:`HTTP2_PREFACE`) and an empty SETTINGS frame, then
+    reads the first frame header (9 bytes: length (3), type (1), flags (1), stream id (4)); a
+    gRPC server's first frame is its SETTINGS (type 0x4) on stream 0 (RFC 9113 §3.4). False
+    when the peer stays silent, closes, or sends anything else (an HTTP/1 server answers
+    "HTTP/1.1 400 ..."); OSError (TimeoutError included) when no TCP connection opens in time.
+    Without ``handshake`` only the TCP connection is checked.
+    """
+    deadline = time.monotonic() + timeout
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        if not handshake:
+            return True
+        header = b""
+        try:
+            sock.sendall(HTTP2_PREFACE + HTTP2_SETTINGS)
+            while len(header) < 9:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                sock.settimeout(left)
+                chunk = sock.recv(9 - len(header))
+                if not chunk:  # closed by the peer
+                    return False
+                header += chunk
+        except OSError:  # reset, or silent until the deadline
+            return False
+    return header[3] == 0x04 and int.from_bytes(header[5:9], "big") & 0x7FFFFFFF == 0
 
 
 class Executor:
@@ -60,7 +106,7 @@ class Executor:
 
     capacity: int = 1
 
-    def submit(self, config: RunConfig) -> None:
+    def submit(self, configs: Sequence[RunConfig]) -> None:
         raise NotImplementedError
 
     def wait(self) -> list[RunResult]:
@@ -71,20 +117,20 @@ class Executor:
 
 
 class SequentialExecutor(Executor):
-    """Runs each submitted config in this process when ``wait`` is called."""
+    """Runs each submitted task in this process when ``wait`` is called."""
 
     capacity = 1
 
     def __init__(self) -> None:
-        self._queue: list[RunConfig] = []
+        self._queue: list[list[RunConfig]] = []
 
-    def submit(self, config: RunConfig) -> None:
-        self._queue.append(config)
+    def submit(self, configs: Sequence[RunConfig]) -> None:
+        self._queue.append(list(configs))
 
     def wait(self) -> list[RunResult]:
         if not self._queue:
             return []
-        return [execute_run(self._queue.pop(0))]
+        return execute_runs(self._queue.pop(0))
 
 
 def _init_worker(threads: int) -> None:
@@ -99,7 +145,7 @@ class ProcessPoolExecutor(Executor):
             raise ConfigError(f"--workers must be ≥ 1, got {workers}")
         self.capacity = workers
         self._threads = threads
-        self._futures: dict[cf.Future[RunResult], str] = {}
+        self._futures: dict[cf.Future[list[RunResult]], list[str]] = {}
         self._pool = self._new_pool()
 
     def _new_pool(self) -> cf.ProcessPoolExecutor:
@@ -108,14 +154,15 @@ class ProcessPoolExecutor(Executor):
             initializer=_init_worker, initargs=(self._threads,),
         )
 
-    def submit(self, config: RunConfig) -> None:
+    def submit(self, configs: Sequence[RunConfig]) -> None:
+        task = list(configs)
         try:
-            future = self._pool.submit(execute_run, config)
+            future = self._pool.submit(execute_runs, task)
         except cf.BrokenExecutor:  # a worker died earlier: start a new pool
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            future = self._pool.submit(execute_run, config)
-        self._futures[future] = run_id(config)
+            future = self._pool.submit(execute_runs, task)
+        self._futures[future] = [run_id(c) for c in task]
 
     def wait(self) -> list[RunResult]:
         if not self._futures:
@@ -123,21 +170,21 @@ class ProcessPoolExecutor(Executor):
         done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
         results = []
         for future in done:
-            rid = self._futures.pop(future)
+            rids = self._futures.pop(future)
             try:
-                results.append(future.result())
+                results += future.result()
             except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool: worker killed
-                results.append(failed_result(rid, exc))
+                results += [failed_result(rid, exc) for rid in rids]
         return results
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _ray_task(config: RunConfig) -> RunResult:
+def _ray_task(configs: list[RunConfig]) -> list[RunResult]:
     """What a Ray worker runs: torch threads = the CPUs the task reserved."""
-    _init_worker(max(1, int(config.resources.num_cpus)))
-    return execute_run(config)
+    _init_worker(max(1, int(max(c.resources.num_cpus for c in configs))))
+    return execute_runs(configs)
 
 
 class RayExecutor(Executor):
@@ -167,13 +214,14 @@ class RayExecutor(Executor):
                 raise ConfigError(f"cannot start Ray{f' at {address}' if address else ''}: {first}") from None
         self.capacity = max(1, int(ray.cluster_resources().get("CPU", 1)))
         self._task = ray.remote(_ray_task)
-        self._refs: dict[Any, str] = {}
+        self._refs: dict[Any, list[str]] = {}
 
-    def submit(self, config: RunConfig) -> None:
-        res = config.resources
-        ref = self._task.options(num_cpus=res.num_cpus, num_gpus=res.num_gpus,
-                                 max_retries=0).remote(config)
-        self._refs[ref] = run_id(config)
+    def submit(self, configs: Sequence[RunConfig]) -> None:
+        task = list(configs)  # a stack asks for what its most demanding run asks
+        ref = self._task.options(num_cpus=max(c.resources.num_cpus for c in task),
+                                 num_gpus=max(c.resources.num_gpus for c in task),
+                                 max_retries=0).remote(task)
+        self._refs[ref] = [run_id(c) for c in task]
 
     def wait(self) -> list[RunResult]:
         if not self._refs:
@@ -181,11 +229,11 @@ class RayExecutor(Executor):
         ready, _ = self._ray.wait(list(self._refs), num_returns=1)
         results = []
         for ref in ready:
-            rid = self._refs.pop(ref)
+            rids = self._refs.pop(ref)
             try:
-                results.append(self._ray.get(ref))
+                results += self._ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - RayTaskError, WorkerCrashedError, ...
-                results.append(failed_result(rid, exc))
+                results += [failed_result(rid, exc) for rid in rids]
         return results
 
     def close(self) -> None:

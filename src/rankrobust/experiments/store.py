@@ -19,6 +19,10 @@ at all, so a driver killed at any moment leaves a consistent file and each run r
 Columns outside the fixed schema (e.g. metrics added by callbacks) go to a JSON ``extra`` column
 and come back as ordinary DataFrame columns.
 
+Every number read back is checked (:func:`check_values`): accuracies and ratios in [0, 1],
+effective ranks, norms, singular values, ε, timings ≥ 0, everything finite, else DataError naming
+the table, column and run; ``report`` and ``runs`` read through these methods.
+
 Opening never harms a file that is not ours: an existing file is first inspected through a
 read-only connection, and one that holds other tables, views or triggers, or no ``meta`` table
 with our ``schema_version``, is refused (ConfigError) before anything is written to it (no
@@ -30,6 +34,7 @@ on a read-only file or folder.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sqlite3
 import stat
@@ -38,15 +43,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from rankrobust.errors import ConfigError
+from rankrobust.configuration import brief
+from rankrobust.errors import ConfigError, DataError
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import canonical_json, identity_dict, run_id
 from rankrobust.experiments.run import RunResult, utc_now
 
 SCHEMA_VERSION = 2  # 2: one method column + JSON method_params (was λ₁, λ_*, ε columns)
 STATUSES = ("pending", "running", "complete", "failed")
+SESSION_PREFIX = "sweep/"  # meta keys of sweep sessions' provenance records
 RUN_COLUMNS = (
     "run_id", "status", "error", "config", "study", "variant", "label", "dataset", "model",
     "method", "method_params", "seed", "clean_accuracy", "train_seconds",
@@ -66,6 +74,13 @@ INTERVENTION_COLUMNS = (
     "rho_adv", "effective_rank", "effective_sparsity", "normalized_effective_rank",
     "normalized_effective_sparsity", "numerical_rank", "density", "attack", "norm", "epsilon", "n",
 )
+# columns of text (ids, names, JSON, timestamps): never range-checked
+_TEXT_COLUMNS = frozenset({
+    "run_id", "status", "error", "config", "study", "variant", "label", "dataset", "model",
+    "method", "method_params", "started_at", "finished_at", "host", "checkpoint", "python_version",
+    "torch_version", "numpy_version", "rankrobust_version", "warnings", "traceback", "layer", "kind",
+    "shape", "attack", "norm", "options", "intervention", "name", "broken_by", "registered_at",
+})
 ROBUSTNESS_COLUMNS = ("attack", "norm", "options", "epsilon", "fooling_ratio",
                       "fooling_ratio_correct", "robust_accuracy", "clean_accuracy", "n")
 
@@ -119,6 +134,79 @@ CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
 CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra", "interventions")
 TABLES = frozenset({"meta", "runs", *CHILD_TABLES})
+
+# What a stored number may be, per table and column, checked on every read (:func:`check_values`):
+# (low, high), both inclusive; every value must also be finite. NULL (a missing value or NaN) is
+# allowed. A column not listed (losses of custom objectives, penalties, extra callback metrics)
+# must only be finite. A value outside these ranges can only come from a hand-edited or corrupted
+# file, and the report would otherwise turn it into a verdict.
+UNIT, NONNEG, COUNT = (0.0, 1.0), (0.0, math.inf), (1.0, math.inf)
+_STRUCTURE_RANGES = {
+    "effective_rank": NONNEG, "effective_sparsity": NONNEG, "stable_rank": NONNEG,
+    "numerical_rank": NONNEG, "normalized_effective_rank": UNIT,
+    "normalized_effective_sparsity": UNIT,
+}
+_ACCURACY_RANGES = {"clean_accuracy": UNIT, "robust_accuracy": UNIT, "fooling_ratio": UNIT,
+                    "epsilon": NONNEG, "n": COUNT}
+VALUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
+    "runs": {"clean_accuracy": UNIT, "train_seconds": NONNEG, "eval_seconds": NONNEG,
+             "attempts": NONNEG},
+    "epoch_metrics": {"epoch": NONNEG, "train_acc": UNIT, "test_acc": UNIT, "val_acc": UNIT,
+                      "test_loss": NONNEG, "val_loss": NONNEG, "lr": NONNEG,
+                      "epoch_seconds": NONNEG},
+    "structure": {"epoch": NONNEG, "rows": COUNT, "cols": COUNT, **_STRUCTURE_RANGES,
+                  "nuclear_norm": NONNEG, "spectral_norm": NONNEG, "frobenius_norm": NONNEG,
+                  "l1_norm": NONNEG},
+    "robustness": {**_ACCURACY_RANGES, "fooling_ratio_correct": UNIT},
+    "spectra": {"index": NONNEG, "singular_value": NONNEG},
+    "interventions": {**_ACCURACY_RANGES, **_STRUCTURE_RANGES, "keep": UNIT, "density": UNIT,
+                      "rho_adv": NONNEG},
+}
+# scalars: (run_id, name, value), the range by name (others: finite)
+SCALAR_RANGES = {"rho_adv": NONNEG, "final_test_acc": UNIT, "final_train_acc": UNIT,
+                 "final_val_acc": UNIT, "final_test_loss": NONNEG, "final_val_loss": NONNEG}
+_SLACK = 1e-9  # float rounding, e.g. erank / min(m, n) = 1 + 2e-16
+
+
+def check_values(frame: pd.DataFrame, table: str, path: Path | str) -> pd.DataFrame:
+    """``frame`` (rows read from ``table``) unchanged, or DataError naming the first stored
+    number that is not a finite number within its range (:data:`VALUE_RANGES`,
+    :data:`SCALAR_RANGES`), its table, column and run: a report must not turn an accuracy of 1.7
+    or a negative effective rank into a verdict. Text or blobs in a numeric column are refused
+    too. One vectorized pass per column."""
+    if frame.empty:
+        return frame
+    ranges = VALUE_RANGES.get(table, {})
+    columns = ["value"] if table == "scalars" else [
+        c for c in frame.columns
+        if c in ranges or (c not in _TEXT_COLUMNS and pd.api.types.is_numeric_dtype(frame[c]))
+    ]
+    everything = (-math.inf, math.inf)
+    for col in columns:
+        raw = frame[col].to_numpy(dtype=object)  # (R,) as stored: numbers, None, text, bytes
+        values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)  # (R,) NaN: none
+        if table == "scalars":
+            bounds = np.array([SCALAR_RANGES.get(str(n), everything) for n in frame["name"]], float)
+        else:
+            bounds = np.array([ranges.get(col, everything)], dtype=float)  # (1, 2), broadcast
+        low, high = bounds[:, 0] - _SLACK, bounds[:, 1] + _SLACK
+        stored = pd.notna(frame[col]).to_numpy()
+        missing = np.isnan(values)
+        not_number = stored & missing
+        with np.errstate(invalid="ignore"):
+            outside = ~missing & ~(np.isfinite(values) & (values >= low) & (values <= high))
+        bad = np.flatnonzero(not_number | outside)
+        if len(bad):
+            i = int(bad[0])
+            lo, hi = bounds[i if len(bounds) > 1 else 0]
+            name = f"{table}.{col}" if table != "scalars" else f"scalar {str(frame['name'].iloc[i])!r}"
+            rid = str(frame["run_id"].iloc[i]) if "run_id" in frame.columns else "?"
+            what = ("is not a number" if not_number[i] else "is not finite"
+                    if not np.isfinite(values[i]) else f"lies outside [{lo:g}, {hi:g}]")
+            shown = repr(raw[i]) if not_number[i] else f"{values[i]:g}"
+            raise DataError(f"results database {path}: {name} = {shown} of run {rid} {what}; "
+                            "refusing to report it (the file was edited or is corrupt)")
+    return frame
 
 
 def _split(row: dict[str, Any], fixed: Sequence[str]) -> tuple[list[Any], str | None]:
@@ -309,19 +397,30 @@ class ResultsStore:
         method).
         """
         found = str(self._con.execute("PRAGMA integrity_check").fetchone()[0])
-        if found != "ok":
-            return found
-        for rid, method, params, config in self._con.execute(
-            "SELECT run_id, method, method_params, config FROM runs"
+        return found if found != "ok" else self.method_check()
+
+    def method_check(self) -> str:
+        """'ok', or the first run whose identity columns disagree with its stored config:
+        ``method`` / ``method_params`` with ``train.method``, and ``dataset``, ``model`` and
+        ``seed`` with the config's (the report groups, pairs and labels runs by these columns,
+        so it checks this before reading anything else)."""
+        for rid, method, params, config, dataset, model, seed in self._con.execute(
+            "SELECT run_id, method, method_params, config, dataset, model, seed FROM runs"
         ):
             try:
-                stored = dict(json.loads(config)["train"]["method"])
+                data = json.loads(config)
+                stored = dict(data["train"]["method"])
                 name = stored.pop("name")
                 ok = name == method and stored == json.loads(params)
+                found = {"dataset": data["dataset"], "model": data["model"],
+                         "seed": data["train"]["seed"]}
             except (ValueError, TypeError, KeyError):
-                ok = False
+                ok, found = False, {}
             if not ok:
                 return f"run {rid}: method/method_params disagree with its config"
+            for key, value in (("dataset", dataset), ("model", model), ("seed", seed)):
+                if found[key] != value or type(found[key]) is not type(value):
+                    return f"run {rid}: column {key} = {brief(value)} disagrees with its config ({brief(found[key])})"
         return "ok"
 
     # -- writes (driver only) ---------------------------------------------------------------
@@ -398,7 +497,8 @@ class ResultsStore:
         where, params = "", list(run_ids or [])
         if run_ids is not None:
             where = f" WHERE run_id IN ({', '.join('?' * len(params))})" if params else " WHERE 0"
-        return self._query(f"SELECT * FROM {table}{where} ORDER BY {order}", params)
+        frame = self._query(f"SELECT * FROM {table}{where} ORDER BY {order}", params)
+        return check_values(_expand_extra(frame), table, self.path)
 
     def runs(self, status: str | Sequence[str] | None = None) -> pd.DataFrame:
         """One row per run (columns :data:`RUN_COLUMNS`), optionally filtered by status."""
@@ -408,7 +508,8 @@ class ResultsStore:
                 raise ConfigError(f"unknown status {s!r}; choose from {', '.join(STATUSES)}")
         where = f" WHERE status IN ({', '.join('?' * len(statuses))})" if statuses else ""
         cols = ", ".join(RUN_COLUMNS)
-        return self._query(f"SELECT {cols} FROM runs{where} ORDER BY registered_at, rowid", statuses)
+        frame = self._query(f"SELECT {cols} FROM runs{where} ORDER BY registered_at, rowid", statuses)
+        return check_values(frame, "runs", self.path)
 
     def status_of(self, run_ids: Sequence[str]) -> dict[str, str]:
         """run id → status for the given ids that are registered."""
@@ -424,15 +525,15 @@ class ResultsStore:
 
     def epoch_metrics(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Per-epoch metrics: run_id, epoch, train_loss, train_acc, test_loss, test_acc, lr, …"""
-        return _expand_extra(self._child("epoch_metrics", run_ids, "run_id, epoch"))
+        return self._child("epoch_metrics", run_ids, "run_id, epoch")
 
     def structure(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Per-epoch per-layer structure: run_id, epoch (0 = init) + the analyze() columns."""
-        return _expand_extra(self._child("structure", run_ids, "run_id, epoch, rowid"))
+        return self._child("structure", run_ids, "run_id, epoch, rowid")
 
     def robustness(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Fooling-ratio curves: run_id + the fooling_ratio_curve columns (+ attack options)."""
-        return _expand_extra(self._child("robustness", run_ids, "run_id, rowid"))
+        return self._child("robustness", run_ids, "run_id, rowid")
 
     def scalars(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Named per-run numbers: run_id, name, value (e.g. name='rho_adv')."""
@@ -440,8 +541,38 @@ class ResultsStore:
 
     def interventions(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Intervention tables: run_id + :data:`INTERVENTION_COLUMNS` (one row per layer × keep)."""
-        return _expand_extra(self._child("interventions", run_ids, "run_id, rowid"))
+        return self._child("interventions", run_ids, "run_id, rowid")
 
     def spectra(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Final singular values: run_id, layer, index (0 = largest), singular_value."""
         return self._child("spectra", run_ids, 'run_id, rowid')
+
+    # -- provenance (rankrobust.experiments.provenance) --------------------------------------
+    def save_session(self, key: str, record: dict[str, Any]) -> None:
+        """Store or update sweep session ``key``'s provenance record (a ``meta`` row)."""
+        if not key.startswith(SESSION_PREFIX):
+            raise ValueError(f"session keys start with {SESSION_PREFIX!r}, got {key!r}")
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                        (key, json.dumps(record, sort_keys=True, default=str, allow_nan=False)))
+
+    def sessions(self) -> pd.DataFrame:
+        """The sweep sessions' records, oldest first: key plus the record's fields. A record
+        that is not a JSON object is skipped, a ``seconds`` that is not a finite number ≥ 0
+        reads as NaN: provenance is shown, never computed with."""
+        rows = []
+        for key, value in self._con.execute(
+                "SELECT key, value FROM meta WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(SESSION_PREFIX), SESSION_PREFIX)).fetchall():
+            try:
+                record = json.loads(value)
+            except (TypeError, ValueError):
+                continue
+            if not isinstance(record, dict):
+                continue
+            seconds = record.get("seconds")
+            ok = (isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+                  and math.isfinite(seconds) and seconds >= 0)
+            wall = float(seconds) if ok and isinstance(seconds, (int, float)) else math.nan
+            rows.append({**record, "key": str(key), "seconds": wall})
+        return pd.DataFrame(rows)

@@ -127,11 +127,16 @@ def run_reproduce(
     address: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
+    stack: bool = False,
+    max_stack: int | None = None,
+    command: str | None = None,
 ) -> SweepSummary:
     """Run (or resume) the study of ``scale`` into ``out/results.sqlite``; its sweep summary.
 
-    The report (``rankrobust.report.build_report``) is built from that database by the caller.
+    ``stack``/``max_stack``: train compatible runs as stacked models (see
+    :func:`~rankrobust.experiments.sweep.run_sweep`). The report
+    (``rankrobust.report.build_report``) is built from that database by the caller.
     """
     study = reproduce_study(scale, dataset, seeds, data_dir)
     return run_sweep(study, out=out, executor=executor, workers=workers, address=address,
-                     progress=progress)
+                     progress=progress, stack=stack, max_stack=max_stack, command=command)

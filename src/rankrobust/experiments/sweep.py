@@ -6,6 +6,16 @@ Resume rules, per run id of the expanded study:
 - ``pending`` or ``running`` (a driver was killed while it ran): run (again);
 - ``failed``: skipped unless ``retry_failed``.
 
+With ``stack``, the runs to execute are grouped by
+:func:`~rankrobust.training.stacked.stack_groups` (same data, architecture, loop and optimizer
+settings; methods that stack; at most ``max_stack`` runs) and each group is one executor task
+that trains its runs as one stacked model (:func:`~rankrobust.experiments.run.execute_runs`);
+runs that do not stack are tasks of their own. Groups form from the runs still to do, so a
+resumed sweep regroups what is left. Each run's result is stored on its own, as without
+stacking (its ``epoch_metrics`` rows also carry ``stack_size``). A group whose runs all come back
+failed with one same error (a crashed worker, say), other than divergence, is retried once with
+each run alone.
+
 Only this driver writes the database, one transaction per state change, so killing it at any
 moment loses at most the runs in flight, which the next sweep reruns. A run that raises or
 diverges is stored as failed with its reason and the sweep goes on.
@@ -30,9 +40,11 @@ from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
 from rankrobust.experiments.executors import Executor, check_ray_address, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
-from rankrobust.experiments.run import failed_result
-from rankrobust.experiments.store import ResultsStore, inspect_database
+from rankrobust.experiments.provenance import finish_record, session_record
+from rankrobust.experiments.run import RunResult, failed_result, utc_now
+from rankrobust.experiments.store import SESSION_PREFIX, ResultsStore, inspect_database
 from rankrobust.models import state_shapes
+from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
 
 DB_NAME = "results.sqlite"
 
@@ -132,6 +144,36 @@ def plan(configs: list[RunConfig], store: ResultsStore, retry_failed: bool) -> l
     return [c for c in configs if status.get(run_id(c), "pending") in todo_states]
 
 
+def record(store: ResultsStore, result: RunResult) -> RunResult:
+    """Store ``result``; one the store refuses (e.g. a value SQLite cannot hold) is stored as a
+    failed run with that reason instead. Returns what was stored."""
+    try:
+        store.record(result)
+    except Exception as exc:  # noqa: BLE001 - e.g. a value SQLite refuses
+        result = failed_result(result.run_id, exc, result.started_at)
+        store.record(result)
+    return result
+
+
+def tasks(configs: list[RunConfig], stack: bool, max_stack: int = DEFAULT_MAX_GROUP
+          ) -> list[list[RunConfig]]:
+    """The executor tasks for ``configs``: one run each, or with ``stack`` the groups of
+    :func:`~rankrobust.training.stacked.stack_groups`, largest first (so that no big group is
+    left to run alone at the end), in study order otherwise."""
+    if not stack:
+        return [[c] for c in configs]
+    groups = stack_groups(configs, max_stack)
+    return [[configs[i] for i in g] for g in sorted(groups, key=len, reverse=True)]
+
+
+def retry_alone(task: list[RunConfig], results: list[RunResult]) -> bool:
+    """Whether a finished task's runs should run again one by one: a group whose runs all
+    failed with one same error that is not divergence (e.g. its worker was killed)."""
+    errors = {r.error for r in results}
+    return (len(task) > 1 and not any(r.ok for r in results) and len(errors) == 1
+            and not str(next(iter(errors))).startswith("TrainingDivergedError"))
+
+
 def run_sweep(
     study: StudyConfig | str | os.PathLike[str],
     *,
@@ -142,6 +184,9 @@ def run_sweep(
     address: str | None = None,
     retry_failed: bool = False,
     progress: bool | None = None,
+    stack: bool = False,
+    max_stack: int | None = None,
+    command: str | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of ``study`` (a StudyConfig or a YAML path) and store results.
 
@@ -149,8 +194,15 @@ def run_sweep(
     studies with ``save_checkpoints: true``, ``checkpoints/<run_id>/model.safetensors``.
     ``executor`` is "local" (``workers`` processes; 1 = in this process), "ray" (``address``
     or a local Ray), or an Executor instance. ``progress`` defaults to "stderr is a terminal".
+    ``stack``: train compatible runs together, at most ``max_stack`` (default
+    :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
+    docstring); results as without it, up to float rounding. ``command``: the command line
+    stored in this session's provenance record (:mod:`rankrobust.experiments.provenance`).
     """
     start = time.perf_counter()
+    max_stack = DEFAULT_MAX_GROUP if max_stack is None else max_stack
+    if max_stack < 1:
+        raise ConfigError(f"--max-stack must be ≥ 1, got {max_stack}")
     if not isinstance(study, StudyConfig):
         study = load_study(study)
     out_dir = Path(out if out is not None else ".").resolve()
@@ -164,42 +216,65 @@ def run_sweep(
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
     with exclusive(db_path), ResultsStore(db_path) as store:
         store.register(configs)
-        todo = plan(configs, store, retry_failed)
         complete = failed = 0
-        if todo:
-            ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
-            bar = tqdm(total=len(todo), disable=not show, unit="run", desc=study.name,
-                       dynamic_ncols=True, file=sys.stderr,
-                       bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
-            queue = deque(todo)
-            in_flight = 0
-            try:
-                while queue or in_flight:
-                    while queue and in_flight < ex.capacity:
-                        config = queue.popleft()
-                        store.mark_running(run_id(config))
-                        ex.submit(config)
-                        in_flight += 1
-                    bar.set_postfix_str(f"done={complete} running={in_flight} failed={failed}")
-                    for result in ex.wait():
-                        in_flight -= 1
-                        try:
-                            store.record(result)
-                        except Exception as exc:  # noqa: BLE001 - e.g. a value SQLite refuses
-                            result = failed_result(result.run_id, exc, result.started_at)
-                            store.record(result)
-                        if result.ok:
-                            complete += 1
-                        else:
-                            failed += 1
-                            bar.write(f"run {result.run_id} failed: {result.error}", file=sys.stderr)
-                        bar.update(1)
-                        bar.set_postfix_str(f"done={complete} running={in_flight} failed={failed}")
-            finally:
-                bar.close()
-                if isinstance(executor, str):
-                    ex.close()
-        final = store.status_of(ids)
+        key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
+        session = session_record(command, executor if isinstance(executor, str)
+                                 else type(executor).__name__, workers, stack)
+        todo: list[RunConfig] = []
+        try:
+            todo = plan(configs, store, retry_failed)
+            if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
+                store.save_session(key, session)
+            queue = deque(tasks(todo, stack, max_stack))
+            if todo:
+                ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
+                bar = tqdm(total=len(todo), disable=not show, unit="run", desc=study.name,
+                           dynamic_ncols=True, file=sys.stderr,
+                           bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
+                open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = {}
+                task_of: dict[str, int] = {}  # run id in flight → the number of its task
+                submitted = 0
+                try:
+                    while queue or open_tasks:
+                        while queue and len(open_tasks) < ex.capacity:
+                            task = queue.popleft()
+                            for config in task:
+                                store.mark_running(run_id(config))
+                                task_of[run_id(config)] = submitted
+                            ex.submit(task)
+                            open_tasks[submitted] = (task, [])
+                            submitted += 1
+                        bar.set_postfix_str(f"done={complete} running={len(task_of)} failed={failed}")
+                        for result in ex.wait():
+                            number = task_of.pop(result.run_id)
+                            task, results = open_tasks[number]
+                            results.append(result)
+                            if len(results) < len(task):
+                                continue
+                            del open_tasks[number]
+                            if retry_alone(task, results):
+                                bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
+                                          "running them one by one", file=sys.stderr)
+                                queue.extendleft([c] for c in reversed(task))
+                                continue
+                            for done in results:
+                                done = record(store, done)
+                                if done.ok:
+                                    complete += 1
+                                else:
+                                    failed += 1
+                                    bar.write(f"run {done.run_id} failed: {done.error}", file=sys.stderr)
+                                bar.update(1)
+                            bar.set_postfix_str(f"done={complete} running={len(task_of)} failed={failed}")
+                finally:
+                    bar.close()
+                    if isinstance(executor, str):
+                        ex.close()
+            final = store.status_of(ids)
+        finally:  # an interrupted session keeps its record, with the time it ran
+            if todo:
+                store.save_session(key, finish_record(session, time.perf_counter() - start,
+                                                      complete + failed, failed))
     return SweepSummary(
         study=study.name, db=db_path, total=len(ids), skipped=len(ids) - len(todo),
         executed=complete + failed, complete=complete, failed=failed,

@@ -191,6 +191,60 @@ def sanity_statement(runs: pd.DataFrame) -> str:
             "no run stored a warning.")
 
 
+def _duration(seconds: float) -> str:
+    minutes, sec = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {sec:02d} s" if hours else f"{minutes} min {sec:02d} s"
+
+
+def _span(runs: pd.DataFrame) -> float | None:
+    """Seconds from the first run's start to the last run's finish (None if not stored)."""
+    if not {"started_at", "finished_at"} <= set(runs.columns) or runs.empty:
+        return None
+    start = pd.to_datetime(runs["started_at"], errors="coerce", utc=True).min()
+    end = pd.to_datetime(runs["finished_at"], errors="coerce", utc=True).max()
+    return None if pd.isna(start) or pd.isna(end) else max(0.0, (end - start).total_seconds())
+
+
+def provenance(tables: StudyTables) -> tuple[str, pd.DataFrame]:
+    """What produced the results: a paragraph (wall time, versions) and the sweep sessions'
+    table (start, wall time, runs, executor, git commit, command), empty when none is stored."""
+    sessions = tables.sessions
+    parts = []
+    if len(sessions) and "seconds" in sessions:
+        total = float(sessions["seconds"].sum(skipna=True))
+        parts.append(f"Wall time **{_duration(total)}**, summed over {len(sessions)} sweep "
+                     f"session(s) (table below; a study resumes across sessions).")
+    span = _span(tables.runs)
+    if span is not None:
+        parts.append(f"First run start to last run finish: {_duration(span)}.")
+    versions = {}
+    if len(sessions) and "versions" in sessions:
+        last = sessions["versions"].dropna()
+        versions = dict(last.iloc[-1]) if len(last) and isinstance(last.iloc[-1], dict) else {}
+    if not versions:
+        for name in ("python", "torch", "numpy", "rankrobust"):
+            col = f"{name}_version"
+            if col in tables.runs and tables.runs[col].notna().any():
+                versions[name] = ", ".join(sorted(map(str, tables.runs[col].dropna().unique())))
+    if versions:
+        parts.append("Versions: " + "; ".join(f"{k} {v}" for k, v in sorted(versions.items())) + ".")
+    rows = []
+    for rec in sessions.to_dict(orient="records") if len(sessions) else []:
+        commit = rec.get("git_commit")
+        rows.append({
+            "started": str(rec.get("started_at") or "–"),
+            "wall time": "–" if pd.isna(rec.get("seconds")) else _duration(float(rec["seconds"])),
+            "runs run / failed": f"{rec.get('runs_executed', '–')} / {rec.get('runs_failed', '–')}",
+            "executor": f"{rec.get('executor', '–')} × {rec.get('workers', '–')} on "
+                        f"{rec.get('host', '–')} ({rec.get('cpus', '–')} CPUs)",
+            "git commit": f"`{commit}`" if isinstance(commit, str) else "–",
+            "command": f"`{rec.get('command', '–')}`",
+        })
+    columns = ["started", "wall time", "runs run / failed", "executor", "git commit", "command"]
+    return " ".join(parts), pd.DataFrame(rows, columns=columns)
+
+
 def is_pipeline_check(runs: pd.DataFrame) -> bool:
     """A study on synthetic data only (the smoke preset) checks the pipeline, not the paper."""
     return len(runs) > 0 and set(runs["dataset"].astype(str)) <= {"synthetic"}
@@ -252,6 +306,15 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
         f"machine {_machine(done)}; report built "
         f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}."
     ))
+
+    text, sessions = provenance(tables)
+    if text or len(sessions):
+        doc.add(Heading("Provenance"))
+        if text:
+            doc.add(Paragraph(text))
+        if len(sessions):
+            doc.add(Table(sessions, "provenance", "Sweep sessions that wrote this database: "
+                          "repeat a study with its command at its commit."))
 
     doc.add(Heading("Claims"))
     if pipeline:

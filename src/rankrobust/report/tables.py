@@ -42,6 +42,8 @@ class StudyTables:
     interventions: pd.DataFrame = field(
         default_factory=lambda: _empty(["run_id", "intervention", "layer", "keep", "robust_accuracy"])
     )
+    # sweep sessions' provenance records (command, git commit, versions, wall seconds)
+    sessions: pd.DataFrame = field(default_factory=lambda: _empty(["key", "command", "seconds"]))
 
     def completed(self) -> StudyTables:
         """Only the runs that finished (status "complete"), in every table."""
@@ -56,6 +58,7 @@ class StudyTables:
         return StudyTables(
             runs.reset_index(drop=True), sub(self.epoch_metrics), sub(self.structure),
             sub(self.robustness), sub(self.scalars), sub(self.spectra), sub(self.interventions),
+            self.sessions,
         )
 
 
@@ -63,7 +66,9 @@ def load_tables(db_path: str | os.PathLike[str]) -> StudyTables:
     """Read every table of the results database at ``db_path`` (raises DataError if missing).
 
     The database is opened read-only: a report never creates, migrates or locks a file, and a
-    database that is not rankrobust's is refused untouched.
+    database that is not rankrobust's is refused untouched. Every stored number is range-checked
+    as it is read (:func:`rankrobust.experiments.store.check_values`), and every run's method
+    columns must agree with its stored config (:meth:`ResultsStore.method_check`).
     """
     if not os.path.exists(db_path):
         raise DataError(f"no results database at {db_path}")
@@ -71,8 +76,11 @@ def load_tables(db_path: str | os.PathLike[str]) -> StudyTables:
         tables = StudyTables(
             runs=store.runs(), epoch_metrics=store.epoch_metrics(), structure=store.structure(),
             robustness=store.robustness(), scalars=store.scalars(), spectra=store.spectra(),
-            interventions=store.interventions(),
+            interventions=store.interventions(), sessions=store.sessions(),
         )
+        agreement = store.method_check()  # runs are labelled by their method column
+    if agreement != "ok":
+        raise DataError(f"results database {db_path}: {agreement}")
     missing = [c for c in ("run_id", "model", "method", "seed") if c not in tables.runs.columns]
     if missing:
         raise DataError(f"{db_path}: the runs table lacks column {missing[0]!r}")

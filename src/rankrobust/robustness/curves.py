@@ -23,9 +23,11 @@ from torch import nn
 from rankrobust.attacks import EnsembleResult, apgd, autoattack, deepfool, fgsm, pgd, square
 from rankrobust.attacks.base import (
     check_epsilons,
+    check_labels,
     check_norm,
     eval_mode,
     model_device,
+    output_classes,
     predict,
 )
 from rankrobust.errors import ConfigError, DataError
@@ -140,6 +142,9 @@ def fooling_ratio_curve(
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")
     x_all, y_all = select(data, n)
+    if y_all.is_floating_point() or y_all.is_complex() or y_all.dtype == torch.bool:
+        raise DataError(f"labels must be integers, got dtype {y_all.dtype}")
+    check_labels(y_all, output_classes(model, x_all))  # true labels: only compared, never attacked
     device = model_device(model)
     gen = make_generator(seed)
     fooled = torch.zeros(len(eps), dtype=torch.long)

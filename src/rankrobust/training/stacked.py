@@ -305,6 +305,8 @@ def train_stacked(
         bar.close()
         net.eval()
     unstack_into(net, nets)
+    for m in nets:  # as fit leaves its model: on the training device, in eval mode
+        m.to(device).eval()
     seconds = (time.perf_counter() - start) / k
     results: list[StackedOutcome] = []
     for r, c in enumerate(runs):
@@ -316,7 +318,7 @@ def train_stacked(
             history[-1]["val_loss"], history[-1]["val_acc"] = evaluate(
                 nets[r], val_data[0].to(device), val_data[1].to(device), c.eval_batch_size)
         result = TrainResult(history, states[r].records, seconds)
-        results.append(FitResult(nets[r], spec, c, dataset, result))
+        results.append(FitResult(nets[r], spec, c, dataset, result, stack_size=k))
     back = [results[0]] * k
     for r, i in enumerate(order):
         back[i] = results[r]
