@@ -3,18 +3,23 @@
 Model: a ResNet-18-shaped network built here (no torchvision): 11.7 M parameters, 21 weight
 matrices (conv1 64×147 … layer4 512×4608, fc 1000×512).
 
-Speed: best-of-N wall time of ``analyze(model)`` against weightwatcher's default
-``WeightWatcher(model=model).analyze()`` (if importable: ``make bench-structure`` installs it in
-``benchmarks/.venv-ww``) and against ``torch.linalg.svdvals`` over every layer (float32).
+Speed: ``analyze(model)`` against weightwatcher's default ``WeightWatcher(model=model).analyze()``
+(if importable: ``make bench-structure`` installs it in ``benchmarks/.venv-ww``) and against
+``torch.linalg.svdvals`` over every layer (float32), called interleaved (ours, baseline, ours,
+baseline, …; one warm-up each) with ``--threads`` torch threads (default 2); each time is the
+median, and every ratio is printed with ``os.getloadavg()`` taken right after its measurements
+(the machine is shared: a ratio measured under load is only indicative).
 
-Accuracy: effective rank, stable rank and nuclear norm of every matrix, fast path vs a float64 SVD
-(``method="svd"``), max relative error over layers, on three weight sets: the random init; a
-trained-like nearly low-rank model (σ_i = σ₁·10^(−6 i/k): six decades of decay); a heavy-tailed
-power law σ_i ∝ i^(−1.5); and exactly low rank (rank k/8 after singular value thresholding,
-stored in float32). Reported for the float64 Gram path (the default) and for a float32 Gram.
+Accuracy: effective rank, stable rank, nuclear, spectral and Frobenius norm of every matrix, fast
+path vs a float64 SVD (``method="svd"``), max relative error over layers, on four weight sets: the
+random init; a trained-like nearly low-rank model (σ_i = σ₁·10^(−6 i/k): six decades of decay); a
+heavy-tailed power law σ_i ∝ i^(−1.5); and exactly low rank (rank k/8 after singular value
+thresholding, stored in float32). Reported for the float64 Gram path (the default) and for a
+float32 Gram.
 
-Usage: ``python benchmarks/bench_structure.py [--repeats 5] [--device cpu]``. The last line printed
-is one JSON object with the ratios.
+Usage: ``python benchmarks/bench_structure.py [--repeats 7] [--ww-repeats 5] [--threads 2]
+[--device cpu] [--part all|timing|accuracy] [--with-svd]``. The last line printed is one JSON object with the
+ratios and the load averages.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import statistics
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +38,7 @@ from torch import nn
 
 from rankrobust.structure import analyze, layer_matrices
 
-METRICS = ("effective_rank", "stable_rank", "nuclear_norm")
+METRICS = ("effective_rank", "stable_rank", "nuclear_norm", "spectral_norm", "frobenius_norm")
 GOAL_SPEEDUP, GOAL_REL_ERR = 10.0, 1e-4
 
 
@@ -63,16 +70,24 @@ def resnet18(num_classes: int = 1000) -> nn.Module:
     return nn.Sequential(*layers)
 
 
-def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
-    """Minimum wall time over ``repeats`` calls after one warm-up: on a shared, loaded machine the
-    minimum is the least disturbed estimate (other processes only ever add time)."""
-    fn()  # warm-up (allocations, BLAS threads)
-    times = []
+def interleaved_medians(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function over ``repeats`` rounds, the functions called in turn in
+    every round (A, B, A, B, …) after one warm-up each, so that a change of machine load hits
+    both sides of a ratio alike."""
+    for fn in fns.values():
+        fn()  # warm-up (imports, allocations, BLAS threads)
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def load() -> list[float]:
+    """``os.getloadavg()`` (1, 5, 15 min), rounded."""
+    return [round(v, 2) for v in os.getloadavg()]
 
 
 def set_spectra(model: nn.Module, profile: Callable[[int], torch.Tensor], seed: int) -> None:
@@ -111,7 +126,8 @@ def max_rel_errors(model: nn.Module, method: str, reference: Any) -> dict[str, f
     return {m: float(((frame[m] - reference[m]).abs() / reference[m].abs()).max()) for m in METRICS}
 
 
-def weightwatcher_seconds(model: nn.Module, repeats: int) -> tuple[float | None, str]:
+def weightwatcher_analyze(model: nn.Module) -> tuple[Callable[[], Any] | None, str]:
+    """(a call of weightwatcher's default analyze() on ``model``, its label), or (None, why not)."""
     try:
         import weightwatcher as ww
     except Exception as exc:  # not installed, or broken import: fall back to the svdvals baseline
@@ -120,35 +136,63 @@ def weightwatcher_seconds(model: nn.Module, repeats: int) -> tuple[float | None,
 
     logging.getLogger("weightwatcher").setLevel(logging.ERROR)
     watcher = ww.WeightWatcher(model=model)
-    seconds = best_seconds(lambda: watcher.analyze(), repeats)
-    return seconds, f"weightwatcher {getattr(ww, '__version__', '?')} analyze() defaults"
+    return watcher.analyze, f"weightwatcher {getattr(ww, '__version__', '?')} analyze() defaults"
+
+
+def timings(model: nn.Module, args: argparse.Namespace) -> dict[str, Any]:
+    """Interleaved medians: analyze vs weightwatcher (CPU; if importable), analyze vs per-layer
+    svdvals, [analyze vs analyze(method="svd")]; each ratio printed with the load average."""
+    out: dict[str, Any] = {}
+    ww_call, ww_note = weightwatcher_analyze(model)  # weightwatcher runs on CPU
+    model.to(args.device)
+    pairs: list[tuple[str, str, Callable[[], Any], int]] = []
+    if ww_call is not None:
+        pairs.append(("weightwatcher", ww_note, ww_call, args.ww_repeats))
+    else:
+        print(ww_note)
+    pairs.append(("svdvals", "svdvals per layer (float32)",
+                  lambda: [torch.linalg.svdvals(m) for m in layer_matrices(model).values()], args.repeats))
+    if args.with_svd:
+        pairs.append(("analyze_svd", "analyze(method='svd') float64",
+                      lambda: analyze(model, method="svd"), max(1, args.repeats // 2)))
+    for key, label, baseline, repeats in pairs:
+        med = interleaved_medians({"ours": lambda: analyze(model), key: baseline}, repeats)
+        ratio, now = med[key] / med["ours"], load()
+        print(f"analyze() {med['ours']:7.3f} s vs {label} {med[key]:7.3f} s: {ratio:6.2f}x "
+              f"(medians of {repeats} interleaved pairs; load average {now})")
+        out[f"speedup_vs_{key}"] = round(ratio, 2)
+        out[f"{key}_seconds"] = round(med[key], 4)
+        out.setdefault("analyze_seconds", []).append(round(med["ours"], 4))
+        out[f"loadavg_{key}"] = now
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--ww-repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7, help="interleaved pairs vs svdvals")
+    parser.add_argument("--ww-repeats", type=int, default=5, help="interleaved pairs vs weightwatcher")
+    parser.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--part", choices=["all", "timing", "accuracy"], default="all")
+    parser.add_argument("--with-svd", action="store_true", help="also time analyze(method='svd')")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = resnet18().eval()
     mats = layer_matrices(model)
     params = sum(p.numel() for p in model.parameters())
     largest = max(mats.values(), key=lambda t: t.numel())
+    start_load = load()
     print(f"model: ResNet-18 shape, {params:,} parameters, {len(mats)} weight matrices, "
           f"largest {largest.shape[0]}x{largest.shape[1]}; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, device {args.device}")
-
-    ww_s, ww_note = weightwatcher_seconds(model, args.ww_repeats)  # ww runs on CPU
-    model.to(args.device)
-    ours = best_seconds(lambda: analyze(model), args.repeats)
-    ours_svd = best_seconds(lambda: analyze(model, method="svd"), max(1, args.repeats // 2))
-    svdvals = best_seconds(lambda: [torch.linalg.svdvals(m) for m in layer_matrices(model).values()],
-                             args.repeats)
-    print(f"analyze() float64-Gram path:      {ours:8.3f} s")
-    print(f"analyze(method='svd') float64:    {ours_svd:8.3f} s")
-    print(f"svdvals per layer (float32):      {svdvals:8.3f} s")
-    print(f"{ww_note}: " + (f"{ww_s:8.3f} s" if ww_s is not None else "skipped"))
+          f"{torch.get_num_threads()} threads, device {args.device}; load average {start_load}")
+    timed = timings(model, args) if args.part != "accuracy" else {}
+    baseline = None if not timed else "weightwatcher" if "weightwatcher_seconds" in timed else "svdvals"
+    result: dict[str, Any] = {"bench": "structure", "baseline": baseline, **timed}
+    if args.part == "timing":
+        result.update(threads=args.threads, loadavg_start=start_load, loadavg_end=load())
+        print(json.dumps(result))
+        return
 
     errors: dict[str, dict[str, float]] = {}
     for label, profile in (("random", None), ("nearly_low_rank", nearly_low_rank),
@@ -168,21 +212,15 @@ def main() -> None:
 
     gram64_err = max(v for k, errs in errors.items() if k.startswith("gram_") for v in errs.values())
     gram32_err = max(v for k, errs in errors.items() if k.startswith("gram32_") for v in errs.values())
-    baseline = "weightwatcher" if ww_s is not None else "svdvals"
-    speedup = (ww_s if ww_s is not None else svdvals) / ours
-    result: dict[str, Any] = {
-        "bench": "structure",
-        "baseline": baseline,
-        "speedup_vs_weightwatcher": round(ww_s / ours, 2) if ww_s is not None else None,
-        "speedup_vs_svdvals": round(svdvals / ours, 2),
-        "speedup_vs_analyze_svd": round(ours_svd / ours, 2),
-        "analyze_seconds": round(ours, 4),
-        "weightwatcher_seconds": round(ww_s, 3) if ww_s is not None else None,
-        "svdvals_seconds": round(svdvals, 3),
-        "max_rel_err_gram64": float(f"{gram64_err:.2e}"),
-        "max_rel_err_gram32": float(f"{gram32_err:.2e}"),
-        "goal_met": bool(speedup >= GOAL_SPEEDUP and gram64_err <= GOAL_REL_ERR and math.isfinite(speedup)),
-    }
+    speedup = float(result.get(f"speedup_vs_{baseline}", math.nan))
+    result.update(
+        max_rel_err_gram64=float(f"{gram64_err:.2e}"),
+        max_rel_err_gram32=float(f"{gram32_err:.2e}"),
+        accuracy_goal_met=gram64_err <= GOAL_REL_ERR,
+        goal_met=None if baseline is None else bool(
+            baseline == "weightwatcher" and speedup >= GOAL_SPEEDUP and gram64_err <= GOAL_REL_ERR),
+        threads=args.threads, loadavg_start=start_load, loadavg_end=load(),
+    )
     print(json.dumps(result))
 
 

@@ -17,7 +17,7 @@ the data cached; ratios ``train_speedup_*`` (``--threads`` sets torch's threads 
 
     .venv/bin/python benchmarks/bench_study.py [--scale small|paper] [--epochs E] [--seeds N]
         [--workers 2] [--repeats 1] [--models mlp lenet5] [--variants natural pgd-adv ...]
-        [--eval-n N] [--max-stack 10] [--data-dir DIR] [--train-only [--threads T]]
+        [--eval-n N] [--max-stack 10] [--data-dir DIR] [--keep DIR] [--train-only [--threads T]]
 """
 
 from __future__ import annotations
@@ -70,7 +70,9 @@ def time_sweep(study: StudyConfig, stack: bool, args: argparse.Namespace
                ) -> tuple[float, dict[str, float]]:
     """(seconds, run id → clean accuracy) of the whole sweep into a fresh database."""
     load = os.getloadavg()
-    with tempfile.TemporaryDirectory(prefix="bench_study_") as tmp:
+    with tempfile.TemporaryDirectory(prefix="bench_study_") as scratch:
+        # --keep DIR: the solo sweep's database stays in DIR (e.g. to build the demo's report)
+        tmp = args.keep if args.keep and not stack else scratch
         start = time.perf_counter()
         summary = run_sweep(study, out=tmp, workers=args.workers, stack=stack,
                             max_stack=args.max_stack, progress=False)
@@ -145,6 +147,8 @@ def main() -> None:
     parser.add_argument("--eval-n", type=int, default=None, help="attacked test points per run")
     parser.add_argument("--max-stack", type=int, default=DEFAULT_MAX_GROUP, help="runs per stack")
     parser.add_argument("--data-dir", default=None, help="folder with the dataset's files")
+    parser.add_argument("--keep", default=None, metavar="DIR",
+                        help="keep the solo sweep's results.sqlite in DIR (must be new or empty)")
     parser.add_argument("--train-only", action="store_true",
                         help="instead, time each stack's training alone, in this process")
     parser.add_argument("--threads", type=int, default=0,

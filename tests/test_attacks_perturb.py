@@ -281,6 +281,74 @@ def test_tracked_pgd_run_keeps_fooling_or_highest_loss_iterates(early_stop: bool
     assert not torch.equal(last, run.x_adv)
 
 
+def _reference_pgd_run(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor, norm: str,
+    steps: int, alpha: float | torch.Tensor, start: torch.Tensor, track: bool, early_stop: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The tracked PGD loop written plainly (allocating, boolean masks): the oracle for the
+    in-place step and row-wise bookkeeping of ``pgd_run`` (issue 13)."""
+    e = _old_as_batch(eps, x)
+    al = _old_as_batch(alpha, x) if isinstance(alpha, torch.Tensor) else alpha
+    b = len(x)
+    best_x, fooled = x.clone(), torch.zeros(b, dtype=torch.bool)
+    best_loss, rows = torch.full((b,), -torch.inf), torch.arange(b)
+    xs, ys, es, xa = x, y, e, (x + start).clamp(0, 1)
+    for t in range(steps + 1):
+        if t == steps and not track:
+            break
+        if t == steps:
+            with torch.no_grad():
+                logits = model(xa)
+        else:
+            xg = xa.detach().requires_grad_(True)
+            logits = model(xg)
+            (grad,) = torch.autograd.grad(F.cross_entropy(logits, ys, reduction="sum"), xg)
+            logits = logits.detach()
+        if track:
+            loss = F.cross_entropy(logits, ys, reduction="none")
+            hit = (logits.argmax(1) != ys) & ~fooled[rows]
+            better = (loss > best_loss[rows]) & ~fooled[rows]
+            best_x[rows[hit | better]] = xa[hit | better]
+            best_loss[rows[better]] = loss[better]
+            fooled[rows[hit]] = True
+            best_loss[rows[hit]] = torch.inf
+            if t == steps:
+                break
+        delta = _old_project(xa + al * _old_steepest_direction(grad, norm) - xs, es, norm)
+        xa = (xs + delta).clamp(0, 1)
+        if track and early_stop:
+            keep = ~fooled[rows]
+            rows, xa, xs, ys, es = rows[keep], xa[keep], xs[keep], ys[keep], es[keep]
+            al = al[keep] if isinstance(al, torch.Tensor) else al
+            if not len(rows):
+                break
+    return (best_x, fooled, best_loss) if track else (xa, None, None)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+@pytest.mark.parametrize("mode", ["untracked", "early_stop", "full"])
+@pytest.mark.parametrize("per_sample", [False, True])
+def test_pgd_run_is_bit_identical_to_a_plain_reference_loop(norm: str, mode: str, per_sample: bool) -> None:
+    x, _ = batch(10, n=48)
+    model = small_cnn(11).eval()
+    y = predict(model, x)
+    eps: float | torch.Tensor = 0.04 if norm == "inf" else 0.3
+    alpha: float | torch.Tensor = 2.5 * float(eps) / 7
+    if per_sample:
+        scale = torch.rand(len(x), generator=torch.Generator().manual_seed(2)) + 0.5
+        eps, alpha = scale * float(eps), scale * float(alpha)
+    start = random_in_ball(x, eps, norm, torch.Generator().manual_seed(3))
+    track, early_stop = mode != "untracked", mode == "early_stop"
+    got = pgd_run(model, x, y, eps, norm, 7, alpha, start, track=track, early_stop=early_stop)
+    want = _reference_pgd_run(model, x, y, eps, norm, 7, alpha, start, track, early_stop)
+    assert torch.equal(got.x_adv, want[0]) and not torch.equal(got.x_adv, x)
+    for a, b in ((got.fooled, want[1]), (got.loss, want[2])):
+        assert (a is None and b is None) or (a is not None and b is not None and torch.equal(a, b))
+    if track:
+        assert got.fooled is not None and 0 < int(got.fooled.sum()) < len(x)  # both branches seen
+    assert torch.equal(start, random_in_ball(x, eps, norm, torch.Generator().manual_seed(3)))
+
+
 # ---- the one batched predict --------------------------------------------------------------------
 
 

@@ -2,8 +2,10 @@
 routines it replaced (kept below as oracles, verbatim but for names).
 
 The nuclear-norm prox and polar factor feed committed training results, so their ``fast`` path must
-give the same bits as before :func:`gram_eigh` existed; the measurement path must too for every
-non-square matrix (a square W now uses WᵀW, as the prox always did, instead of WWᵀ).
+give the same bits as before :func:`gram_eigh` existed. The measurement path on CPU is now BLAS
+``dsyrk`` + LAPACK ``dsyevd`` (:func:`gram_singular_values_cpu`, issue 13) instead of torch's GEMM
+and ``eigvalsh``: its σ² agree with the old path's, and with a float64 SVD's, to 1e-12·σ₁² (both
+are float64 Gram spectra; only the last bits of the rounding differ).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from rankrobust.structure.spectrum import (
     FLOAT64_MAX_SIDE,
     gram_dtype,
     gram_eigh,
+    gram_singular_values_cpu,
     singular_values_many,
 )
 
@@ -127,21 +130,36 @@ def test_nuclear_prox_and_polar_factor_are_bit_identical_to_before(
             assert _same(singular_value_threshold_with_norm(w, tau, "exact"), _old_svt_exact(w, tau))
 
 
-@pytest.mark.parametrize("shape", [s for s in SHAPES if s[0] != s[1]])
-def test_measured_spectra_of_non_square_matrices_are_bit_identical_to_before(
-    shape: tuple[int, int],
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", SHAPES)
+def test_measured_spectra_agree_with_before_and_with_svd_to_1e12_of_sigma_1(
+    shape: tuple[int, int], dtype: torch.dtype
 ) -> None:
-    mats = _cases(shape, torch.float32)
+    mats = _cases(shape, dtype)
     new = singular_values_many(mats, "gram")
     old = _old_batch_singular_values(torch.stack(mats))
-    assert all(torch.equal(a, b) for a, b in zip(new, old, strict=True))
+    for w, a, b in zip(mats, new, old, strict=True):
+        ref = torch.linalg.svdvals(w.double())
+        assert a.dtype == torch.float64 and a.shape == ref.shape and bool((a[:-1] >= a[1:]).all())
+        # the resolution of a float64 Gram matrix: λ = σ² to ≈ k·ε·σ₁² (a zero σ reads ≈ 1e-8·σ₁)
+        tol = 1e-12 * float(ref[0]) ** 2
+        torch.testing.assert_close(a.square(), b.square(), rtol=0, atol=tol)
+        torch.testing.assert_close(a.square(), ref.square(), rtol=0, atol=tol)
 
 
-def test_measured_spectra_of_square_matrices_agree_to_1e12_of_sigma_1() -> None:
-    w = torch.randn(120, 120, generator=torch.Generator().manual_seed(0))
-    new = singular_values_many([w], "gram")[0]
-    old = _old_batch_singular_values(w[None])[0]
-    torch.testing.assert_close(new, old, rtol=0, atol=1e-12 * float(old[0]))
+def test_cpu_gram_reads_any_layout_without_changing_the_answer() -> None:
+    """Row-major, column-major (a transposed view), strided (a conv tap) and float64 in place."""
+    g = torch.Generator().manual_seed(5)
+    kernel = torch.randn(16, 8, 3, 3, generator=g)
+    wide = torch.randn(12, 40, generator=g)
+    views = [wide, wide.T, wide.T.contiguous().T, wide.double(), wide.double().T,
+             kernel.flatten(2)[:, :, 4], kernel.reshape(16, -1), torch.randn(1, 9, generator=g)]
+    for w in views:
+        before = w.clone()
+        ref = torch.linalg.svdvals(w.double())
+        got = gram_singular_values_cpu(w)
+        torch.testing.assert_close(got.square(), ref.square(), rtol=0, atol=1e-12 * float(ref[0]) ** 2)
+        assert torch.equal(w, before)  # the input (possibly shared with numpy) is not written
 
 
 # --- the routine itself ------------------------------------------------------------------------

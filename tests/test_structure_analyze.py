@@ -159,3 +159,43 @@ def test_spectra_and_analyze_leave_the_model_untouched() -> None:
         assert isinstance(s, np.ndarray) and np.all(np.diff(s) <= 0)
         assert np.allclose(s, ref, rtol=1e-9, atol=1e-9 * ref[0])
         assert math.isclose(float(s.sum()), float(ref.sum()), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+@pytest.mark.parametrize("order", [0.0, 0.5, 1.0, 2.0, 3.0, math.inf])
+def test_entry_metrics_match_a_float64_reference(dtype: torch.dtype, order: float) -> None:
+    """ℓ1 and effective sparsity (one numpy pass on CPU; the torch pass used on CUDA) and the
+    Frobenius norm (now Σσ² of the spectrum) against float64 formulas, zero entries included."""
+    from rankrobust.structure.analyze import _entry_stats, _entry_stats_cpu, structure_table
+    from rankrobust.structure.metrics import hill_numbers
+
+    g = torch.Generator().manual_seed(6)
+    w = torch.randn(24, 70, generator=g) * torch.rand(24, 70, generator=g).pow(3)
+    w[:, ::3] = 0  # a pruned third: 0·log 0 = 0
+    mats = {"pruned": w.to(dtype), "dense": torch.randn(9, 5, generator=g).to(dtype),
+            "zero": torch.zeros(3, 4, dtype=dtype)}
+    table = structure_table(mats, order)  # type: ignore[arg-type]
+    for i, m in enumerate(mats.values()):
+        a = m.double().abs().reshape(-1)
+        ref_l1, ref_d = float(a.sum()), float(hill_numbers(a, order))
+        rel = 1e-12 if dtype == torch.float64 else 1e-6  # float32 log; float64 sums
+        assert float(table["l1_norm"][i]) == pytest.approx(ref_l1, rel=1e-12)
+        assert float(table["effective_sparsity"][i]) == pytest.approx(ref_d, rel=rel, abs=1e-300)
+        assert float(table["frobenius_norm"][i]) == pytest.approx(float(m.double().norm()), rel=1e-12)
+        cpu = _entry_stats_cpu(m, order)
+        torched = _entry_stats(m, order).tolist()
+        assert cpu == pytest.approx(torched, rel=rel, abs=1e-300)
+
+
+def test_non_finite_weights_are_refused_before_any_spectrum() -> None:
+    from rankrobust.errors import NonFiniteError
+    from rankrobust.structure.analyze import structure_table
+
+    for bad in (math.nan, math.inf, -math.inf):
+        model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+        with torch.no_grad():
+            model[1].weight[1, 2] = bad
+        with pytest.raises(NonFiniteError, match="'1'"):
+            analyze(model)
+        with pytest.raises(NonFiniteError, match="'b'"):
+            structure_table({"a": torch.ones(2, 2), "b": model[1].weight.detach()})

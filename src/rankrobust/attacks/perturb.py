@@ -118,6 +118,37 @@ def random_in_ball(
     return g.to(x.device) * e * broadcast(r.to(x.device), x)
 
 
+def _pgd_step_(
+    xa: torch.Tensor,
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    eps: torch.Tensor,
+    alpha: float | torch.Tensor,
+    norm: str,
+    bounds: Bounds,
+    buf: torch.Tensor,
+) -> torch.Tensor:
+    """x_{t+1} = clip(x + Π_ε(x_t + α·d(g) − x)) written over the iterate ``xa`` (returned).
+
+    The operations of ``(x + project(xa + alpha * steepest_direction(grad, norm) - x, eps,
+    norm)).clamp(*bounds)``, in that order, hence the same bits, but in place: d(g) goes to
+    ``buf`` (shaped like xa, never read before written; ``grad`` is not written), δ and the new
+    iterate to ``xa``. No allocation of the iterate's size, no host sync.
+    """
+    if norm == "inf":
+        torch.sign(grad, out=buf)
+    else:
+        torch.div(grad, broadcast(flat_norm(grad, "2").clamp_min(1e-12), grad), out=buf)
+    buf.mul_(alpha)  # α·d
+    xa.add_(buf).sub_(x)  # δ = (x_t + α·d) − x
+    if norm == "inf":  # Π_ε: clamp(δ, −ε, ε) as project() does it
+        torch.minimum(xa, eps, out=xa)
+        torch.maximum(xa, -eps, out=xa)
+    else:  # Π_ε: δ·min(1, ε/‖δ‖₂)
+        xa.mul_(torch.clamp(eps / broadcast(flat_norm(xa, "2").clamp_min(1e-12), xa), max=1.0))
+    return xa.add_(x).clamp_(*bounds)
+
+
 @dataclass
 class PGDRun:
     """Outcome of :func:`pgd_run` on B inputs.
@@ -159,6 +190,10 @@ def pgd_run(
     prediction and per-sample CE(model(x_t), y) are recorded, one more forward scores the last
     iterate, and the run keeps per input the first iterate with argmax ≠ y, else the
     highest-loss one; with ``early_stop`` an input stops costing work once fooled.
+
+    Per step, besides the forward and backward: the step is made in place on the iterate
+    (:func:`_pgd_step_`, same bits as the formula above) with one scratch buffer for the whole
+    run; tracking copies only the rows that improved (``index_copy_``).
     """
     e = per_sample(eps, x)  # (B, 1, ..., 1)
     a = per_sample(alpha, x) if isinstance(alpha, torch.Tensor) else alpha
@@ -169,7 +204,8 @@ def pgd_run(
     fooled = torch.zeros(b, dtype=torch.bool, device=x.device)
     rows = torch.arange(b, device=x.device)  # the inputs still running
     xs, ts, es, al = x, target, e, a
-    xa = (x + start).clamp(*bounds)
+    xa = (x + start).clamp(*bounds)  # a fresh tensor: the loop owns it and steps it in place
+    buf = torch.empty_like(xa)  # the step direction α·d, rows [0, len(rows))
     for t in range(steps + 1):
         last = t == steps
         if last and not track:
@@ -182,16 +218,20 @@ def pgd_run(
         with torch.no_grad():
             if track:
                 loss = F.cross_entropy(logits, ts, reduction="none")
-                hit = (logits.argmax(1) != ts) & ~fooled[rows]
-                better = (loss > best_loss[rows]) & ~fooled[rows]
-                best_x[rows[hit | better]] = xa[hit | better]
+                hit = logits.argmax(1) != ts
+                better = loss > best_loss[rows]
+                if not early_stop:  # fooled inputs keep running, but keep their first fooling iterate
+                    live = ~fooled[rows]
+                    hit &= live
+                    better &= live
+                improved = (hit | better).nonzero().squeeze(1)
+                best_x.index_copy_(0, rows[improved], xa.index_select(0, improved))
                 best_loss[rows[better]] = loss[better]
                 fooled[rows[hit]] = True
                 best_loss[rows[hit]] = torch.inf
                 if last:
                     break
-            xa = (xs + project(xa + al * steepest_direction(grad, norm) - xs, es, norm))
-            xa = xa.clamp(*bounds)
+            xa = _pgd_step_(xa, grad, xs, es, al, norm, bounds, buf[: len(rows)])
             if track and early_stop:
                 keep = ~fooled[rows]
                 if not keep.all():

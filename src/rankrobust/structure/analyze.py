@@ -2,8 +2,12 @@
 
 All spectra come from :func:`singular_values_many` (float64 Gram eigenvalues by default) and are
 zero-padded into one (L, k_max) tensor, so every spectral metric of every layer is one tensor
-expression; entry metrics (ℓ1, Frobenius, effective sparsity) are float64-accumulated reductions per layer.
-Everything stays on the model's device until the final (L, C) table is copied to the host once.
+expression on the same σ: spectral σ₁, nuclear Σσ, Frobenius (Σσ²)^{1/2}, stable rank Σσ²/σ₁²,
+effective and numerical rank. The entry metrics (ℓ1, effective sparsity) take one pass over each
+matrix's entries in their own precision with float64 sums (:func:`_entry_stats_cpu` with numpy on
+CPU, :func:`_entry_stats` elsewhere); its ℓ1 sum also tells non-finite weights (NaN or ±∞ make
+Σ|w| non-finite) before any spectrum is computed. On CUDA everything stays on the model's device
+until the final (L, C) table is copied to the host once.
 """
 
 from __future__ import annotations
@@ -38,22 +42,23 @@ def _kinds(model: nn.Module, names: list[str]) -> list[str]:
 
 
 def _entry_stats(w: torch.Tensor, order: float) -> torch.Tensor:
-    """(Σ|w|, Σw², D_α(|w|/Σ|w|)) as float64 (3,), element-wise work in w's own precision.
+    """(Σ|w|, D_α(|w|/Σ|w|)) as float64 (2,) on w's device, element-wise work in w's precision.
 
     With a = |w| and S = Σa the Shannon case needs no normalized copy of the entries:
     H = −Σ (a/S) log(a/S) = log S − (Σ a log a) / S; order 2 is S²/Σa² and order ∞ is S/max a.
-    Sums accumulate in float64; other orders take the float64 :func:`hill_numbers` path.
+    Sums accumulate in float64; other orders take the float64 :func:`hill_numbers` path. S = 0
+    gives D = 0; a non-finite entry makes S non-finite.
     """
     a = w.reshape(-1).abs()
     if not a.is_floating_point() or a.dtype in (torch.float16, torch.bfloat16):
         a = a.to(torch.float32)
     total = a.sum(dtype=torch.float64)
-    squares = torch.linalg.vector_norm(a, dtype=torch.float64).square()
     if order == 1:
         xlogx = torch.special.xlogy(a, a).sum(dtype=torch.float64)
         safe = torch.where(total > 0, total, torch.ones_like(total))
         value = torch.exp(torch.log(safe) - xlogx / safe)
     elif order == 2:
+        squares = torch.linalg.vector_norm(a, dtype=torch.float64).square()
         value = total.square() / torch.where(squares > 0, squares, torch.ones_like(squares))
     elif math.isinf(order):
         top = a.max().to(torch.float64) if a.numel() else total
@@ -61,7 +66,39 @@ def _entry_stats(w: torch.Tensor, order: float) -> torch.Tensor:
     else:
         value = hill_numbers(a.to(torch.float64), order)
     value = torch.where(total > 0, value, torch.zeros_like(value))
-    return torch.stack([total, squares, value])
+    return torch.stack([total, value])
+
+
+def _entry_stats_cpu(w: torch.Tensor, order: float) -> tuple[float, float]:
+    """(Σ|w|, D_α(|w|/Σ|w|)) of a CPU tensor: the math of :func:`_entry_stats`, done in numpy.
+
+    The entries are read in place (half types as float32), a = |w| and a·log a are computed in
+    that precision, and every sum accumulates in float64 (numpy's pairwise sum, casting in small
+    buffers: no float64 copy of w). With S = Σa: D₁ = exp(log S − (Σ a log a)/S), with
+    0·log 0 = 0; D₂ = S²/Σa²; D_∞ = S/max a. S = 0 gives D = 0; a non-finite entry makes S
+    non-finite, and then D is not computed (0).
+    """
+    t = w.detach()
+    if t.dtype not in (torch.float32, torch.float64):
+        t = t.to(torch.float32)
+    a = np.abs(t.numpy().reshape(-1))
+    total = float(np.add.reduce(a, dtype=np.float64))
+    if not (math.isfinite(total) and total > 0):
+        return total, 0.0
+    if order == 1:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            alog = np.log(a)
+            alog *= a  # a·log a, NaN where a = 0 (0·(−∞))
+        xlogx = float(np.add.reduce(alog, dtype=np.float64))
+        if math.isnan(xlogx):  # zero entries: 0·log 0 = 0
+            alog[a == 0] = 0
+            xlogx = float(np.add.reduce(alog, dtype=np.float64))
+        return total, math.exp(math.log(total) - xlogx / total)
+    if order == 2:
+        return total, total**2 / float(np.add.reduce(np.square(a, dtype=np.float64)))
+    if math.isinf(order):
+        return total, total / float(a.max())
+    return total, float(hill_numbers(torch.from_numpy(a).to(torch.float64), order))
 
 
 def structure_table(
@@ -72,19 +109,32 @@ def structure_table(
     """Every numeric column of :func:`analyze` as a float64 tensor (L,) on the matrices' device.
 
     With σ the padded spectra (L, k_max) and w the entries of each matrix:
-    effective_rank = D_α(σ/Σσ); stable_rank = Σw²/σ₁²; numerical_rank = #{i : σᵢ > max(m, n)·ε·σ₁}
-    with ε the machine epsilon of the weights' dtype (numpy's ``matrix_rank`` rule); nuclear = Σσ; spectral = σ₁;
-    frobenius = (Σw²)^{1/2}; l1 = Σ|w|; effective_sparsity = D_α(|w|/Σ|w|); normalized
-    variants divide by min(m, n) and by m·n. Zero matrices give 0 throughout (no NaN).
+    effective_rank = D_α(σ/Σσ); stable_rank = Σσ²/σ₁² (= Σw²/σ₁²); numerical_rank =
+    #{i : σᵢ > max(m, n)·ε·σ₁} with ε the machine epsilon of the weights' dtype (numpy's
+    ``matrix_rank`` rule); nuclear = Σσ; spectral = σ₁; frobenius = (Σσ²)^{1/2} = (Σw²)^{1/2}
+    (the float64 eigenvalues' sum is trace G = Σw² to ≈ k·ε₆₄ relative); l1 = Σ|w|;
+    effective_sparsity = D_α(|w|/Σ|w|); normalized variants divide by min(m, n) and by m·n.
+    Zero matrices give 0 throughout (no NaN). A matrix with NaN or infinite entries raises
+    :class:`~rankrobust.errors.NonFiniteError` (found by its entry pass, before any spectrum).
     """
     order = check_order(order)
-    mats = list(matrices.values())
-    sigma = pad_spectra(singular_values_many(mats, method))  # (L, k_max), descending, zero-padded
+    names, mats = list(matrices), [m.detach() for m in matrices.values()]
     if not mats:
         return {name: torch.zeros(0, dtype=torch.float64) for name in _NUMERIC}
+    if all(m.device.type == "cpu" for m in mats):
+        entry = torch.tensor([_entry_stats_cpu(m, order) for m in mats], dtype=torch.float64)
+    else:
+        entry = torch.stack([_entry_stats(m, order).to(mats[0].device) for m in mats])  # (L, 2)
+    finite = torch.isfinite(entry[:, 0])
+    if not bool(finite.all()):
+        for i in (~finite).nonzero().flatten().tolist():  # Σ|w| of finite float64 w may overflow
+            if mats[i].is_floating_point() and not bool(torch.isfinite(mats[i]).all()):
+                raise NonFiniteError(f"layer {names[i]!r} holds NaN or infinite weights; "
+                                     "its structure is undefined")
+    sigma = pad_spectra(singular_values_many(mats, method))  # (L, k_max), descending, zero-padded
     device = sigma.device
-    entry = torch.stack([_entry_stats(m.detach(), order) for m in mats]).to(device)  # (L, 3)
-    l1, frob_sq, eff_sparsity = entry.unbind(1)
+    l1, eff_sparsity = entry.to(device).unbind(1)
+    frob_sq = sigma.square().sum(1)
     top = sigma[:, 0] if sigma.shape[1] else torch.zeros(len(mats), dtype=torch.float64, device=device)
     rank_cap = torch.tensor([min(m.shape) for m in mats], dtype=torch.float64, device=device)
     numel = torch.tensor([m.numel() for m in mats], dtype=torch.float64, device=device)
@@ -125,10 +175,7 @@ def analyze(
     import pandas as pd  # heavy: imports pandas (~0.6 s), which nothing else here needs
 
     matrices = layer_matrices(model, conv)
-    for name, matrix in matrices.items():
-        if matrix.is_floating_point() and not bool(torch.isfinite(matrix).all()):
-            raise NonFiniteError(f"layer {name!r} holds NaN or infinite weights; its structure is undefined")
-    table = structure_table(matrices, order, method)
+    table = structure_table(matrices, order, method)  # raises NonFiniteError first if need be
     names = list(matrices)
     numeric = torch.stack([table[c] for c in _NUMERIC], 1).cpu().numpy() if names else np.zeros((0, len(_NUMERIC)))
     frame = pd.DataFrame(numeric, columns=list(_NUMERIC))

@@ -22,16 +22,22 @@ float64; the nuclear prox, run every few training steps, caps it at side
 
 ``singular_values_many``: ``method="svd"`` is the reference, float64 ``torch.linalg.svdvals``;
 ``method="gram32"`` forms G in float32 (fast but lossy, kept for the benchmark's comparison).
-Matrices of equal shape are stacked and multiplied in one batched call, on their own device; the
-eigenvalue step is batched on CUDA and one LAPACK call per matrix on CPU (faster there).
+``method="gram"`` on CPU is :func:`gram_singular_values_cpu`: W converted to float64 once, G of the
+smaller side k = min(m, n) formed by one BLAS ``dsyrk`` (a symmetric rank-l update: one triangle,
+half the flops of the GEMM AᵀA) straight from W's memory without a transposed copy, and LAPACK's
+``dsyevd`` (eigenvalues only) on that triangle; the BLAS threads are capped at
+``torch.get_num_threads()``. Elsewhere (CUDA) matrices of equal shape are stacked and multiplied in
+one batched call on their own device and the eigenvalue step is batched.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
-from typing import Literal, overload
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any, Literal, overload
 
+import numpy as np
 import torch
 
 from rankrobust.configuration import closest
@@ -94,6 +100,64 @@ def gram_eigh(
     return a, sigma, None if vecs is None else vecs.flip(-1)
 
 
+_BLAS: dict[str, Any] = {}  # lazily: scipy's dsyrk and a threadpoolctl controller (None if absent)
+
+
+def _scipy_blas() -> tuple[Any, Any]:
+    """(scipy.linalg.blas.dsyrk, a cached threadpoolctl controller or None), imported once."""
+    if not _BLAS:
+        from scipy.linalg.blas import dsyrk  # heavy import, needed only for CPU measurements
+
+        try:  # ships with scikit-learn (a dependency through mlxtend); optional here
+            from threadpoolctl import ThreadpoolController
+
+            controller: Any = ThreadpoolController()  # after scipy: it sees scipy's OpenBLAS too
+        except Exception:  # pragma: no cover - threadpoolctl missing or broken
+            controller = None
+        _BLAS.update(dsyrk=dsyrk, controller=controller)
+    return _BLAS["dsyrk"], _BLAS["controller"]
+
+
+@contextmanager
+def blas_threads() -> Iterator[None]:
+    """Cap numpy's and scipy's BLAS/LAPACK threads at ``torch.get_num_threads()`` for the block.
+
+    OpenBLAS otherwise starts one thread per core whatever torch was told: a worker process
+    limited to one torch thread would oversubscribe the machine (its spinning threads then cost
+    far more than the work).
+    """
+    _, controller = _scipy_blas()
+    limit = nullcontext() if controller is None else controller.limit(
+        limits=torch.get_num_threads(), user_api="blas")
+    with limit:
+        yield
+
+
+def gram_singular_values_cpu(matrix: torch.Tensor) -> torch.Tensor:
+    """Descending float64 σ (k,) of one CPU matrix W (m, n), k = min(m, n) ≥ 1, via float64 G.
+
+    X = W in float64 (one numpy conversion in W's memory order, which reuses freed heap pages
+    instead of faulting in fresh ones as torch's large allocations do; a float64 W is used in
+    place). With X stored row-major, Xᵀ is column-major with no copy, so BLAS ``dsyrk`` forms the
+    k×k Gram matrix of the smaller side, G = X Xᵀ (m ≤ n) or XᵀX, as the upper triangle only
+    (k²·max(m, n) flops, half a GEMM's). Its eigenvalues λ come from LAPACK ``dsyevd`` on that
+    triangle (numpy's ``eigvalsh``, values only), and σ_i = √max(λ_i, 0), descending. Run it
+    under :func:`blas_threads`. No gradient; the result is a fresh CPU tensor.
+    """
+    dsyrk, _ = _scipy_blas()
+    w = matrix.detach()
+    if w.dtype not in (torch.float32, torch.float64):  # half types: numpy has no bfloat16
+        w = w.to(torch.float64)
+    x = w.numpy().astype(np.float64, order="K", copy=False)
+    m, n = x.shape
+    if x.flags.f_contiguous and not x.flags.c_contiguous:  # X column-major: dsyrk reads it as is
+        gram = dsyrk(1.0, x, trans=0 if m <= n else 1)  # trans=0: X Xᵀ; trans=1: XᵀX
+    else:  # X row-major: Xᵀ (n, m) is column-major, the same memory
+        gram = dsyrk(1.0, np.ascontiguousarray(x).T, trans=1 if m <= n else 0)
+    evals = np.linalg.eigvalsh(gram, UPLO="U")  # ascending; reads the upper triangle only
+    return torch.from_numpy(evals[::-1].copy()).clamp_min_(0).sqrt_()
+
+
 def _batch_singular_values(stack: torch.Tensor, method: str) -> torch.Tensor:
     """(B, m, n) → (B, min(m, n)) descending singular values, float64."""
     if method == "svd":
@@ -119,15 +183,19 @@ def singular_values_many(
             raise ConfigError(f"expected 2-D matrices, got shape {tuple(m.shape)}")
         groups[(tuple(m.shape), m.device)].append(i)
     result: list[torch.Tensor | None] = [None] * len(matrices)
-    with torch.no_grad():
-        for (shape, _), idx in groups.items():
+    cpu_gram = method == "gram" and any(dev.type == "cpu" and min(shape) for shape, dev in groups)
+    with torch.no_grad(), blas_threads() if cpu_gram else nullcontext():
+        for (shape, device), idx in groups.items():
             if min(shape) == 0:
                 for i in idx:
                     result[i] = torch.zeros(0, dtype=torch.float64, device=matrices[i].device)
-                continue
-            sigma = _batch_singular_values(torch.stack([matrices[i].detach() for i in idx]), method)
-            for row, i in enumerate(idx):
-                result[i] = sigma[row]
+            elif method == "gram" and device.type == "cpu":  # one dsyrk + dsyevd per matrix
+                for i in idx:
+                    result[i] = gram_singular_values_cpu(matrices[i])
+            else:
+                sigma = _batch_singular_values(torch.stack([matrices[i].detach() for i in idx]), method)
+                for row, i in enumerate(idx):
+                    result[i] = sigma[row]
     return [r for r in result if r is not None]
 
 

@@ -355,7 +355,7 @@ def record_structure(nets: Sequence[nn.Module], runs: Sequence[int], states: Seq
                      epoch: int) -> None:
     """Append to each run's ``records`` the rows its
     :class:`~rankrobust.training.structure_tracking.StructureTracker` would for ``epoch``, from one
-    :func:`~rankrobust.structure.analyze` call over all runs (equal shapes batched)."""
+    :func:`~rankrobust.structure.analyze` call over all runs."""
     if not runs:
         return
     frame = analyze(nn.ModuleDict({str(r): nets[r] for r in runs}), "reshape", order=1.0)
