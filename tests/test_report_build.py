@@ -102,7 +102,8 @@ def test_every_figure_exists_and_is_referenced_in_html_and_md(report_dir: Path) 
     md = (report_dir / "report.md").read_text()
     pngs = sorted(p.name for p in (report_dir / "figures").glob("*.png"))
     assert set(pngs) == {"lambda_selection.png", "structure_by_layer.png", "structure_epochs.png",
-                         "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png"}
+                         "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png",
+                         "training_curves.png"}
     for name in pngs:
         assert (report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="figures/{name}"' in html
@@ -174,9 +175,23 @@ def test_figures_without_data_are_skipped_and_said_so(tmp_path: Path) -> None:
     empty = pd.DataFrame(columns=["run_id", "model", "method", "seed", "epoch", "layer", "attack",
                                   "norm", "epsilon", "fooling_ratio", "singular_value", "index"])
     for plot in (figures.plot_structure_by_layer, figures.plot_structure_epochs,
-                 figures.plot_fooling_curves, figures.plot_spectra):
+                 figures.plot_fooling_curves, figures.plot_spectra, figures.plot_training_curves):
         assert plot(empty, tmp_path / "x.png") is None
     doc, claims = build_document(StudyTables(), tmp_path / "figs")
     assert claims.empty and not doc.figures()
     assert not list(tmp_path.glob("figs/*.png"))
     assert "No data for this figure" in render_markdown(doc)
+
+
+def test_training_curves_figure_draws_every_method_per_model(tmp_path: Path) -> None:
+    """One curve per method and model over the epochs (mean over seeds); one epoch: no figure."""
+    from rankrobust.report import figures
+
+    rows = [{"run_id": f"{m}-{model}-{seed}", "model": model, "method": m, "seed": seed,
+             "epoch": e, "train_loss": 1.0 / e + seed * 0.01, "test_acc": 0.5 + 0.1 * e}
+            for m in ("natural", "pgd-adv") for model in ("mlp", "lenet5")
+            for seed in (0, 1) for e in (1, 2, 3)]
+    frame = pd.DataFrame(rows)
+    out = figures.plot_training_curves(frame, tmp_path / "training_curves.png")
+    assert out is not None and out.stat().st_size > 1000
+    assert figures.plot_training_curves(frame[frame["epoch"] == 1], tmp_path / "one.png") is None

@@ -46,7 +46,8 @@ from rankrobust.report.tables import StudyTables, load_tables
 FIGURE_DIR = "figures"
 # The files a report writes into FIGURE_DIR: a rebuild replaces these and touches nothing else.
 FIGURE_NAMES = ("lambda_selection.png", "structure_by_layer.png", "structure_epochs.png",
-                "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png", "interventions.png")
+                "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png", "interventions.png",
+                "training_curves.png")
 
 
 def _with_runs(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -257,6 +258,9 @@ def draw_figures(done: StudyTables, summary: pd.DataFrame, ids: set[str], figure
     final = final_structure(structure)
     final = final[final["run_id"].isin(ids)] if not final.empty else final
     robustness = _with_runs(done.robustness, done.runs) if not done.robustness.empty else done.robustness
+    epochs = (_with_runs(done.epoch_metrics, done.runs) if not done.epoch_metrics.empty
+              else done.epoch_metrics)
+    epochs = epochs[epochs["run_id"].isin(ids)] if not epochs.empty else epochs
     robustness = robustness[robustness["run_id"].isin(ids)] if not robustness.empty else robustness
     spectra = _with_runs(done.spectra, done.runs) if not done.spectra.empty else done.spectra
     spectra = spectra[spectra["run_id"].isin(ids)] if not spectra.empty else spectra
@@ -265,6 +269,9 @@ def draw_figures(done: StudyTables, summary: pd.DataFrame, ids: set[str], figure
          "Normalized effective rank and effective sparsity per layer and method (error bars: 95 % CI)."),
         (fig.plot_structure_epochs(structure, figure_dir / "structure_epochs.png"),
          "Evolution over epochs, natural vs adversarial training (bands: 95 % CI)."),
+        (fig.plot_training_curves(epochs, figure_dir / "training_curves.png"),
+         "Training loss and clean test accuracy per epoch of the compared runs (the chosen λ "
+         "per method; bands: 95 % CI over seeds): has each method converged?"),
         (fig.plot_fooling_curves(robustness, figure_dir / "fooling_ratio.png"),
          "Fooling ratio and robust accuracy vs ε per method and model (bands: 95 % CI, "
          "clipped to [0, 1])."),
@@ -357,8 +364,8 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
                  "Clean accuracy over each regularizer's λ grid; circled: the chosen λ."))
 
     figs += draw_figures(done, summary, ids, figure_dir, attack)
-    sections = ["Choosing λ", "Weight structure", "Weight structure", "Robustness", "Spectra",
-                "Robustness vs effective rank"]
+    sections = ["Choosing λ", "Weight structure", "Weight structure", "Training curves",
+                "Robustness", "Spectra", "Robustness vs effective rank"]
     current = "Choosing λ"
     for (path, caption), section in zip(figs, sections, strict=True):
         if section != current:

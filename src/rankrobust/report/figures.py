@@ -141,6 +141,41 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
     return _save(fig, path)
 
 
+TRAINING_METRICS = (("train_loss", "training loss"), ("test_acc", "clean test accuracy"))
+
+
+def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
+    """Training loss and clean test accuracy vs epoch for every method (rows: metrics, columns:
+    models), mean over seeds with 95 % bands: whether each method had converged when training
+    stopped. The loss includes each method's own terms (adversarial, penalties), so compare its
+    flattening, not its level, across methods."""
+    metrics = [(c, lab) for c, lab in TRAINING_METRICS if c in epochs.columns]
+    if epochs.empty or not metrics or epochs["epoch"].nunique() < 2:
+        return None
+    models = _models(epochs)
+    fig, axes = _grid(len(metrics), len(models))
+    for j, model in enumerate(models):
+        sub = epochs[epochs["model"] == model]
+        for i, (col, ylabel) in enumerate(metrics):
+            ax = axes[i, j]
+            for method in _methods(sub):
+                g = sub[(sub["method"] == method) & sub[col].notna()]
+                if g.empty:
+                    continue
+                band = np.array([_ci(e[col].astype(float)) for _, e in g.groupby("epoch")])
+                xs = sorted(g["epoch"].unique())
+                ax.plot(xs, band[:, 0], color=method_color(method), marker=".",
+                        label=method_label(method))
+                ax.fill_between(xs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(ylabel)
+            ax.set_title(f"{model} ({family(model)})")
+        axes[0, j].legend(fontsize=7)
+    fig.suptitle("Training curves of the compared runs (mean over seeds)")
+    return _save(fig, path)
+
+
 CURVE_METRICS = (("fooling_ratio", "fooling ratio"), ("robust_accuracy", "robust accuracy"))
 
 
