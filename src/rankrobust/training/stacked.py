@@ -135,21 +135,6 @@ def stack_groups(runs: Sequence[RunLike], max_size: int = DEFAULT_MAX_GROUP) -> 
     return sorted(groups, key=min)
 
 
-class StackState:
-    """What stacked hooks see (a :class:`~rankrobust.methods.StepInfo`): step, lr, progress."""
-
-    def __init__(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> None:
-        self.optimizer, self.steps_per_epoch, self.step = optimizer, steps_per_epoch, 0
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
-
-    @property
-    def progress(self) -> float:
-        return self.step / max(self.steps_per_epoch, 1)
-
-
 def stacked_optimizer(params: list[nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
     """The solo optimizer (:func:`~rankrobust.training.loop.make_optimizer`) over (K, ...) tensors,
     as one fused kernel per step (the same elementwise update, without K·params small kernels)."""
@@ -227,7 +212,7 @@ def train_stacked(
     params = dict(net.named_parameters())
     optimizer = stacked_optimizer(list(params.values()), first)
     schedule = make_schedule(optimizer, first, steps_per_epoch)
-    info = StackState(optimizer, steps_per_epoch)
+    info = TrainState(net, optimizer, first, device, steps_per_epoch=steps_per_epoch)
     okey = objective_key(first.method)
     shared = shares_inputs(okey) and len({c.seed for c in runs}) == 1
     objective = stacked_objective([c.method for c in runs], [c.seed for c in runs])
