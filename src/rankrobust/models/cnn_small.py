@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rankrobust.models.normalize import Normalize
+from rankrobust.models.pooling import MaxPool2x2
 
 DEFAULT_WIDTHS = (32, 64, 128)
 
@@ -38,7 +39,7 @@ class CNNSmall(nn.Module):
             layers += [
                 nn.Conv2d(c, width, 3, padding=1), nn.ReLU(),
                 nn.Conv2d(width, width, 3, padding=1), nn.ReLU(),
-                nn.MaxPool2d(2),
+                MaxPool2x2(),
             ]
             c, h, w = width, h // 2, w // 2
         if h < 1 or w < 1:

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from rankrobust.models.normalize import Normalize
+from rankrobust.models.pooling import MaxPool2x2
 
 
 class LeNet5(nn.Module):
@@ -35,8 +36,8 @@ class LeNet5(nn.Module):
             raise ValueError(f"lenet5 needs inputs of at least 12×12, got {h}×{w}")
         self.normalize = Normalize(mean, std)
         self.features = nn.Sequential(
-            nn.Conv2d(c, 6, 5, padding=pad), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c, 6, 5, padding=pad), nn.ReLU(), MaxPool2x2(),
+            nn.Conv2d(6, 16, 5), nn.ReLU(), MaxPool2x2(),
         )
         self.classifier = nn.Sequential(
             nn.Linear(16 * h2 * w2, 120), nn.ReLU(),
