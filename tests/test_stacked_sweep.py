@@ -283,3 +283,30 @@ def test_cli_reproduce_passes_stacking_on(tmp_path: Path, monkeypatch: pytest.Mo
         main(["reproduce", "--scale", "smoke", "--out", str(tmp_path), "--stack",
               "--max-stack", "4", "--no-progress"])
     assert (seen["stack"], seen["max_stack"]) == (True, 4)
+
+
+def test_dry_run_previews_the_stacks_of_the_pending_runs(
+    tmp_path: Path, solo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    import yaml
+
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(STUDY))
+    out = tmp_path / "o"
+    assert main(["sweep", str(path), "--dry-run", "--stack", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == ["study stacked: 9 runs; dry run, nothing written",
+                         "with --stack: 9 pending runs in 4 tasks"]
+    assert lines[2] == "  stack of 3: mlp on synthetic, seeds 0, 1, 2: pgd-adv ×3"
+    assert sorted(lines[3:]) == [f"  stack of 2: mlp on synthetic, seed {s}: natural, l1" for s in range(3)]
+    assert not out.exists()
+    # a database holding 9 complete runs: nothing pending, nothing to stack
+    out.mkdir()
+    shutil.copy(solo_db, out / "results.sqlite")
+    before = (out / "results.sqlite").read_bytes()
+    assert main(["sweep", str(path), "--dry-run", "--stack", "--max-stack", "2", "--out", str(out)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "with --stack: 0 pending runs in 0 tasks" and len(lines) == 2
+    assert (out / "results.sqlite").read_bytes() == before

@@ -32,18 +32,25 @@ def register(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
-def dry_run(args: argparse.Namespace) -> int:
-    """Validate, expand and count; read an existing database read-only; write nothing."""
+def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
+    """Validate, expand and count; read an existing database read-only; write nothing. With
+    ``--stack``, also list the tasks the pending runs would form."""
     from rankrobust.experiments.config import load_study
     from rankrobust.experiments.grid import expand, run_id
     from rankrobust.experiments.store import ResultsStore
-    from rankrobust.experiments.sweep import DB_NAME, check_models
+    from rankrobust.experiments.sweep import (
+        DB_NAME,
+        DEFAULT_MAX_GROUP,
+        check_models,
+        describe_tasks,
+        tasks,
+    )
 
     study = load_study(args.config)
     configs = expand(study)
     check_models(configs)
     db = Path(args.db) if args.db is not None else Path(args.out) / DB_NAME
-    done = ""
+    done, status = "", {}
     if db.exists():
         with ResultsStore(db, readonly=True) as store:
             status = store.status_of([run_id(c) for c in configs])
@@ -51,6 +58,13 @@ def dry_run(args: argparse.Namespace) -> int:
         failed = sum(1 for s in status.values() if s == "failed")
         done = f" ({complete} complete, {failed} failed in {db})"
     print(f"study {study.name}: {len(configs)} runs{done}; dry run, nothing written")
+    if stacking["stack"]:
+        skip = {"complete"} | (set() if args.retry_failed else {"failed"})
+        pending = [c for c in configs if status.get(run_id(c), "pending") not in skip]
+        task_list = tasks(pending, True, stacking["max_stack"] or DEFAULT_MAX_GROUP)
+        print(f"with --stack: {len(pending)} pending runs in {len(task_list)} tasks")
+        for line in describe_tasks(task_list):
+            print(f"  {line}")
     return 0
 
 
@@ -61,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
 
     stacking = stack_options(args)  # a usage error before anything is read or written
     if args.dry_run:
-        return dry_run(args)
+        return dry_run(args, stacking)
     study = load_study(args.config)  # a bad study file creates no folder
     output_dir(args.out, "--out")
     if args.db is not None:

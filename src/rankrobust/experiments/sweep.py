@@ -166,6 +166,29 @@ def tasks(configs: list[RunConfig], stack: bool, max_stack: int = DEFAULT_MAX_GR
     return [[configs[i] for i in g] for g in sorted(groups, key=len, reverse=True)]
 
 
+def describe_tasks(task_list: list[list[RunConfig]]) -> list[str]:
+    """One line per stacked task (groups of more than one run), then one for the solo runs:
+    what ``--stack`` would submit, for ``sweep --dry-run``. E.g.
+    ``stack of 10: lenet5 on mnist5k, seed 0: natural, l1 ×3, nuclear ×3, …``."""
+    lines, solo = [], 0
+    for task in task_list:
+        if len(task) == 1:
+            solo += 1
+            continue
+        methods: dict[str, int] = {}
+        for config in task:
+            methods[config.method] = methods.get(config.method, 0) + 1
+        seeds = sorted({c.seed for c in task})
+        first = task[0]
+        lines.append(f"stack of {len(task)}: {first.model} on {first.dataset}, "
+                     f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: "
+                     + ", ".join(m if k == 1 else f"{m} ×{k}" for m, k in methods.items()))
+    if solo:
+        lines.append(f"{solo} run{'s' if solo > 1 else ''} alone (not stackable with another "
+                     "pending run)")
+    return lines
+
+
 def retry_alone(task: list[RunConfig], results: list[RunResult]) -> bool:
     """Whether a finished task's runs should run again one by one: a group whose runs all
     failed with one same error that is not divergence (e.g. its worker was killed)."""
