@@ -9,7 +9,7 @@ import pytest
 
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.grid import expand
+from rankrobust.experiments.grid import expand, run_id
 from rankrobust.experiments.study import SCALES, reproduce_study
 from rankrobust.methods import METHODS
 
@@ -105,3 +105,35 @@ def test_reproduce_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert main(["reproduce", "--scale", "smoke", "--out", str(out), "--workers", "1",
                  "--no-progress"]) == 0
     assert "32 already done" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scale", SCALES)
+def test_study_to_dict_is_the_inverse_of_study_from_dict(scale: str) -> None:
+    from rankrobust.experiments.config import study_from_dict, study_to_dict
+
+    study = reproduce_study(scale)
+    again = study_from_dict(study_to_dict(study))
+    assert again == study
+    assert [run_id(c) for c in expand(again)] == [run_id(c) for c in expand(study)]
+
+
+def test_reproduce_dry_run_prints_the_study_and_writes_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from rankrobust.experiments.config import parse_study_yaml, study_from_dict
+
+    out = tmp_path / "o"
+    argv = ["reproduce", "--scale", "paper", "--dataset", "mnist5k", "--seeds", "2", "--out",
+            str(out), "--dry-run", "--stack"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    head, _, text = printed.partition("# the study, as a file for `rankrobust sweep`:\n")
+    study = reproduce_study("paper", "mnist5k", 2)
+    runs = expand(study)
+    assert head.startswith(f"study {study.name}: {len(runs)} runs; dry run, nothing written\n")
+    assert f"with --stack: {len(runs)} pending runs in " in head
+    assert "  stack of 7: lenet5 on mnist5k, seed 0: natural, l1 ×2, nuclear ×2, l1+nuclear ×2" in head
+    parsed = study_from_dict(parse_study_yaml(text, "printed study"))
+    assert [run_id(c) for c in expand(parsed)] == [run_id(c) for c in runs]
+    assert parsed.base["train"]["epochs"] == 30  # the dataset's overrides are in what is printed
+    assert not out.exists()

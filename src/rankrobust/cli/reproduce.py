@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 from typing import Any
 
 from rankrobust.cli.common import add_stack_arguments, check_choice, output_dir, stack_options
@@ -34,7 +35,29 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     add_stack_arguments(p)
+    p.add_argument("--dry-run", action="store_true",
+                   help="expand the study (ε scaled to the dataset, its overrides applied), print "
+                   "how many runs it has (and how many OUT's database already holds; with "
+                   "--stack, the stacks they would form) and its settings as a study file; "
+                   "write nothing")
     p.set_defaults(run=run)
+
+
+def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
+    """The study ``reproduce`` would run, previewed (:func:`rankrobust.cli.sweep.preview`) and
+    printed as a study file (usable with ``rankrobust sweep``)."""
+    import yaml
+
+    from rankrobust.cli.sweep import preview
+    from rankrobust.experiments.config import study_to_dict
+    from rankrobust.experiments.study import reproduce_study
+
+    study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir)
+    code = preview(study, Path(args.out or f"runs/reproduce-{args.scale}"), None, stacking)
+    print("# the study, as a file for `rankrobust sweep`:")
+    print(yaml.safe_dump(study_to_dict(study), sort_keys=False, allow_unicode=True,
+                         default_flow_style=None), end="")
+    return code
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,6 +69,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dataset is not None:
         check_choice("--dataset", args.dataset, DATASETS)
     stacking = stack_options(args)
+    if args.dry_run:
+        return dry_run(args, stacking)
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
     out = output_dir(args.out or f"runs/reproduce-{args.scale}", "--out")
     summary = run_reproduce(

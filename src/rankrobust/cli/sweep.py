@@ -33,9 +33,17 @@ def register(subparsers: Any) -> None:
 
 
 def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
-    """Validate, expand and count; read an existing database read-only; write nothing. With
-    ``--stack``, also list the tasks the pending runs would form."""
+    """``sweep --dry-run``: :func:`preview` of the study file, nothing written."""
     from rankrobust.experiments.config import load_study
+
+    db = Path(args.db) if args.db is not None else None
+    return preview(load_study(args.config), Path(args.out), db, stacking, args.retry_failed)
+
+
+def preview(study: Any, out: Path, db: Path | None, stacking: dict[str, Any],
+            retry_failed: bool = False) -> int:
+    """Validate, expand and count the runs of ``study``; read an existing database read-only;
+    write nothing. With ``stacking["stack"]``, also list the tasks the pending runs would form."""
     from rankrobust.experiments.grid import expand, run_id
     from rankrobust.experiments.store import ResultsStore
     from rankrobust.experiments.sweep import (
@@ -46,10 +54,9 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
         tasks,
     )
 
-    study = load_study(args.config)
     configs = expand(study)
     check_models(configs)
-    db = Path(args.db) if args.db is not None else Path(args.out) / DB_NAME
+    db = db if db is not None else out / DB_NAME
     done, status = "", {}
     if db.exists():
         with ResultsStore(db, readonly=True) as store:
@@ -59,7 +66,7 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
         done = f" ({complete} complete, {failed} failed in {db})"
     print(f"study {study.name}: {len(configs)} runs{done}; dry run, nothing written")
     if stacking["stack"]:
-        skip = {"complete"} | (set() if args.retry_failed else {"failed"})
+        skip = {"complete"} | (set() if retry_failed else {"failed"})
         pending = [c for c in configs if status.get(run_id(c), "pending") not in skip]
         task_list = tasks(pending, True, stacking["max_stack"] or DEFAULT_MAX_GROUP)
         print(f"with --stack: {len(pending)} pending runs in {len(task_list)} tasks")

@@ -12,6 +12,7 @@ see :func:`rankrobust.experiments.grid.expand`.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import re
@@ -224,6 +225,21 @@ def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}.{key}: expected a non-empty list of values, got {brief(values)}")
     return dict(grid)
+
+
+def study_to_dict(study: StudyConfig) -> dict[str, Any]:
+    """The study as the plain data of a study file: ``study_from_dict(study_to_dict(s)) == s``."""
+    data: dict[str, Any] = {"name": study.name, **copy.deepcopy(study.base),
+                            "seeds": list(study.seeds)}
+    if study.per_model_options:
+        data["per_model_options"] = copy.deepcopy(study.per_model_options)
+    if study.grid:
+        data["grid"] = copy.deepcopy(study.grid)
+    if study.variants:
+        data["variants"] = copy.deepcopy(list(study.variants))
+    if study.max_runs != DEFAULT_MAX_RUNS:
+        data["max_runs"] = study.max_runs
+    return data
 
 
 def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
