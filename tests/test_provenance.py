@@ -80,6 +80,21 @@ def test_report_shows_the_sessions_and_their_total_wall_time(tmp_path: Path) -> 
     assert "torch" in text
     assert list(table["command"]) == ["`rankrobust reproduce --scale paper`"] * 2
     assert list(table["wall time"]) == ["1 h 00 min 00 s", "2 min 05 s"]
+    assert "no end recorded" not in text
+
+
+@pytest.mark.parametrize("finished", [0, 1])
+def test_a_session_still_running_is_not_summed_as_zero(tmp_path: Path, finished: int) -> None:
+    db = tmp_path / "results.sqlite"
+    with ResultsStore(db) as store:
+        store.save_session(f"{SESSION_PREFIX}running", session_record("rankrobust sweep s.yaml", "local", 2))
+        if finished:
+            store.save_session(f"{SESSION_PREFIX}done", finish_record(
+                session_record("rankrobust sweep s.yaml", "local", 2), 90.0, executed=1, failed=0))
+    text, table = provenance(load_tables(db))
+    assert "1 session(s) with no end recorded (still running, or killed)" in text
+    assert ("Wall time **1 min 30 s**, summed over 1 sweep session(s)" in text) == bool(finished)
+    assert "0 min 00 s" not in text and "–" in list(table["wall time"])
 
 
 def test_a_sweep_records_its_session_and_a_rerun_with_nothing_to_do_does_not(tmp_path: Path) -> None:

@@ -213,9 +213,14 @@ def provenance(tables: StudyTables) -> tuple[str, pd.DataFrame]:
     sessions = tables.sessions
     parts = []
     if len(sessions) and "seconds" in sessions:
-        total = float(sessions["seconds"].sum(skipna=True))
-        parts.append(f"Wall time **{_duration(total)}**, summed over {len(sessions)} sweep "
-                     f"session(s) (table below; a study resumes across sessions).")
+        ended = sessions["seconds"].notna()
+        if ended.any():
+            total = float(sessions.loc[ended, "seconds"].sum())
+            parts.append(f"Wall time **{_duration(total)}**, summed over {int(ended.sum())} sweep "
+                         f"session(s) (table below; a study resumes across sessions).")
+        if not ended.all():  # a session writes its wall time when it ends
+            parts.append(f"{int((~ended).sum())} session(s) with no end recorded (still running, "
+                         "or killed): their time is not in the sum.")
     span = _span(tables.runs)
     if span is not None:
         parts.append(f"First run start to last run finish: {_duration(span)}.")
