@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rankrobust.cli.common import add_stack_arguments, output_dir, stack_options
+
+if TYPE_CHECKING:  # the CLI imports torch only when a command runs
+    from rankrobust.experiments.config import StudyConfig
 
 
 def register(subparsers: Any) -> None:
@@ -40,7 +43,7 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     return preview(load_study(args.config), Path(args.out), db, stacking, args.retry_failed)
 
 
-def preview(study: Any, out: Path, db: Path | None, stacking: dict[str, Any],
+def preview(study: StudyConfig, out: Path, db: Path | None, stacking: dict[str, Any],
             retry_failed: bool = False) -> int:
     """Validate, expand and count the runs of ``study``; read an existing database read-only;
     write nothing. With ``stacking["stack"]``, also list the tasks the pending runs would form."""
