@@ -130,7 +130,7 @@ def test_trades_loss_equals_hand_computation() -> None:
     torch.testing.assert_close(logits, model(x))  # clean logits: train accuracy is clean
     assert float(kl.detach()) > 0
     beta0, _ = Trades(beta=0.0, eps=0.1).objective(0)(model, x, y, state)
-    assert float(beta0.detach()) == pytest.approx(float(F.cross_entropy(model(x), y)))
+    assert float(beta0.detach()) == pytest.approx(float(F.cross_entropy(model(x), y).detach()))
     with pytest.raises(ConfigError, match="beta"):
         Trades(beta=-1.0)
 
