@@ -92,7 +92,8 @@ def main() -> None:
         native = fit("mnist5k", "lenet5", TrainConfig(epochs=1, progress=False, device="cpu")).model
     ours = lenet_module.LeNet5((1, 28, 28), 10)
     ours.load_state_dict(native.state_dict())
-    native.eval(), ours.eval()
+    native.eval()
+    ours.eval()
     x, y = load_dataset("mnist5k", "test")
 
     def predict(model: nn.Module) -> Callable[[], torch.Tensor]:

@@ -43,6 +43,11 @@ def register(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
+def default_out(args: argparse.Namespace) -> str:
+    """``--out``, or ``runs/reproduce-SCALE``."""
+    return str(args.out or f"runs/reproduce-{args.scale}")
+
+
 def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     """The study ``reproduce`` would run, previewed (:func:`rankrobust.cli.sweep.preview`) and
     printed as a study file (usable with ``rankrobust sweep``)."""
@@ -53,7 +58,7 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     from rankrobust.experiments.study import reproduce_study
 
     study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir)
-    code = preview(study, Path(args.out or f"runs/reproduce-{args.scale}"), None, stacking)
+    code = preview(study, Path(default_out(args)), None, stacking)
     print("# the study, as a file for `rankrobust sweep`:")
     print(yaml.safe_dump(study_to_dict(study), sort_keys=False, allow_unicode=True,
                          default_flow_style=None), end="")
@@ -72,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         return dry_run(args, stacking)
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
-    out = output_dir(args.out or f"runs/reproduce-{args.scale}", "--out")
+    out = output_dir(default_out(args), "--out")
     summary = run_reproduce(
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,
         address=args.address, data_dir=args.data_dir, progress=False if args.no_progress else None,

@@ -106,6 +106,17 @@ def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def _epoch_band(ax: Any, rows: pd.DataFrame, col: str, method: str) -> None:
+    """``method``'s mean of ``col`` per epoch over ``rows`` (one per run and epoch), with its
+    95 % band, in the method's colour; nothing for no rows."""
+    if rows.empty:
+        return
+    band = np.array([_ci(e[col].astype(float)) for _, e in rows.groupby("epoch")])
+    epochs = sorted(rows["epoch"].unique())
+    ax.plot(epochs, band[:, 0], color=method_color(method), marker=".", label=method_label(method))
+    ax.fill_between(epochs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
+
+
 def plot_structure_epochs(structure: pd.DataFrame, path: Path,
                           methods: Sequence[str] | None = None) -> Path | None:
     """Mean-over-layers normalized erank / esparsity vs epoch, natural vs adversarial (default:
@@ -124,14 +135,8 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
         for i, (col, ylabel) in enumerate(STRUCTURE_METRICS):
             ax = axes[i, j]
             for method in _methods(per_run, methods):
-                g = per_run[(per_run["model"] == model) & (per_run["method"] == method)]
-                if g.empty:
-                    continue
-                band = np.array([_ci(e[col]) for _, e in g.groupby("epoch")])
-                epochs = sorted(g["epoch"].unique())
-                ax.plot(epochs, band[:, 0], color=method_color(method), marker=".",
-                        label=method_label(method))
-                ax.fill_between(epochs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
+                _epoch_band(ax, per_run[(per_run["model"] == model) & (per_run["method"] == method)],
+                            col, method)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch (0 = initialization)")
             ax.set_ylabel(f"mean {ylabel}")
@@ -159,14 +164,7 @@ def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
         for i, (col, ylabel) in enumerate(metrics):
             ax = axes[i, j]
             for method in _methods(sub):
-                g = sub[(sub["method"] == method) & sub[col].notna()]
-                if g.empty:
-                    continue
-                band = np.array([_ci(e[col].astype(float)) for _, e in g.groupby("epoch")])
-                xs = sorted(g["epoch"].unique())
-                ax.plot(xs, band[:, 0], color=method_color(method), marker=".",
-                        label=method_label(method))
-                ax.fill_between(xs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
+                _epoch_band(ax, sub[(sub["method"] == method) & sub[col].notna()], col, method)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
