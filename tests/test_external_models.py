@@ -87,7 +87,7 @@ def weights(net: nn.Module, tmp_path_factory: pytest.TempPathFactory) -> dict[st
     state = {k: v.contiguous() for k, v in net.state_dict().items()}
     save_file(state, paths["safetensors"])
     torch.save(net.state_dict(), paths["pt"])
-    torch.save({"state_dict": net.state_dict(), "epoch": 3}, paths["nested"])
+    torch.save({"weights": net.state_dict(), "epoch": 3}, paths["nested"])
     save_file({("body.conv.weight" if k == "conv.weight" else k): v for k, v in state.items()},
               paths["renamed"])
     save_file({k: v.contiguous() for k, v in make_net(3).state_dict().items()}, paths["three"])
@@ -158,7 +158,7 @@ def test_hostile_pickle_is_refused_without_running_even_with_the_flag(
 @pytest.mark.parametrize(
     ("kind", "extra", "needle"),
     [
-        ("nested", ["--allow-torch-load"], "not a flat dict of tensors (entry 'state_dict' is of type OrderedDict)"),
+        ("nested", ["--allow-torch-load"], "not a flat dict of tensors (entry 'weights' is of type OrderedDict), nor a checkpoint"),
         ("renamed", [], "do not match the model of test_external_models:make_net: missing key 'conv.weight'"),
         ("three", ["--num-classes", "4"], "'fc.weight' has shape (3, 196) in the file but (4, 196) in the model"),
         ("text", [], "not a safetensors checkpoint"),
@@ -190,8 +190,8 @@ def test_probe_checks_the_number_of_classes(weights: dict[str, Path], capsys: py
         ("test_external_models:missing", "has no attribute 'missing'"),
         ("test_external_models:not_a_module", "returned an object of type int, not a torch.nn.Module"),
         ("test_external_models:NOT_CALLABLE", "'NOT_CALLABLE' (of type int) is not callable"),
-        ("make_net", "expected 'package.module:function'"),
-        ("test_external_models:TinyNet.forward", "cannot be called with no arguments (missing a required argument: 'self')"),
+        ("make_net", "expected 'module:function'"),
+        ("test_external_models:TinyNet.forward", "cannot be called as TinyNet.forward() (missing a required argument: 'self')"),
     ],
 )
 def test_bad_factories_are_one_line(

@@ -1,24 +1,27 @@
-"""Any PyTorch model: a factory ``package.module:function`` plus a file of weights.
+"""Any PyTorch model: a factory (:mod:`rankrobust.factory`) plus a file of weights.
 
-The factory is any callable returning an ``nn.Module`` (a function or a class); it is called with
-``num_classes=K`` when its signature accepts that keyword and K is known, else with no arguments.
 Weights come from
 
 * a ``.safetensors`` file (:func:`rankrobust.checkpoint.read_safetensors`, which checks the
   framing and refuses pickles), or
-* only when ``allow_torch_load`` is set, a ``torch.save`` state dict, read with
+* only when ``allow_torch_load`` is set, a ``torch.save`` file, read with
   ``torch.load(path, weights_only=True)``: PyTorch's restricted unpickler, which refuses any
   global outside its allow-list (so a ``__reduce__`` payload never runs). Its result must be a
-  flat ``{name: tensor}`` dict; nested checkpoints ({"state_dict": ...}, optimizers) are refused.
+  flat ``{name: tensor}`` dict, or a checkpoint holding one under ``state_dict`` (Lightning,
+  RobustBench), ``model_state_dict`` or ``model``; its other entries (epoch, optimizer) are
+  ignored.
 
-Anything else, missing or unexpected keys and shape mismatches are refused with one line
-naming the first problem. Nothing here is imported at CLI parser build time.
+State-dict conventions: keys saved through ``nn.DataParallel`` / DDP (``module.``) or a wrapper
+(``model.``) carry a prefix the bare model lacks. A shared leading prefix is stripped only when
+that makes the file's keys *exactly* the model's (:func:`match_keys`); what was read and
+stripped is reported through ``note``. Anything else, missing or unexpected keys and shape
+mismatches are refused with one line naming the first problem. Nothing here is imported at CLI
+parser build time.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
+import math
 import os
 import pickle
 import re
@@ -32,63 +35,15 @@ from torch import nn
 from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, read_safetensors
 from rankrobust.data.files import open_regular
 from rankrobust.errors import CheckpointError, ConfigError
+from rankrobust.factory import build_from_factory
+from rankrobust.models.adapter import ModelAdapter, Normalization, select_logits
+
+Note = Callable[[str], None]  # receives one-line notes for the user (the CLI prints them on stderr)
+WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
+MAX_PREFIX_DEPTH = 3  # e.g. "model.module." (a DataParallel model inside a Lightning module)
+MAX_INPUT_ELEMENTS = 2**24  # C·H·W of one input: 64 MiB in float32, 50x ImageNet's 224×224×3
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def import_factory(spec: str) -> Callable[..., Any]:
-    """The callable named by ``"package.module:attr"`` (``attr`` may be dotted: ``mod:Cls.make``).
-
-    ConfigError in one line when the spec is malformed, the module cannot be imported, or the
-    attribute is missing or not callable. Errors raised while the module runs (a bug in it)
-    propagate with their traceback.
-    """
-    module_name, sep, attr = spec.partition(":")
-    if not sep or not module_name.strip() or not attr.strip() or ":" in attr:
-        raise ConfigError(f"--model-factory {spec!r}: expected 'package.module:function'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigError(f"--model-factory {spec}: cannot import module {module_name!r} "
-                          f"({exc})") from None
-    for part in attr.split("."):
-        if not hasattr(target, part):
-            raise ConfigError(f"--model-factory {spec}: module {module_name!r} has no attribute "
-                              f"{attr!r}")
-        target = getattr(target, part)
-    if not callable(target):
-        raise ConfigError(f"--model-factory {spec}: {attr!r} (of type {type(target).__name__}) is "
-                          "not callable")
-    return target  # type: ignore[no-any-return]
-
-
-def _accepts_num_classes(factory: Callable[..., Any]) -> bool:
-    try:
-        params = inspect.signature(factory).parameters
-    except (TypeError, ValueError):  # a builtin or C callable without a signature
-        return False
-    return "num_classes" in params and params["num_classes"].kind in (
-        inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-
-
-def build_from_factory(spec: str, num_classes: int | None = None) -> nn.Module:
-    """Call the factory ``spec`` (with ``num_classes`` if it takes it and it is given) and check
-    that it returns an ``nn.Module``."""
-    factory = import_factory(spec)
-    kwargs = {"num_classes": num_classes} if num_classes is not None and _accepts_num_classes(factory) else {}
-    try:
-        inspect.signature(factory).bind(**kwargs)
-    except TypeError as exc:  # required arguments the CLI cannot supply (checked before the call)
-        call = "num_classes=" + str(num_classes) if kwargs else "no arguments"
-        raise ConfigError(f"--model-factory {spec}: cannot be called with {call} ({exc}); wrap it in "
-                          "a function that builds the model") from None
-    except ValueError:  # no signature to check (a builtin): let the call speak for itself
-        pass
-    model = factory(**kwargs)
-    if not isinstance(model, nn.Module):
-        raise ConfigError(f"--model-factory {spec}: returned an object of type "
-                          f"{type(model).__name__}, not a torch.nn.Module")
-    return model
 
 
 def _torch_file_kind(head: bytes) -> str | None:
@@ -108,25 +63,46 @@ def _refusal_detail(exc: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
-def _flat_tensor_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+def _is_flat(obj: object) -> bool:
+    return isinstance(obj, Mapping) and all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())
+
+
+def _flat_tensor_dict(obj: object, path: Path, note: Note | None = None) -> dict[str, torch.Tensor]:
+    """The state dict in ``obj``: ``obj`` itself when it is a flat {name: tensor} dict, else the
+    one flat dict under a :data:`WRAPPER_KEYS` entry (a training checkpoint)."""
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path}: holds an object of type {type(obj).__name__}, not a state "
                               "dict (a flat dict of tensors)")
+    if _is_flat(obj):
+        return dict(obj)
+    inner = [k for k in WRAPPER_KEYS if k in obj and _is_flat(obj[k])]
+    if len(inner) == 1:
+        others = sorted(str(k) for k in obj if k != inner[0])
+        if note is not None:
+            note(f"{path}: read the state dict under {inner[0]!r}"
+                 + (f" (ignored: {', '.join(others[:6])}{', ...' if len(others) > 6 else ''})" if others else ""))
+        return dict(obj[inner[0]])
     for key, value in obj.items():
         if not isinstance(key, str) or not isinstance(value, torch.Tensor):
             raise CheckpointError(f"{path}: not a flat dict of tensors (entry {key!r} is of type "
-                                  f"{type(value).__name__}); save model.state_dict() itself")
-    return dict(obj)
+                                  f"{type(value).__name__}), nor a checkpoint with one state dict "
+                                  f"under {', '.join(repr(k) for k in WRAPPER_KEYS)}; save "
+                                  "model.state_dict() itself")
+    raise AssertionError("unreachable: a mapping that is not flat has a non-tensor entry")
 
 
-def read_state_dict(path: str | os.PathLike[str], *, allow_torch_load: bool = False) -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: str | os.PathLike[str], *, allow_torch_load: bool = False, note: Note | None = None
+) -> dict[str, torch.Tensor]:
     """{name: tensor} from a ``.safetensors`` file or, with ``allow_torch_load``, a ``torch.save``
-    state dict (``torch.load(weights_only=True)``, tensors mapped to the CPU).
+    state dict or training checkpoint (``torch.load(weights_only=True)``, tensors mapped to the
+    CPU; see the module docstring).
 
     CheckpointError in one line for a missing or unreadable file, one that is not a regular file
     or larger than :data:`~rankrobust.checkpoint.MAX_WEIGHTS_BYTES`, a torch.save file without
     ``allow_torch_load``, a file the restricted unpickler refuses, or anything but a flat dict of
-    tensors.
+    tensors (or a checkpoint holding exactly one). ``note`` hears which entry was read.
     """
     p = Path(path)
     # a regular file of bounded size only (no FIFO, device or sparse giant), checked once more on
@@ -144,7 +120,38 @@ def read_state_dict(path: str | os.PathLike[str], *, allow_torch_load: bool = Fa
                                   "a plain state dict with torch.load(weights_only=True), or convert it")
         fh.seek(0)
         obj = _torch_load(fh, p)
-    return _flat_tensor_dict(obj, p)
+    return _flat_tensor_dict(obj, p, note)
+
+
+def _shared_prefix(keys: Sequence[str]) -> str | None:
+    """'module.' when every key starts with that same first dotted component, else None."""
+    heads = {k.partition(".")[0] for k in keys}
+    if len(heads) != 1 or not keys or any("." not in k for k in keys):
+        return None
+    return heads.pop() + "."
+
+
+def match_keys(
+    expected: Sequence[str], tensors: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], str]:
+    """``tensors`` renamed to the model's keys ``expected`` and the prefix stripped ("" if none).
+
+    A leading prefix shared by *every* key of the file (``module.``, ``model.``, up to
+    :data:`MAX_PREFIX_DEPTH` components, e.g. ``model.module.``) is stripped only when the
+    stripped keys are exactly the model's; otherwise ``tensors`` come back unchanged, for
+    :func:`first_mismatch` to name the problem.
+    """
+    want = set(expected)
+    current, stripped = dict(tensors), ""
+    for _ in range(MAX_PREFIX_DEPTH + 1):
+        if set(current) == want:
+            return current, stripped
+        prefix = _shared_prefix(list(current))
+        if prefix is None or len(stripped.split(".")) > MAX_PREFIX_DEPTH:
+            break
+        current = {k[len(prefix):]: v for k, v in current.items()}
+        stripped += prefix
+    return dict(tensors), ""
 
 
 def _torch_load(fh: BinaryIO, p: Path) -> object:
@@ -160,19 +167,58 @@ def _torch_load(fh: BinaryIO, p: Path) -> object:
 
 def first_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str | None:
     """The first difference between ``model.state_dict()`` and ``tensors`` (missing key,
-    unexpected key, then shape), in the model's order; None when they match."""
+    unexpected key, then shape), in the model's order; None when they match. A prefix that all
+    the file's keys share is named, as a hint."""
     expected = model.state_dict()
+    prefix = _shared_prefix(list(tensors))
+    hint = (f" (every key in the file starts with {prefix!r}; stripping it does not give the "
+            "model's keys either)" if prefix and not any(k.startswith(prefix) for k in expected) else "")
     for key in expected:
         if key not in tensors:
-            return f"missing key {key!r}"
+            return f"missing key {key!r}{hint}"
     for key in tensors:
         if key not in expected:
-            return f"unexpected key {key!r}"
+            return f"unexpected key {key!r}{hint}"
     for key, value in expected.items():
         if tuple(value.shape) != tuple(tensors[key].shape):
             return (f"{key!r} has shape {tuple(tensors[key].shape)} in the file but "
                     f"{tuple(value.shape)} in the model")
     return None
+
+
+def check_input_shape(in_shape: Sequence[int]) -> tuple[int, ...]:
+    """(C, H, W) as ints, each ≥ 1, with C·H·W ≤ :data:`MAX_INPUT_ELEMENTS`; checked before any
+    input of that shape is allocated (ConfigError)."""
+    shape = tuple(int(v) for v in in_shape)
+    if not shape or min(shape) < 1:
+        raise ConfigError(f"--input-shape {','.join(map(str, shape))}: expected positive sizes")
+    if math.prod(shape) > MAX_INPUT_ELEMENTS:
+        raise ConfigError(f"--input-shape {','.join(map(str, shape))}: {math.prod(shape):,} values per "
+                          f"input, above the limit of {MAX_INPUT_ELEMENTS:,}")
+    return shape
+
+
+def load_weights(model: nn.Module, weights: str | os.PathLike[str], name: str, *,
+                 allow_torch_load: bool = False, note: Note | None = None) -> None:
+    """Read ``weights`` (:func:`read_state_dict`), match their keys (:func:`match_keys`) and
+    load them strictly into ``model``; CheckpointError in one line on any mismatch or a
+    non-finite value (as stored, or as cast into the model's dtype)."""
+    tensors = read_state_dict(weights, allow_torch_load=allow_torch_load, note=note)
+    tensors, stripped = match_keys(list(model.state_dict()), tensors)
+    if stripped and note is not None:
+        note(f"{weights}: stripped the prefix {stripped!r} from every key (saved through "
+             f"{'nn.DataParallel/DDP' if stripped.startswith('module.') else 'a wrapper module'})")
+    mismatch = first_mismatch(model, tensors)
+    if mismatch is not None:
+        raise CheckpointError(f"{weights}: weights do not match the model of {name}: {mismatch}")
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")
+    model.load_state_dict(tensors, strict=True)
+    for key, value in model.state_dict().items():  # as loaded: float64 1e300 is inf in float32
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise CheckpointError(f"{weights}: tensor {key!r} is NaN or infinite in the model's "
+                                  f"{str(value.dtype).removeprefix('torch.')} (out of range)")
 
 
 def load_external_model(
@@ -183,25 +229,28 @@ def load_external_model(
     num_classes: int | None = None,
     allow_torch_load: bool = False,
     device: str | torch.device = "cpu",
+    factory_args: Mapping[str, Any] | None = None,
+    logits: str | int | None = None,
+    normalization: Normalization | None = None,
+    note: Note | None = None,
 ) -> nn.Module:
-    """The model of ``factory`` with the ``weights`` loaded (strictly), on ``device``, in eval mode.
+    """The model of ``factory`` (:func:`rankrobust.factory.build_from_factory` with
+    ``factory_args``) with the ``weights`` loaded (strictly, :func:`load_weights`), on
+    ``device``, in eval mode; behind a :class:`~rankrobust.models.adapter.ModelAdapter` when
+    ``logits`` or ``normalization`` is given (its ``net`` is the factory's module).
 
-    With ``in_shape`` = (C, H, W) the model is probed with one zero input (1, C, H, W): it must
-    return logits (1, K), with K = ``num_classes`` when that is given; ConfigError otherwise.
+    With ``in_shape`` = (C, H, W) (bounded first: :func:`check_input_shape`) the model is probed
+    with one zero input (1, C, H, W): it must return logits (1, K), with K = ``num_classes``
+    when that is given; ConfigError otherwise. ``note`` hears which checkpoint entry was read
+    and which key prefix was stripped.
     """
-    model = build_from_factory(factory, num_classes)
-    tensors = read_state_dict(weights, allow_torch_load=allow_torch_load)
-    mismatch = first_mismatch(model, tensors)
-    if mismatch is not None:
-        raise CheckpointError(f"{weights}: weights do not match the model of {factory}: {mismatch}")
-    for key, value in tensors.items():
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")
-    model.load_state_dict(tensors, strict=True)
-    for key, value in model.state_dict().items():  # as loaded: float64 1e300 is inf in float32
-        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
-            raise CheckpointError(f"{weights}: tensor {key!r} is NaN or infinite in the model's "
-                                  f"{str(value.dtype).removeprefix('torch.')} (out of range)")
+    if in_shape is not None:
+        in_shape = check_input_shape(in_shape)
+        if normalization is not None:
+            normalization.check_channels(in_shape[0])
+    net = build_from_factory(factory, num_classes, factory_args)
+    load_weights(net, weights, factory, allow_torch_load=allow_torch_load, note=note)
+    model = net if logits is None and normalization is None else ModelAdapter(net, logits, normalization)
     model.to(device).eval()
     if in_shape is not None:
         output_classes(model, in_shape, num_classes, factory)
@@ -209,8 +258,9 @@ def load_external_model(
 
 
 def output_classes(model: nn.Module, in_shape: Sequence[int], num_classes: int | None, name: str) -> int:
-    """K for a model mapping x (1, C, H, W) to logits (1, K), checked against ``num_classes``."""
-    shape = tuple(int(v) for v in in_shape)
+    """K for a model mapping x (1, C, H, W) to logits (1, K), checked against ``num_classes``;
+    the shape is bounded (:func:`check_input_shape`) before the probe input is allocated."""
+    shape = check_input_shape(in_shape)
     param = next(iter(model.parameters()), None)
     x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu",
                     dtype=param.dtype if param is not None and param.is_floating_point() else torch.float32)
@@ -221,10 +271,11 @@ def output_classes(model: nn.Module, in_shape: Sequence[int], num_classes: int |
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"--input-shape {','.join(map(str, shape))}: the model of {name} fails "
                           f"on an input (1, {', '.join(map(str, shape))}) ({first})") from None
-    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
-        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+    if not isinstance(out, torch.Tensor):
+        out = select_logits(out, None)  # one line naming what it returns and the --logits flag
+    if out.ndim != 2 or out.shape[0] != 1:
         raise ConfigError(f"the model of {name} maps an input (1, {', '.join(map(str, shape))}) to "
-                          f"{got}, expected logits (1, K)")
+                          f"{tuple(out.shape)}, expected logits (1, K)")
     if num_classes is not None and out.shape[1] != num_classes:
         raise ConfigError(f"the model of {name} gives {out.shape[1]} logits but --num-classes is "
                           f"{num_classes}")

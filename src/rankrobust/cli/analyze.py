@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
                    help="singular values from float64 Gram eigenvalues (gram, fast; default), a "
                    "float64 SVD (svd) or float32 Gram eigenvalues (gram32, lossy)")
     p.add_argument("--device", default="cpu", help="auto | cpu | cuda[:N]")
-    add_model_source_args(p)
+    add_model_source_args(p, has_dataset=False)
     p.set_defaults(run=run)
 
 
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     check_choice("--conv", args.conv, CONV_MODES)
     check_choice("--method", args.method, METHODS)
     plot_dir = None if args.plot is None else output_dir(args.plot, "--plot")
-    model = load_model_for_cli(args, resolve_device(args.device)).model
+    model = load_model_for_cli(args, resolve_device(args.device)).network  # the weights, unwrapped
     frame = analyze(model, args.conv, order=args.order, method=args.method)
     emit_frame(frame, args.format)
     if plot_dir is not None:

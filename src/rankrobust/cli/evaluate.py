@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rankrobust.cli.common import (
     add_model_source_args,
+    add_progress_argument,
     check_choice,
     emit_frame,
     float_list,
     load_model_for_cli,
     load_test_split,
+    require_dataset,
 )
 from rankrobust.errors import ConfigError
 
@@ -25,7 +28,8 @@ def register(subparsers: Any) -> None:
         "evaluate", help="fooling-ratio curve of a checkpoint under an attack",
         description="Attack the first N test inputs of a checkpoint's dataset at each ε and print "
         "the fooling ratio (share of changed labels), robust and clean accuracy. Sanity checks "
-        "against gradient masking print 'warning: ...' lines on stderr.",
+        "against gradient masking print 'warning: ...' lines on stderr; --format json adds to "
+        "every row the attack's settings and those warnings.",
     )
     p.add_argument("checkpoint", help="model.safetensors, model.json or their folder")
     p.add_argument("--attack", default="pgd",
@@ -36,7 +40,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eps", type=float_list, required=True, help="budgets, e.g. 0.05,0.1,0.2,0.3")
     p.add_argument("--dataset", default=None,
                    help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic (default: the "
-                   "dataset stored with the checkpoint)")
+                   "dataset stored with the checkpoint; with --model-factory, the one its inputs "
+                   "and class count come from)")
     p.add_argument("--data-dir", default=None, help="folder with dataset files")
     p.add_argument("--n", type=int, default=1000, help="number of test inputs (default 1000)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -48,6 +53,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     p.add_argument("--no-sanity", action="store_true", help="skip the gradient-masking checks")
+    add_progress_argument(p)
     add_model_source_args(p)
     p.set_defaults(run=run)
 
@@ -72,10 +78,45 @@ def attack_options(args: argparse.Namespace) -> dict[str, Any]:
     return options
 
 
+SETTINGS = ("steps", "step_size", "random_start", "restarts", "loss", "n_targets", "n_queries",
+            "p_init", "max_iter", "overshoot", "members")
+APGD_LOSSES = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}
+
+
+def attack_settings(attack: str, norm: str, seed: int, options: dict[str, Any]) -> dict[str, Any]:
+    """The settings the attack runs with: the given ``options`` over the defaults of the attack
+    function's own signature (one source of truth), plus norm and seed; e.g. for pgd
+    {"attack": "pgd", "norm": "inf", "seed": 0, "steps": 40, "step_size": "2.5*eps/steps",
+    "random_start": true, "restarts": 1}."""
+    import inspect
+
+    from rankrobust import attacks
+
+    functions: dict[str, Callable[..., Any]] = {"fgsm": attacks.fgsm, "pgd": attacks.pgd, "square": attacks.square,
+                "autoattack": attacks.autoattack, "deepfool": attacks.deepfool}
+    function = functions.get(attack, attacks.apgd)
+    params = inspect.signature(function).parameters
+    settings: dict[str, Any] = {"attack": attack, "norm": norm, "seed": seed}
+    for key in SETTINGS:
+        if key in params:
+            value = options.get(key, params[key].default)
+            settings[key] = list(value) if isinstance(value, tuple) else value
+    if attack in APGD_LOSSES:
+        settings["loss"] = APGD_LOSSES[attack]
+        if attack != "apgd-t":
+            settings.pop("n_targets")
+    if attack == "pgd" and settings["step_size"] is None:
+        settings["step_size"] = "2.5*eps/steps"
+    if attack in APGD_LOSSES or attack == "autoattack":
+        settings["step_size"] = "adaptive (2*eps at first)"
+    return settings
+
+
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
     from rankrobust.data import DATASETS
     from rankrobust.device import resolve_device
+    from rankrobust.progress import Progress
     from rankrobust.robustness import ATTACKS, fooling_ratio_curve, sanity_checks
 
     check_choice("--attack", args.attack, ATTACKS)
@@ -86,13 +127,19 @@ def run(args: argparse.Namespace) -> int:
     if any(e < 0 for e in args.eps):
         raise ConfigError("--eps values must be non-negative")
     options = attack_options(args)
+    require_dataset(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
     x, y = load_test_split(args, loaded)
-    curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
-                                batch_size=args.batch_size, n=args.n, seed=args.seed, **options)
-    emit_frame(curve, args.format)
-    if not args.no_sanity:
-        for line in sanity_checks(loaded.model, (x, y), curve, batch_size=args.batch_size,
-                                  n=args.n, seed=args.seed):
-            print(f"warning: {line}", file=sys.stderr)
+    with Progress(min(args.n, len(x)), f"evaluate {args.attack}", "inputs",
+                  enabled=False if args.no_progress else None) as progress:
+        curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
+                                    batch_size=args.batch_size, n=args.n, seed=args.seed,
+                                    progress=progress.update, **options)
+    warnings = [] if args.no_sanity else sanity_checks(
+        loaded.model, (x, y), curve, batch_size=args.batch_size, n=args.n, seed=args.seed)
+    settings = {**attack_settings(args.attack, args.norm, args.seed, options),
+                **(loaded.adaptation or {})}
+    emit_frame(curve, args.format, extra={"settings": settings, "warnings": warnings})
+    for line in warnings:
+        print(f"warning: {line}", file=sys.stderr)
     return 0

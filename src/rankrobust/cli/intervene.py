@@ -7,11 +7,13 @@ from typing import Any
 
 from rankrobust.cli.common import (
     add_model_source_args,
+    add_progress_argument,
     check_choice,
     emit_frame,
     float_list,
     load_model_for_cli,
     load_test_split,
+    require_dataset,
 )
 from rankrobust.errors import ConfigError
 
@@ -24,7 +26,9 @@ def register(subparsers: Any) -> None:
         "weights (--prune-keep: a share of each layer's weights, or with --global of all "
         "weights), for all layers at once or one at a time (--per-layer), and print one row per "
         "(layer, keep) with clean and robust accuracy under --attack at --eps, fooling ratio, "
-        "DeepFool's rho_adv, mean effective rank and sparsity. keep=1 is the unmodified model.",
+        "DeepFool's rho_adv and effective rank and sparsity (means over layers; with --per-layer, "
+        "those of the row's layer). keep=1 is the unmodified model. --format json adds the "
+        "attack's settings to every row.",
     )
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="model.safetensors, model.json or their folder (with --model-factory: the "
@@ -45,7 +49,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--norm", default="inf", choices=["inf", "2"])
     p.add_argument("--dataset", default=None,
                    help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic (default: the "
-                   "dataset stored with the checkpoint; required with --model-factory)")
+                   "dataset stored with the checkpoint; with --model-factory, the one its inputs and class count "
+                   "come from)")
     p.add_argument("--data-dir", default=None, help="folder with dataset files")
     p.add_argument("--n", type=int, default=500, help="number of test inputs (default 500)")
     p.add_argument("--batch-size", type=int, default=256)
@@ -55,6 +60,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-deepfool", action="store_true", help="skip rho_adv (DeepFool), the slowest column")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
+    add_progress_argument(p)
     add_model_source_args(p)
     p.set_defaults(run=run)
 
@@ -83,7 +89,7 @@ def intervention_kind(args: argparse.Namespace) -> tuple[str, list[float]]:
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.cli.evaluate import attack_options
+    from rankrobust.cli.evaluate import attack_options, attack_settings
     from rankrobust.data import DATASETS
     from rankrobust.device import resolve_device
     from rankrobust.interventions import intervention_table
@@ -98,13 +104,18 @@ def run(args: argparse.Namespace) -> int:
     if not args.eps >= 0:
         raise ConfigError(f"--eps must be non-negative, got {args.eps}")
     options = attack_options(args)
+    require_dataset(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
     x, y = load_test_split(args, loaded)
     frame = intervention_table(
         loaded.model, (x, y), kind, keeps, attack=args.attack, eps=args.eps, norm=args.norm,
         n=args.n, batch_size=args.batch_size, per_layer=args.per_layer, seed=args.seed,
-        deepfool=not args.no_deepfool, **options)
+        deepfool=not args.no_deepfool, progress=False if args.no_progress else None, **options)
     if args.no_deepfool:
         frame = frame.drop(columns="rho_adv")
-    emit_frame(frame, args.format)
+    if loaded.network is not loaded.model:  # behind a ModelAdapter: name layers as analyze does
+        frame["layer"] = frame["layer"].str.replace(r"^net\.", "", regex=True)
+    settings = {**attack_settings(args.attack, args.norm, args.seed, options),
+                **(loaded.adaptation or {})}
+    emit_frame(frame, args.format, extra={"settings": settings})
     return 0

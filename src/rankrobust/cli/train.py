@@ -12,9 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-import yaml
-
-from rankrobust.cli.common import int_list
+from rankrobust.cli.common import int_list, key_values
 from rankrobust.errors import ConfigError
 
 # alias flag (argparse dest) → method parameter it sets
@@ -73,36 +71,8 @@ def register(subparsers: Any) -> None:
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """['rank=8', 'layers=fc'] → {'rank': 8, 'layers': 'fc'}.
-
-    A value is an int, else a float (so '1e-3' is a number, which YAML 1.1 would keep as text),
-    else a YAML scalar (true, null, ...), else the text itself.
-    """
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
-        if key in out:
-            raise ConfigError(f"--set {key}: given twice")
-        out[key] = _scalar(text.strip())
-    return out
-
-
-def _scalar(text: str) -> Any:
-    for convert in (int, float):
-        try:
-            return convert(text)
-        except ValueError:
-            pass
-    try:
-        value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
-        return text
-    if isinstance(value, (dict, list)) or value is None and text not in ("null", "~"):
-        return text  # only scalars: anything else is the literal text
-    return value
+    """['rank=8', 'layers=fc'] → {'rank': 8, 'layers': 'fc'}, typed by :func:`key_values`."""
+    return key_values(items, "--set")
 
 
 def method_config(args: argparse.Namespace) -> dict[str, Any]:

@@ -13,7 +13,7 @@ perturbation that changes the label (inputs where DeepFool failed are left out).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -117,6 +117,7 @@ def fooling_ratio_curve(
     batch_size: int = 256,
     n: int | None = None,
     seed: int | None = None,
+    progress: Callable[[int], None] | None = None,
     **attack_options: Any,
 ) -> pd.DataFrame:
     """Fooling ratio of ``attack`` at each ε over the first ``n`` inputs of ``data``.
@@ -133,7 +134,8 @@ def fooling_ratio_curve(
 
     Attacks run against the model's clean predictions (the fooling ratio); robust accuracy is
     on the true labels: an input counts as robust at ε iff it is correctly classified and not
-    fooled, so a misclassified input is never robust.
+    fooled, so a misclassified input is never robust. ``progress`` hears the number of inputs
+    done after each batch (e.g. :meth:`rankrobust.progress.Progress.update`).
     """
     if attack not in ATTACKS:
         raise ConfigError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
@@ -166,6 +168,8 @@ def fooling_ratio_curve(
                 for m, name in enumerate(ens.names[1:], start=1):
                     count = ((ens.broken_by == m) & correct[None, :]).sum(1).cpu()
                     broken[name] = broken.get(name, 0) + count
+            if progress is not None:
+                progress(len(x))
     total = len(x_all)
     rows = []
     for k, e in enumerate(eps):
