@@ -25,11 +25,12 @@ from rankrobust.interventions import (
     measure,
     prune_magnitude,
     share_count,
+    structure_summary,
     truncate_matrix,
     truncate_svd,
 )
 from rankrobust.models import ModelSpec
-from rankrobust.structure import layer_matrices, numerical_rank
+from rankrobust.structure import analyze, layer_matrices, numerical_rank
 
 SPEC = ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [8]})
 ATTACK: dict[str, Any] = {"attack": "pgd", "eps": 0.1, "n": 24, "steps": 2, "seed": 0}
@@ -217,8 +218,13 @@ def test_per_layer_table_has_one_row_per_layer_and_keep() -> None:
                                progress=False, **ATTACK)
     assert list(zip(table["layer"], table["keep"], strict=True)) == [
         ("layers.0", 0.25), ("layers.0", 1.0), ("layers.2", 0.25), ("layers.2", 1.0)]
-    # one layer truncated: (8, 256) to ⌈0.25·8⌉ = 2 with (4, 8) at 4 → mean 3; then 8 with 1 → 4.5
-    assert table["numerical_rank"].tolist() == [3.0, 6.0, 4.5, 6.0]
+    # each row's structure is its own layer's (issue 21 §1.7), not the model's mean: (8, 256)
+    # truncated to ⌈0.25·8⌉ = 2, unmodified 8; (4, 8) truncated to ⌈0.25·4⌉ = 1, unmodified 4
+    assert table["numerical_rank"].tolist() == [2.0, 8.0, 1.0, 4.0]
+    whole = structure_summary(model)
+    for layer, rank in zip(table["layer"][1::2], table["effective_rank"][1::2], strict=True):
+        own = analyze(model)
+        assert rank == float(own[own["layer"] == layer]["effective_rank"].iloc[0]) != whole["effective_rank"]
     with pytest.raises(ConfigError, match="no per-layer form"):
         intervention_table(model, data, "prune-global", [0.5], per_layer=True, **ATTACK)
     with pytest.raises(ConfigError, match="unknown intervention 'svd-enrgy'.*'svd-energy'"):

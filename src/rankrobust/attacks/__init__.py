@@ -5,7 +5,9 @@ Single-budget primitives (used by adversarial training; they do not switch the m
 loop ``pgd_run``, the one ε-ball sampler ``random_in_ball``, an optional ``loss_fn``). Evaluation
 attacks (eval mode, mode restored, a list of budgets → success (K, N)): ``fgsm``, ``pgd``,
 ``apgd``, ``square`` (gradient-free) and the ensemble ``autoattack``; minimal perturbations:
-``deepfool``.
+``deepfool``. torchattacks-shaped classes over them (:mod:`.torchattacks_api`): ``PGD``,
+``APGD``, ``APGDT``, ``Square``, ``AutoAttack``, each ``Cls(model, eps=..., ...)(x, y) -> x_adv``
+with torchattacks' defaults.
 """
 
 from rankrobust.attacks.apgd import apgd
@@ -16,8 +18,14 @@ from rankrobust.attacks.fgsm import fgsm
 from rankrobust.attacks.perturb import fgsm_perturb, input_gradient, pgd_perturb, project
 from rankrobust.attacks.pgd import pgd
 from rankrobust.attacks.square import square
+from rankrobust.attacks.torchattacks_api import APGD, APGDT, PGD, AutoAttack, Square
 
 __all__ = [
+    "APGD",
+    "APGDT",
+    "PGD",
+    "AutoAttack",
+    "Square",
     "AttackResult",
     "EnsembleResult",
     "MinimalResult",

@@ -110,7 +110,7 @@ STANDARD = ("apgd-ce", "apgd-t", "square")
 MIN_CLASSES = {"apgd-ce": 2, "apgd-dlr": 3, "apgd-t": 4, "square": 2}  # fewer: the member is skipped
 
 
-@dataclass
+@dataclass(repr=False)  # AttackResult's summary, not the tensors
 class EnsembleResult(AttackResult):
     """An AttackResult plus which member broke each input: ``broken_by`` (K, N) long, an index
     into ``names`` (``names[0]`` = "clean": misclassified without perturbation), −1 = unbroken."""

@@ -189,7 +189,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.
     return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=device)
 
 
-@dataclass
+@dataclass(repr=False)
 class AttackResult:
     """Outcome of a fixed-budget attack at K budgets on N inputs.
 
@@ -206,8 +206,15 @@ class AttackResult:
         """Share of successful inputs per budget, (K,)."""
         return self.success.float().mean(1)
 
+    def __repr__(self) -> str:
+        """A summary, never the tensors: norm, budgets, N, success rate per budget, x_adv's shape."""
+        rates = self.success_rate().tolist() if self.success.numel() else []
+        return (f"{type(self).__name__}(norm={self.norm!r}, epsilons={_short(self.epsilons)}, "
+                f"n={self.success.shape[-1]}, success_rate={_short(rates)}, "
+                f"x_adv={_shape(self.x_adv)})")
 
-@dataclass
+
+@dataclass(repr=False)
 class MinimalResult:
     """Outcome of a minimal-perturbation attack on N inputs.
 
@@ -230,6 +237,26 @@ class MinimalResult:
     def norms_in(self, norm: str) -> torch.Tensor:
         """‖perturbation‖ in another norm ("inf" or "2"), (N,)."""
         return flat_norm(self.perturbation, check_norm(norm))
+
+    def __repr__(self) -> str:
+        """A summary, never the tensors: norm, N, success rate, median norm of the successes."""
+        n = int(self.success.numel())
+        found = self.norms[self.success]
+        median = f"{float(found.median()):.4g}" if found.numel() else "nan"
+        rate = f"{float(self.success.float().mean()):.4g}" if n else "nan"
+        return (f"MinimalResult(norm={self.norm!r}, n={n}, success_rate={rate}, "
+                f"median_norm={median}, x_adv={_shape(self.x_adv)})")
+
+
+def _short(values: Sequence[float], limit: int = 6) -> str:
+    """'[0.1, 0.2, … (+4)]': at most ``limit`` values, 4 significant digits."""
+    shown = ", ".join(f"{v:.4g}" for v in list(values)[:limit])
+    more = f", … (+{len(values) - limit})" if len(values) > limit else ""
+    return f"[{shown}{more}]"
+
+
+def _shape(t: torch.Tensor) -> str:
+    return f"<{'×'.join(map(str, t.shape))} {str(t.dtype).removeprefix('torch.')}>"
 
 
 # One budget on a subset: (x (M, ...), y (M,), eps, rows (M,) indices into the full batch)
