@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-
-from tqdm.auto import tqdm
 
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
@@ -44,6 +41,7 @@ from rankrobust.experiments.provenance import finish_record, session_record
 from rankrobust.experiments.run import RunResult, failed_result, utc_now
 from rankrobust.experiments.store import SESSION_PREFIX, ResultsStore, inspect_database
 from rankrobust.models import state_shapes
+from rankrobust.progress import Progress
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
 
 DB_NAME = "results.sqlite"
@@ -216,7 +214,9 @@ def run_sweep(
     ``out`` (default ``.``) receives ``results.sqlite`` (unless ``db`` is given) and, for
     studies with ``save_checkpoints: true``, ``checkpoints/<run_id>/model.safetensors``.
     ``executor`` is "local" (``workers`` processes; 1 = in this process), "ray" (``address``
-    or a local Ray), or an Executor instance. ``progress`` defaults to "stderr is a terminal".
+    or a local Ray), or an Executor instance. ``progress``: None (default) a bar on a terminal
+    and a line every ~10 s in a log; False none; True also a closing line in a log
+    (:class:`~rankrobust.progress.Progress`).
     ``stack``: train compatible runs together, at most ``max_stack`` (default
     :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
     docstring); results as without it, up to float rounding. ``command``: the command line
@@ -233,7 +233,6 @@ def run_sweep(
     configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study)]
     ids = [run_id(c) for c in configs]
     check_models(configs)
-    show = sys.stderr.isatty() if progress is None else progress
     if executor == "ray" and address:
         check_ray_address(address)  # fail in seconds, before the database is touched
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
@@ -251,9 +250,7 @@ def run_sweep(
             queue = deque(tasks(todo, stack, max_stack))
             if todo:
                 ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
-                bar = tqdm(total=len(todo), disable=not show, unit="run", desc=study.name,
-                           dynamic_ncols=True, file=sys.stderr,
-                           bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
+                bar = Progress(len(todo), study.name, "runs", enabled=progress)
                 open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = {}
                 task_of: dict[str, int] = {}  # run id in flight → the number of its task
                 submitted = 0
@@ -267,7 +264,7 @@ def run_sweep(
                             ex.submit(task)
                             open_tasks[submitted] = (task, [])
                             submitted += 1
-                        bar.set_postfix_str(f"done={complete} running={len(task_of)} failed={failed}")
+                        bar.set_postfix(f"done={complete} running={len(task_of)} failed={failed}")
                         for result in ex.wait():
                             number = task_of.pop(result.run_id)
                             task, results = open_tasks[number]
@@ -277,7 +274,7 @@ def run_sweep(
                             del open_tasks[number]
                             if retry_alone(task, results):
                                 bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
-                                          "running them one by one", file=sys.stderr)
+                                          "running them one by one")
                                 queue.extendleft([c] for c in reversed(task))
                                 continue
                             for done in results:
@@ -286,9 +283,12 @@ def run_sweep(
                                     complete += 1
                                 else:
                                     failed += 1
-                                    bar.write(f"run {done.run_id} failed: {done.error}", file=sys.stderr)
+                                    bar.write(f"run {done.run_id} failed: {done.error}")
                                 bar.update(1)
-                            bar.set_postfix_str(f"done={complete} running={len(task_of)} failed={failed}")
+                            bar.set_postfix(f"done={complete} running={len(task_of)} failed={failed}")
+                except BaseException:
+                    bar.close(ok=False)
+                    raise
                 finally:
                     bar.close()
                     if isinstance(executor, str):
