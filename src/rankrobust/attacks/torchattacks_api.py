@@ -72,14 +72,28 @@ class Attack:
             raise ConfigError(f"eps must be non-negative, got {eps}")
         self.model = model
         self.eps = float(eps)
+        self.normalization: Normalization | None = None
 
     def set_normalization_used(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        """As torchattacks: the model expects (x − mean) / std; attacks stay in [0, 1] pixels
-        (:class:`~rankrobust.models.adapter.ModelAdapter`)."""
-        self.model = ModelAdapter(self.model, normalization=Normalization.of(mean, std))
+        """As torchattacks 3.5: the inputs given to the attack, and the x_adv it returns, are
+        normalized, z = (x − mean) / std per channel. The attack runs on the pixels
+        x = z·std + mean (clipped to [0, 1]) against x ↦ model((x − mean) / std)
+        (:class:`~rankrobust.models.adapter.ModelAdapter`), so ε stays in pixel units."""
+        self.normalization = Normalization.of(mean, std)
+
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """x_adv (N, ...) for pixels x in [0, 1] against ``model``."""
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        if self.normalization is None:
+            return self.attack(self.model, x, y)
+        shape = (1, -1) + (1,) * (x.ndim - 2)
+        mean = torch.tensor(self.normalization.mean, dtype=x.dtype, device=x.device).view(shape)
+        std = torch.tensor(self.normalization.std, dtype=x.dtype, device=x.device).view(shape)
+        pixels = (x * std + mean).clamp(*BOUNDS)
+        x_adv = self.attack(ModelAdapter(self.model, normalization=self.normalization), pixels, y)
+        return (x_adv - mean.to(x_adv.device)) / std.to(x_adv.device)
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return self.forward(x, y)
@@ -102,12 +116,12 @@ class PGD(Attack):
             raise ConfigError(f"steps must be non-negative, got {steps}")
         self.alpha, self.steps, self.random_start = float(alpha), int(steps), bool(random_start)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        x, y = prepare(self.model, x, y, BOUNDS)
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        x, y = prepare(model, x, y, BOUNDS)
         # torchattacks' draw: uniform_(−ε, ε) from torch's RNG on x's device
         start = torch.empty_like(x).uniform_(-self.eps, self.eps) if self.random_start else torch.zeros_like(x)
-        with eval_mode(self.model):
-            return pgd_run(self.model, x, y, self.eps, "inf", self.steps, self.alpha, start, BOUNDS).x_adv
+        with eval_mode(model):
+            return pgd_run(model, x, y, self.eps, "inf", self.steps, self.alpha, start, BOUNDS).x_adv
 
 
 class APGD(Attack):
@@ -124,8 +138,8 @@ class APGD(Attack):
         self.norm, self.steps, self.n_restarts = check_norm(norm), int(steps), int(n_restarts)
         self.seed, self.loss = seed, loss
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return apgd(self.model, x, y, [self.eps], norm=self.norm, loss=self.loss, steps=self.steps,
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return apgd(model, x, y, [self.eps], norm=self.norm, loss=self.loss, steps=self.steps,
                     restarts=self.n_restarts, generator=_generator(self.seed)).x_adv[0]
 
 
@@ -141,8 +155,8 @@ class APGDT(Attack):
         self.norm, self.steps, self.n_restarts = check_norm(norm), int(steps), int(n_restarts)
         self.seed, self.n_classes = seed, int(n_classes)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return apgd(self.model, x, y, [self.eps], norm=self.norm, loss="dlr-targeted",
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return apgd(model, x, y, [self.eps], norm=self.norm, loss="dlr-targeted",
                     steps=self.steps, restarts=self.n_restarts, n_targets=self.n_classes - 1,
                     generator=_generator(self.seed)).x_adv[0]
 
@@ -160,8 +174,8 @@ class Square(Attack):
         _fixed("resc_schedule", resc_schedule, True)
         self.norm, self.n_queries, self.p_init, self.seed = check_norm(norm), int(n_queries), p_init, seed
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return square(self.model, x, y, [self.eps], norm=self.norm, n_queries=self.n_queries,
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return square(model, x, y, [self.eps], norm=self.norm, n_queries=self.n_queries,
                       p_init=self.p_init, generator=_generator(self.seed)).x_adv[0]
 
 
@@ -178,7 +192,7 @@ class AutoAttack(Attack):
         self.norm, self.n_classes, self.seed = check_norm(norm), int(n_classes), seed
         self.steps, self.n_queries = int(steps), int(n_queries)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return autoattack(self.model, x, y, [self.eps], norm=self.norm, steps=self.steps,
+    def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return autoattack(model, x, y, [self.eps], norm=self.norm, steps=self.steps,
                           n_targets=max(self.n_classes - 1, 1), n_queries=self.n_queries,
                           seed=0 if self.seed is None else int(self.seed)).x_adv[0]
