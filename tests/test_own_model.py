@@ -449,3 +449,20 @@ def test_no_redundant_flags(user_dir: tuple[Path, str], capsys: pytest.CaptureFi
 
 def test_normalization_value_object() -> None:
     assert Normalization.of([0.5, 0.4], [0.2, 0.1]).describe() == {"mean": [0.5, 0.4], "std": [0.2, 0.1]}
+
+
+def test_the_readme_own_model_command_runs(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's one command from a fresh clone (on fewer inputs, without the sanity checks)."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    block = readme[readme.index("make venv && .venv/bin/rankrobust evaluate examples/own_model"):]
+    command = block[: block.index("```")].replace("\\\n", " ")
+    argv = shlex.split(command.removeprefix("make venv && .venv/bin/rankrobust"))
+    monkeypatch.chdir(root)
+    out, err = _run([*argv, "--n", "64", "--no-sanity", "--format", "json"], capsys)
+    rows = json.loads(out)
+    assert rows[0]["clean_accuracy"] > 0.9  # the committed weights are a trained network
+    assert [r["epsilon"] for r in rows] == [0.05, 0.1, 0.2]
+    assert rows[0]["settings"]["logits"] == "logits" and "note: inputs normalized" in err
