@@ -397,9 +397,10 @@ def test_json_carries_the_attack_settings_and_the_warnings(
 
 @pytest.mark.parametrize(("attack", "extra", "settings"), [
     ("autoattack", ["--queries", "10", "--steps", "2"],
-     {"steps": 2, "n_queries": 10, "n_targets": 9, "restarts": 1, "p_init": 0.8,
+     {"steps": 2, "n_queries": 10, "n_targets": 3, "restarts": 1, "p_init": 0.8,
       "members": ["apgd-ce", "apgd-t", "square"], "step_size": "adaptive (2*eps at first)"}),
-    ("apgd-t", ["--steps", "2"], {"steps": 2, "loss": "dlr-targeted", "n_targets": 9, "restarts": 1}),
+    # 4 classes: 3 targets run, whatever n_targets says
+    ("apgd-t", ["--steps", "2"], {"steps": 2, "loss": "dlr-targeted", "n_targets": 3, "restarts": 1}),
     ("square", ["--queries", "10"], {"n_queries": 10, "p_init": 0.8}),
     ("deepfool", [], {"max_iter": 50, "overshoot": 0.02}),
 ])

@@ -91,6 +91,14 @@ def test_the_heartbeat_thread_stops_with_the_work() -> None:
     assert not thread.is_alive()
 
 
+def test_work_without_units_reports_its_time() -> None:
+    clock, log = FakeClock(), io.StringIO()
+    with Progress(None, "evaluate: gradient-masking checks", stream=log, clock=clock, heartbeat=False) as bar:
+        clock.now = 12.0
+        bar.poll()
+    assert log.getvalue().splitlines() == ["evaluate: gradient-masking checks: running, elapsed 0:12"] * 2
+
+
 def test_clock_text() -> None:
     assert [clock_text(s) for s in (0, 65, 3723)] == ["0:00", "1:05", "1:02:03"]
 

@@ -95,6 +95,8 @@ class Progress:
     def line(self) -> str:
         """The log line for the current state."""
         elapsed = self.clock() - self._start
+        if self.total is None and not self.n:  # work without units: only the time it has taken
+            return f"{self.desc}: running, elapsed {clock_text(elapsed)}"
         count = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
         eta = ""

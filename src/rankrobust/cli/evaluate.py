@@ -83,9 +83,11 @@ SETTINGS = ("steps", "step_size", "random_start", "restarts", "loss", "n_targets
 APGD_LOSSES = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}
 
 
-def attack_settings(attack: str, norm: str, seed: int, options: dict[str, Any]) -> dict[str, Any]:
+def attack_settings(attack: str, norm: str, seed: int, options: dict[str, Any],
+                    num_classes: int | None = None) -> dict[str, Any]:
     """The settings the attack runs with: the given ``options`` over the defaults of the attack
-    function's own signature (one source of truth), plus norm and seed; e.g. for pgd
+    function's own signature (one source of truth), plus norm and seed; targets as run, at most
+    K − 1 for a model of ``num_classes`` = K; e.g. for pgd
     {"attack": "pgd", "norm": "inf", "seed": 0, "steps": 40, "step_size": "2.5*eps/steps",
     "random_start": true, "restarts": 1}."""
     import inspect
@@ -105,6 +107,8 @@ def attack_settings(attack: str, norm: str, seed: int, options: dict[str, Any]) 
         settings["loss"] = APGD_LOSSES[attack]
         if attack != "apgd-t":
             settings.pop("n_targets")
+    if "n_targets" in settings and num_classes is not None:
+        settings["n_targets"] = min(settings["n_targets"], num_classes - 1)
     if attack == "pgd" and settings["step_size"] is None:
         settings["step_size"] = "2.5*eps/steps"
     if attack in APGD_LOSSES or attack == "autoattack":
@@ -135,9 +139,12 @@ def run(args: argparse.Namespace) -> int:
         curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
                                     batch_size=args.batch_size, n=args.n, seed=args.seed,
                                     progress=progress.update, **options)
-    warnings = [] if args.no_sanity else sanity_checks(
-        loaded.model, (x, y), curve, batch_size=args.batch_size, n=args.n, seed=args.seed)
-    settings = {**attack_settings(args.attack, args.norm, args.seed, options),
+    warnings: list[str] = []
+    if not args.no_sanity:  # further attacks: minutes on a large model
+        with Progress(None, "evaluate: gradient-masking checks", enabled=False if args.no_progress else None):
+            warnings = sanity_checks(loaded.model, (x, y), curve, batch_size=args.batch_size,
+                                     n=args.n, seed=args.seed)
+    settings = {**attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
                 **(loaded.adaptation or {})}
     emit_frame(curve, args.format, extra={"settings": settings, "warnings": warnings})
     for line in warnings:

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         frame = frame.drop(columns="rho_adv")
     if loaded.network is not loaded.model:  # behind a ModelAdapter: name layers as analyze does
         frame["layer"] = frame["layer"].str.replace(r"^net\.", "", regex=True)
-    settings = {**attack_settings(args.attack, args.norm, args.seed, options),
+    settings = {**attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
                 **(loaded.adaptation or {})}
     emit_frame(frame, args.format, extra={"settings": settings})
     return 0
