@@ -14,13 +14,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
 from torch import nn
 
 from rankrobust.attacks import pgd
 from rankrobust.cli.main import build_parser, main
 from rankrobust.data import load_dataset
+from rankrobust.errors import ConfigError
 from rankrobust.external import load_external_model, match_keys
+from rankrobust.factory import parse_factory
 from rankrobust.models import ModelAdapter, Normalization, Normalize
 from rankrobust.robustness import fooling_ratio_curve
 
@@ -467,3 +471,30 @@ def test_the_readme_own_model_command_runs(capsys: pytest.CaptureFixture[str], m
     assert rows[0]["clean_accuracy"] > 0.9  # the committed weights are a trained network
     assert [r["epsilon"] for r in rows] == [0.05, 0.1, 0.2]
     assert rows[0]["settings"]["logits"] == "logits" and "note: inputs normalized" in err
+
+
+LITERALS = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@settings(max_examples=150, derandomize=True, deadline=None)
+@given(st.lists(LITERALS, max_size=3),
+       st.dictionaries(st.from_regex(r"[a-z_][a-z0-9_]{0,6}", fullmatch=True), LITERALS, max_size=3))
+def test_literal_calls_parse_to_their_values(args: list[object], kwargs: dict[str, object]) -> None:
+    text = ", ".join([repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()])
+    spec = parse_factory(f"pkg.mod:Nets.make({text})")
+    assert (spec.target, spec.name, list(spec.args), dict(spec.kwargs)) == ("pkg.mod", "Nets.make", args, kwargs)
+
+
+@settings(max_examples=300, derandomize=True, deadline=None)
+@given(st.text(max_size=60))
+def test_any_spec_parses_or_is_one_config_error(text: str) -> None:
+    for spec in (text, f"mod:{text}", f"mod:make({text})"):
+        try:
+            parse_factory(spec)
+        except ConfigError as exc:  # anything else (a SyntaxError, a RecursionError) fails the test
+            assert str(exc).startswith("--model-factory")

@@ -23,6 +23,7 @@ was tried; an exception raised by the user's code itself (a bug in it) keeps its
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import importlib.util
 import inspect
@@ -157,7 +158,8 @@ def _import_file(spec: FactorySpec) -> ModuleType:
     if same:
         assert taken is not None
         return taken
-    name = stem if stem.isidentifier() and taken is None else f"rankrobust_factory_{abs(hash(str(path)))}"
+    digest = hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
+    name = stem if stem.isidentifier() and taken is None else f"rankrobust_factory_{digest}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"--model-factory {spec.text}: cannot load {path} as a Python module")
