@@ -155,6 +155,9 @@ def test_import_errors_say_what_was_tried(
     err = _fails(["analyze", str(folder / "net.safetensors"), "--model-factory", "nets/missing.py:make"],
                  capsys)
     assert "file nets/missing.py not found" in err
+    err = _fails(["analyze", str(folder / "net.safetensors"), "--model-factory",
+                  f"{folder / name}.py:make_nte"], capsys)
+    assert "has no attribute 'make_nte' (did you mean 'make_net'?)" in err
 
 
 # --- 2. factory arguments ----------------------------------------------------------------------
@@ -498,3 +501,23 @@ def test_any_spec_parses_or_is_one_config_error(text: str) -> None:
             parse_factory(spec)
         except ConfigError as exc:  # anything else (a SyntaxError, a RecursionError) fails the test
             assert str(exc).startswith("--model-factory")
+
+
+@settings(max_examples=40, derandomize=True, deadline=None)
+@given(flag=st.sampled_from(["--logits", "--factory-arg", "--mean", "--std", "--input-shape"]),
+       value=st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=12))
+def test_factory_flags_take_any_text_to_a_result_or_one_line(flag: str, value: str) -> None:
+    """Any value of a new flag: exit 0, or exit 2 with one line and no traceback."""
+    import contextlib
+    import io
+
+    folder = Path(__file__).resolve().parents[1] / "examples" / "own_model"
+    argv = ["analyze", str(folder / "mynet.safetensors"), "--model-factory",
+            f"{folder / 'mynet.py'}:make_net", "--factory-arg", "width=8", "--input-shape", "1,16,16",
+            "--logits", "logits", "--format", "csv", f"{flag}={value}"]
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(argv)
+    lines = [line for line in err.getvalue().splitlines() if not line.startswith("note: ")]
+    assert code in (0, 2), err.getvalue()
+    assert len(lines) == (1 if code == 2 else 0) and "Traceback" not in err.getvalue(), err.getvalue()

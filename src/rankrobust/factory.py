@@ -38,6 +38,7 @@ from typing import Any
 
 from torch import nn
 
+from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
 
 MAX_SPEC_CHARS = 2000  # a spec is a name and a few literals; this bounds the parser's work
@@ -188,8 +189,9 @@ def import_factory(spec: str | FactorySpec) -> Callable[..., Any]:
     target: Any = _import_file(parsed) if parsed.is_file else _import_module(parsed)
     for part in parsed.name.split("."):
         if not hasattr(target, part):
+            names = [n for n in dir(target) if not n.startswith("_") and callable(getattr(target, n, None))]
             raise ConfigError(f"--model-factory {parsed.text}: {parsed.target!r} has no attribute "
-                              f"{parsed.name!r}")
+                              f"{parsed.name!r}{closest(part, names)}")
         target = getattr(target, part)
     if not callable(target):
         raise ConfigError(f"--model-factory {parsed.text}: {parsed.name!r} (of type "
