@@ -7,7 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rankrobust.cli.common import add_stack_arguments, check_choice, output_dir, stack_options
+from rankrobust.cli.common import (
+    add_progress_argument,
+    add_stack_arguments,
+    check_choice,
+    output_dir,
+    stack_options,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -33,7 +39,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--workers", type=int, default=None,
                    help="local worker processes (default: 2 where there are ≥ 2 CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(p)
     add_stack_arguments(p)
     p.add_argument("--dry-run", action="store_true",
                    help="expand the study (ε scaled to the dataset, its overrides applied), print "

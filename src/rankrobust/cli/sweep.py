@@ -6,7 +6,12 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankrobust.cli.common import add_stack_arguments, output_dir, stack_options
+from rankrobust.cli.common import (
+    add_progress_argument,
+    add_stack_arguments,
+    output_dir,
+    stack_options,
+)
 
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     from rankrobust.experiments.config import StudyConfig
@@ -28,7 +33,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     add_stack_arguments(p)
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_progress_argument(p)
     p.add_argument("--dry-run", action="store_true",
                    help="validate and expand the study, print how many runs it has (and how many "
                    "an existing database already holds); write nothing")
