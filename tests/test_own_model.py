@@ -521,3 +521,13 @@ def test_factory_flags_take_any_text_to_a_result_or_one_line(flag: str, value: s
     lines = [line for line in err.getvalue().splitlines() if not line.startswith("note: ")]
     assert code in (0, 2), err.getvalue()
     assert len(lines) == (1 if code == 2 else 0) and "Traceback" not in err.getvalue(), err.getvalue()
+
+
+def test_a_file_is_imported_once_even_when_its_name_is_taken(tmp_path: Path) -> None:
+    from rankrobust.factory import import_factory
+
+    (tmp_path / "json.py").write_text("def make():\n    return 'mine'\n")  # 'json' is the stdlib's
+    first = import_factory(f"{tmp_path / 'json.py'}:make")
+    assert first() == "mine" and import_factory(f"{tmp_path / 'json.py'}:make") is first
+    assert sys.modules["json"].__name__ == "json" and hasattr(sys.modules["json"], "dumps")
+    del sys.modules[first.__module__]

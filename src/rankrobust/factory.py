@@ -154,13 +154,12 @@ def _import_file(spec: FactorySpec) -> ModuleType:
                           f"{path.resolve()})")
     path = path.resolve()
     stem = path.stem
-    taken = sys.modules.get(stem)
-    same = taken is not None and getattr(taken, "__file__", None) == str(path)
-    if same:
-        assert taken is not None
-        return taken
     digest = hashlib.blake2b(str(path).encode(), digest_size=6).hexdigest()
-    name = stem if stem.isidentifier() and taken is None else f"rankrobust_factory_{digest}"
+    for candidate in (stem, f"rankrobust_factory_{digest}"):  # imported before: the same module
+        known = sys.modules.get(candidate)
+        if known is not None and getattr(known, "__file__", None) == str(path):
+            return known
+    name = stem if stem.isidentifier() and stem not in sys.modules else f"rankrobust_factory_{digest}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
         raise ConfigError(f"--model-factory {spec.text}: cannot load {path} as a Python module")
