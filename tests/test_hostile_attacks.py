@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import examples
 from rankrobust.attacks import apgd, autoattack, deepfool, fgsm, pgd, square
 from rankrobust.attacks.base import check_labels, output_classes, predict
 from rankrobust.checkpoint import save_checkpoint
@@ -82,7 +83,7 @@ def test_every_attack_accepts_the_extreme_valid_labels(name: str) -> None:
     _judged_against(ATTACKS[name](MODEL, X[:4], y), y)
 
 
-@settings(max_examples=40, derandomize=True, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(labels=st.lists(st.integers(-2 * K, 3 * K), min_size=1, max_size=N_MAX))
 def test_labels_are_refused_iff_one_lies_outside_0_to_k(labels: list[int]) -> None:
     y = torch.tensor(labels)

@@ -13,6 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from rankrobust.checkpoint import load_checkpoint, save_checkpoint
 from rankrobust.cli.main import main
 from rankrobust.data import load_dataset
@@ -122,7 +123,7 @@ _json = st.recursive(
 )
 
 
-@settings(max_examples=150, derandomize=True, deadline=None,
+@settings(max_examples=examples(150), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["name", "in_shape", "num_classes", "options", "hidden", "mean", "version"]),
        value=_json)
