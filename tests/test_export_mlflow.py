@@ -149,6 +149,17 @@ def test_export_makes_one_run_per_study_run_and_is_idempotent(
     assert last.loc[failed["run_id"], "status"] == "FINISHED"
     assert last.loc[failed["run_id"], "metrics"]["clean_accuracy"] == 0.5
 
+    # a run left half-written by an interrupted export (no fingerprint tag: it is written last)
+    # and a duplicate of another are both rewritten, leaving one run each
+    half, twice = last.index[0], last.index[1]
+    client.delete_tag(last.loc[half, "mlflow_id"], "rankrobust.fingerprint")
+    experiment = client.get_run(last.loc[twice, "mlflow_id"]).info.experiment_id
+    client.create_run(experiment, tags={"rankrobust.run_id": twice})
+    assert main(["export", str(db), "--mlflow", server]) == 0
+    assert "0 runs created, 2 replaced, 3 unchanged" in capsys.readouterr().out
+    final = pd.concat([_runs(client, s) for s in studies], ignore_index=True)
+    assert sorted(final["rid"]) == sorted(runs["run_id"])
+
 
 def test_an_unreachable_server_is_one_line_exit_2_and_nothing_written(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
