@@ -133,7 +133,7 @@ def test_claims_are_the_reports_claims(db: Path, parquet_dir: Path, tmp_path: Pa
 
 def test_csv_round_trips_every_store_table(db: Path, tmp_path: Path,
                                            capsys: pytest.CaptureFixture[str]) -> None:
-    out = tmp_path / "csv"
+    out = tmp_path / "missing" / "parents" / "csv"  # created, as `report --out` does
     _export(db, out, "csv", capsys)
     for name, frame in _store_frames(db).items():
         # text columns read as text (run ids like '1234' must stay ids)

@@ -124,6 +124,8 @@ def check_out_dir(out: str | os.PathLike[str]) -> Path:
             raise ConfigError(f"--out {path}: the folder is not empty; give a new or empty folder "
                               "(an export never mixes with other files)")
     parent = path.absolute().parent
+    while not parent.exists() and parent != parent.parent:  # missing folders are created later
+        parent = parent.parent
     if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"--out {path}: cannot write into {parent}")
     return path
@@ -154,6 +156,7 @@ def write_tables(tables: dict[str, pd.DataFrame], out: str | os.PathLike[str], f
     (a temporary sibling folder renamed into place); returns the paths written."""
     require_format(fmt)
     target = check_out_dir(out)
+    target.absolute().parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}.partial-", dir=target.absolute().parent))
     try:
         for name, frame in tables.items():
