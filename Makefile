@@ -18,7 +18,8 @@ $(VENV)/.base-installed: pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.base-installed pyproject.toml
-	$(PIP) install --quiet -e ".[dev,ray]" "$(TORCH_SPEC)"
+	# every extra (ray, mlflow) so the tests that need them run; torch stays at TORCH_SPEC
+	$(PIP) install --quiet -e ".[dev,ray,mlflow]" "$(TORCH_SPEC)"
 	# torchattacks declares torchvision but never imports it; --no-deps keeps torchvision out.
 	$(PIP) install --quiet --no-deps "torchattacks==3.5.1"
 	touch $@

@@ -57,22 +57,29 @@ ATTACKS = {
     "pgd": lambda m, x, y, e, norm: pgd(m, x, y, e, norm=norm, steps=20, random_start=False,
                                         bounds=BOUNDS),
     "pgd-random-start": lambda m, x, y, e, norm: pgd(m, x, y, e, norm=norm, steps=20,
-                                                     restarts=2, bounds=BOUNDS),
-    "apgd": lambda m, x, y, e, norm: apgd(m, x, y, e, norm=norm, steps=20, bounds=BOUNDS),
+                                                     restarts=2, bounds=BOUNDS,
+                                                     generator=torch.Generator().manual_seed(0)),
+    "apgd": lambda m, x, y, e, norm: apgd(m, x, y, e, norm=norm, steps=20, bounds=BOUNDS,
+                                          generator=torch.Generator().manual_seed(0)),
 }
+# Relative distance from the exact answer at which the grid is judged. PGD from a random ℓ2
+# start reaches the sphere off the optimal direction and then turns towards it geometrically
+# (each projection shrinks the orthogonal part), so after 20 steps it lands within 1e-3 of the
+# optimum, not 1e-6; every other attack here starts on (or moves straight along) the optimal
+# direction and meets the exact answer to rounding.
+TOLERANCE = {("pgd-random-start", "2"): 1e-3}
 
 
 @pytest.mark.parametrize("name", list(ATTACKS))
 @pytest.mark.parametrize("norm", ["inf", "2"])
 def test_binary_affine_success_exactly_above_the_distance(name: str, norm: str) -> None:
-    if norm == "2" and name in ("pgd-random-start", "apgd"):
-        pytest.skip("ℓ2 random starts approach the optimum only asymptotically (tested below)")
     model = affine(2)
     x = inputs()
     y, d_inf, d_2 = exact_distances(model, x)
     exact = d_inf if norm == "inf" else d_2
     assert exact.max() < 5  # clipping never binds
-    grid = sorted({float(v) for v in torch.cat([exact * (1 - 1e-6), exact * (1 + 1e-6)])})
+    tol = TOLERANCE.get((name, norm), 1e-6)
+    grid = sorted({float(v) for v in torch.cat([exact * (1 - tol), exact * (1 + tol)])})
     res = ATTACKS[name](model, x, y, grid, norm)
     grid_vs_exact(res.success, grid, exact)
 

@@ -9,6 +9,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import examples
 from rankrobust.attacks import apgd, autoattack, deepfool, fgsm, pgd, square
 from rankrobust.attacks.base import predict
 from rankrobust.attacks.perturb import flat_norm
@@ -39,7 +40,7 @@ ATTACKS = {
 }
 
 
-@settings(max_examples=16, deadline=None)
+@settings(max_examples=examples(16), deadline=None)
 @given(
     seed=st.integers(0, 10_000),
     name=st.sampled_from(sorted(ATTACKS)),
@@ -71,7 +72,7 @@ def test_adversarial_inputs_lie_in_the_ball_and_the_bounds(
     assert torch.all(s[1:] >= s[:-1])  # fooled at ε stays fooled at every larger ε
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(seed=st.integers(0, 10_000), norm=st.sampled_from(["inf", "2"]))
 def test_deepfool_outputs_are_in_bounds_and_consistent(seed: int, norm: str) -> None:
     model = tiny_model(seed).train()

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import examples
 from rankrobust.attacks import square
 from rankrobust.attacks.base import eval_mode, flat_norm, predict
 from rankrobust.attacks.square import eta, p_schedule, square_budgets
@@ -22,7 +23,7 @@ def small_cnn(seed: int, classes: int = 4) -> nn.Module:
                          nn.Linear(4 * 6 * 7, classes)).double().eval()
 
 
-@settings(max_examples=10, deadline=None)
+@settings(max_examples=examples(10), deadline=None)
 @given(seed=st.integers(0, 10_000), norm=st.sampled_from(["inf", "2"]),
        eps=st.lists(st.floats(0.0, 2.0, allow_nan=False), min_size=1, max_size=3),
        low=st.sampled_from([0.0, -1.0]))

@@ -124,21 +124,28 @@ def test_autoattack_is_deterministic_for_a_seed() -> None:
 def test_autoattack_is_at_least_as_strong_as_torchattacks(
     lenet: tuple[nn.Module, torch.Tensor, torch.Tensor]
 ) -> None:
-    """Same model, same 96 inputs, ε = 0.15: robust accuracy (true labels) at most 2 points
-    above torchattacks' AutoAttack("standard") (≈ 5 points below when written). Both Square
-    members get 300 queries to keep this fast; ours runs APGD-CE / APGD-T with AutoAttack's
-    100 steps, torchattacks with 10, hence the margin."""
+    """Same model, same 96 inputs, ε = 0.15, the same ensemble at the same settings:
+    torchattacks' AutoAttack("standard") members APGD-CE and APGD-T (9 target classes) at its
+    10 steps, one restart, and Square, both Squares at 300 queries to keep this fast. FAB-T,
+    which ours leaves out, is taken out of theirs so that the ensembles are equal. Robust
+    accuracy (true labels): ours may not be above theirs, with no slack."""
     torchattacks = pytest.importorskip("torchattacks")
     model, x, y = lenet
     x, y, eps = x[:96], y[:96], 0.15
-    ours = autoattack(model, x, y, [eps], n_queries=300)
+    ours = autoattack(model, x, y, [eps], steps=10, restarts=1, n_targets=9, n_queries=300)
     theirs_attack = torchattacks.AutoAttack(model, norm="Linf", eps=eps, version="standard",
                                             n_classes=10, seed=0)
-    theirs_attack._autoattack.attacks[-1].n_queries = 300  # Square, the last member
+    members = theirs_attack._autoattack.attacks
+    assert [type(m).__name__ for m in members] == ["APGD", "APGDT", "FAB", "Square"]
+    apgd_ce, apgd_t, _, square_t = members
+    assert apgd_ce.steps == apgd_t.steps == 10 and apgd_ce.loss == "ce"
+    assert apgd_t.n_target_classes == 9 and apgd_ce.n_restarts == apgd_t.n_restarts == 1
+    square_t.n_queries = 300
+    theirs_attack._autoattack.attacks = [apgd_ce, apgd_t, square_t]  # = ours: no FAB-T
     adv = theirs_attack(x, y)
     assert flat_norm(adv - x, "inf").max() <= eps + 1e-6
-    rob_ours = 1 - ours.success[0].float().mean().item()
-    rob_theirs = (predict(model, adv) == y).float().mean().item()
-    clean = (predict(model, x) == y).float().mean().item()
-    assert rob_theirs < clean - 0.2  # the attacks do break inputs: the check means something
-    assert rob_ours <= rob_theirs + 0.02
+    robust_ours = int((~ours.success[0]).sum())  # inputs still correctly classified, of 96
+    robust_theirs = int((predict(model, adv) == y).sum())
+    clean = int((predict(model, x) == y).sum())
+    assert robust_theirs < clean - 19  # the attacks do break inputs: the check means something
+    assert robust_ours <= robust_theirs

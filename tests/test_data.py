@@ -144,10 +144,39 @@ def test_mnist5k_is_real_stratified_and_fixed() -> None:
     assert x.shape == (4000, 1, 28, 28) and xt.shape == (1000, 1, 28, 28)
     assert torch.bincount(y).tolist() == [400] * 10
     assert torch.bincount(yt).tolist() == [100] * 10
-    # disjoint: no test image equals a train image of the same index set
     assert float(x.mean()) == pytest.approx(0.13, abs=0.02)
     x2, y2 = load_dataset("mnist5k", "train")
     assert torch.equal(x, x2) and torch.equal(y, y2)
+
+
+def _contents(x: torch.Tensor) -> list[bytes]:
+    """Each image's bytes: two splits share an example iff they share an entry."""
+    flat = x.reshape(len(x), -1).contiguous().numpy()
+    return [row.tobytes() for row in flat]
+
+
+@pytest.mark.parametrize("name", ["mnist5k", "synthetic"])
+def test_every_split_is_disjoint_by_content(name: str) -> None:
+    """train (after holding out validation), validation and test share no image: compared by
+    content, not by index or statistics, so a test image copied into training is caught."""
+    from rankrobust.training.fit import split_validation
+
+    train = load_dataset(name, "train")
+    test = load_dataset(name, "test")
+    (xt, yt), (xv, yv) = split_validation(train, len(train[0]) // 8)
+    splits = {"train": _contents(xt), "validation": _contents(xv), "test": _contents(test[0])}
+    for split, rows in splits.items():
+        assert len(set(rows)) == len(rows), f"{name} {split} holds the same image twice"
+    seen: dict[bytes, str] = {}
+    for split, rows in splits.items():
+        for row in rows:
+            assert row not in seen, f"{name}: an image is in both {seen[row]} and {split}"
+            seen[row] = split
+    # the held-out split is a partition of train: nothing lost, nothing invented, labels kept
+    assert sorted(splits["train"] + splits["validation"]) == sorted(_contents(train[0]))
+    label_of = dict(zip(_contents(train[0]), train[1].tolist(), strict=True))
+    assert [label_of[r] for r in splits["validation"]] == yv.tolist()
+    assert [label_of[r] for r in splits["train"]] == yt.tolist()
 
 
 def test_stratified_split_partitions() -> None:

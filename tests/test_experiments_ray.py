@@ -143,7 +143,18 @@ def test_probe_tells_http2_from_silent_http1_and_closed_servers() -> None:
             check_ray_address(f"127.0.0.1:{closed.getsockname()[1]}", timeout=1)
 
 
+@pytest.mark.timeout(30)
 def test_probe_skips_the_handshake_under_tls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_USE_TLS", "1")
+    """A silent port is refused in plain text; under RAY_USE_TLS (a TLS cluster does not speak
+    h2c) only the TCP connection is checked, so the same port is accepted, and a closed one
+    is still refused."""
     with _serving(_Silent) as port:
-        check_ray_address(f"127.0.0.1:{port}", timeout=1)  # a TLS cluster does not speak h2c
+        monkeypatch.delenv("RAY_USE_TLS", raising=False)
+        with pytest.raises(ConfigError, match="is not a Ray cluster"):
+            check_ray_address(f"127.0.0.1:{port}", timeout=1)
+        monkeypatch.setenv("RAY_USE_TLS", "1")
+        assert check_ray_address(f"127.0.0.1:{port}", timeout=1) is None
+    with socket.socket() as closed:  # bound, never listening: refused under TLS too
+        closed.bind(("127.0.0.1", 0))
+        with pytest.raises(ConfigError, match="cannot reach a Ray cluster"):
+            check_ray_address(f"127.0.0.1:{closed.getsockname()[1]}", timeout=1)

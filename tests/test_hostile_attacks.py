@@ -16,8 +16,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import examples
 from rankrobust.attacks import apgd, autoattack, deepfool, fgsm, pgd, square
-from rankrobust.attacks.base import check_labels, output_classes
+from rankrobust.attacks.base import check_labels, output_classes, predict
 from rankrobust.checkpoint import save_checkpoint
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
@@ -64,12 +65,25 @@ def test_every_attack_refuses_a_label_outside_the_model_classes(name: str, bad: 
     assert "\n" not in str(info.value)
 
 
+def _judged_against(result: object, y: torch.Tensor) -> None:
+    """An accepted label is the one the attack judged success against: ``success`` is exactly
+    "the model misclassifies ``x_adv``" for the label given, at every budget."""
+    x_adv, success = result.x_adv, result.success  # type: ignore[attr-defined]
+    if success.dim() == 1:  # a minimal-perturbation attack: (N,)
+        x_adv, success = x_adv[None], success[None]
+    assert success.shape == (x_adv.shape[0], len(y))
+    for k in range(success.shape[0]):
+        wrong = predict(MODEL, x_adv[k]) != y.long()
+        assert torch.equal(success[k], wrong), (k, success[k], wrong)
+
+
 @pytest.mark.parametrize("name", ATTACKS)
 def test_every_attack_accepts_the_extreme_valid_labels(name: str) -> None:
-    ATTACKS[name](MODEL, X[:4], torch.tensor([0, K - 1, K - 1, 0], dtype=torch.uint8))
+    y = torch.tensor([0, K - 1, K - 1, 0], dtype=torch.uint8)
+    _judged_against(ATTACKS[name](MODEL, X[:4], y), y)
 
 
-@settings(max_examples=40, derandomize=True, deadline=None)
+@settings(max_examples=examples(40), deadline=None)
 @given(labels=st.lists(st.integers(-2 * K, 3 * K), min_size=1, max_size=N_MAX))
 def test_labels_are_refused_iff_one_lies_outside_0_to_k(labels: list[int]) -> None:
     y = torch.tensor(labels)
@@ -77,7 +91,7 @@ def test_labels_are_refused_iff_one_lies_outside_0_to_k(labels: list[int]) -> No
     out_of_range = [v for v in labels if not 0 <= v < K]
     for name, attack in ATTACKS.items():
         if not out_of_range:
-            attack(MODEL, x, y)  # valid labels never raise
+            _judged_against(attack(MODEL, x, y), y)  # valid labels never raise, and are used
             continue
         with pytest.raises(ConfigError) as info:
             attack(MODEL, x, y)

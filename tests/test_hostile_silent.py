@@ -13,6 +13,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from rankrobust.checkpoint import FORMAT_VERSION, load_checkpoint, save_checkpoint
 from rankrobust.cli.main import main
 from rankrobust.data import load_dataset
@@ -101,7 +102,7 @@ def test_empty_split_is_refused_at_load(tmp_path: Path) -> None:
         load_dataset("mnist", "test", tmp_path)
 
 
-@settings(max_examples=80, derandomize=True, deadline=None)
+@settings(max_examples=examples(80), deadline=None)
 @given(values=st.lists(st.floats(width=32), min_size=1, max_size=6),
        labels=st.lists(st.integers(-2, 12), min_size=1, max_size=6))
 def test_check_arrays_accepts_only_clean_data(values: list[float], labels: list[int]) -> None:

@@ -21,6 +21,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import examples
 from rankrobust.checkpoint import load_checkpoint, save_checkpoint
 from rankrobust.cli.main import main
 from rankrobust.data import load_dataset
@@ -172,7 +173,7 @@ def test_gzip_idx_is_never_inflated_beyond_its_header(tmp_path: Path) -> None:
     assert elapsed < 5
 
 
-@settings(max_examples=60, derandomize=True, deadline=None,
+@settings(max_examples=examples(60), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     code=st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E, 0x00, 0xFF]),

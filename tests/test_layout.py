@@ -17,9 +17,11 @@ FORBIDDEN = {
     "models": {"training", "experiments", "report", "cli"},
     "training": {"experiments", "report", "cli"},
     "robustness": {"training", "experiments", "report", "cli"},
-    "experiments": {"report", "cli"},
-    "report": {"cli", "training"},
+    "experiments": {"report", "cli", "export"},
+    "report": {"cli", "training", "export"},
     "interventions": {"training", "experiments", "report", "cli"},
+    # export only reads results (store, report's claims), like report
+    "export": {"cli", "training"},
 }
 
 

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
+from conftest import examples
 from rankrobust.errors import ConfigError
 from rankrobust.regularizers import (
     as_matrix,
@@ -50,7 +51,7 @@ def test_soft_threshold_exact_values_and_zeros() -> None:
     assert int((out == 0).sum()) == 4  # exact zeros, not tiny numbers
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(
     st.lists(st.floats(-10, 10, allow_nan=False, width=64), min_size=1, max_size=30),
     st.floats(0, 5, allow_nan=False),
@@ -120,7 +121,7 @@ def test_svt_zero_threshold_is_identity_and_large_threshold_is_zero() -> None:
         assert torch.count_nonzero(singular_value_threshold(w, 5.0, method)) == 0  # type: ignore[arg-type]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=examples(25), deadline=None)
 @given(st.integers(2, 9), st.integers(2, 9), st.floats(0.0, 2.0), st.integers(0, 10_000))
 def test_svt_shrinks_singular_values_property(m: int, n: int, tau: float, seed: int) -> None:
     w = torch.randn(m, n, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)

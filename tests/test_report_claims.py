@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import stats
 
+from conftest import examples
 from rankrobust.report.claims import (
     FAILS,
     HOLDS,
@@ -63,7 +64,7 @@ def test_paired_effect_uses_only_common_seeds() -> None:
     assert eff.n == 2 and eff.estimate == pytest.approx((2.0 + 4.5) / 2)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.floats(-5, 5), st.floats(0, 5), st.sampled_from([-1, 1]), st.integers(0, 5))
 def test_verdict_follows_the_interval(center: float, half: float, direction: int, n: int) -> None:
     eff = Effect(center, center - half, center + half, n, "paired t")

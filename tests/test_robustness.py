@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from rankrobust.attacks.base import predict
-from rankrobust.checkpoint import save_checkpoint
-from rankrobust.cli.main import main
+from rankrobust.checkpoint import load_checkpoint, save_checkpoint
+from rankrobust.cli.main import build_parser, main
 from rankrobust.data import load_dataset
 from rankrobust.errors import ConfigError
 from rankrobust.models import ModelSpec
@@ -64,15 +64,27 @@ def test_curve_columns_and_invariants(
 def test_curve_is_deterministic_and_uses_the_global_seed(
     trained: tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 ) -> None:
+    """Square with 5 queries at ε = 0.5 breaks about a third of the inputs, which ones depending
+    on its random draws: the same seed gives the same curve, another seed another one, and
+    without a seed the draws come from torch's global RNG (same global seed, same curve)."""
     model, data = trained
-    a = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3, seed=5)
-    b = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3, seed=5)
+    eps = [0.3, 0.5, 1.0]
+
+    def curve(seed: int | None) -> pd.DataFrame:
+        return fooling_ratio_curve(model, data, "square", eps, n_queries=5, seed=seed)
+
+    a, b, other = curve(5), curve(5), curve(6)
     pd.testing.assert_frame_equal(a, b)
+    assert a["fooling_ratio"].tolist() != other["fooling_ratio"].tolist()  # the seed is used
+    assert 0 < a["fooling_ratio"].iloc[1] < 1  # a partial break: the draws matter here
     torch.manual_seed(3)
-    c = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3)
+    c = curve(None)
     torch.manual_seed(3)
-    d = fooling_ratio_curve(model, data, "pgd", [0.05, 0.1], steps=3)
+    d = curve(None)
+    torch.manual_seed(4)
+    e = curve(None)
     pd.testing.assert_frame_equal(c, d)
+    assert c["fooling_ratio"].tolist() != e["fooling_ratio"].tolist()  # the global RNG is used
 
 
 def test_curve_counts_label_changes_not_errors() -> None:
@@ -235,7 +247,19 @@ def test_cli_evaluate_prints_a_curve(checkpoint: str, capsys: pytest.CaptureFixt
     rows = json.loads(out.out)
     assert [r["epsilon"] for r in rows] == [0.05, 0.2] and rows[0]["n"] == 64
     assert rows[0]["fooling_ratio"] <= rows[1]["fooling_ratio"]
-    assert all(line.startswith("warning: ") for line in out.err.splitlines())
+    # stderr holds exactly the sanity checks' warnings for this curve, one line each (none
+    # may be dropped, and nothing else printed): recomputed with the command's own settings
+    args = build_parser().parse_args(["evaluate", checkpoint, "--eps", "0.1"])  # defaults
+    model = load_checkpoint(checkpoint).model.eval()
+    data = load_dataset("synthetic", "test")
+    curve = fooling_ratio_curve(model, data, "pgd", [0.05, 0.2], batch_size=args.batch_size,
+                                n=64, seed=args.seed, steps=5)
+    assert curve["fooling_ratio"].tolist() == [r["fooling_ratio"] for r in rows]
+    expected = sanity_checks(model, data, curve, batch_size=args.batch_size, n=64, seed=args.seed)
+    assert out.err.splitlines() == [f"warning: {w}" for w in expected]
+    assert main(["evaluate", checkpoint, "--attack", "pgd", "--eps", "0.05,0.2", "--n", "64",
+                 "--steps", "5", "--format", "json", "--device", "cpu", "--no-sanity"]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_cli_evaluate_autoattack(checkpoint: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from conftest import examples
 from rankrobust.errors import ConfigError
 from rankrobust.structure import (
     effective_rank,
@@ -138,7 +139,7 @@ def test_bad_inputs_raise_typed_errors() -> None:
 matrices = st.tuples(st.integers(1, 7), st.integers(1, 7)).flatmap(
     lambda shape: arrays(np.float64, shape, elements=st.floats(-10, 10, allow_nan=False, width=32))
 ).filter(lambda a: float(np.abs(a).max()) > 1e-3)
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+SETTINGS = settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
 
 
 def _orthogonal(n: int, seed: int) -> torch.Tensor:

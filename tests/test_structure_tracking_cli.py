@@ -45,7 +45,9 @@ def test_tracking_records_init_and_every_epoch(synthetic_data: tuple[Data, Data]
     final = rows[rows.epoch == 2].drop(columns="epoch").reset_index(drop=True)
     pd.testing.assert_frame_equal(final, analyze(model), check_dtype=False)
     assert not final["nuclear_norm"].equals(init["nuclear_norm"])  # training moved the weights
-    json.dumps(result.records)  # plain scalars: stored with the run's history
+    # plain JSON values (stored with the run's history): they come back from JSON unchanged
+    assert json.loads(json.dumps(result.records, allow_nan=False)) == result.records
+    assert all(type(v) in (int, float, str) for row in result.records["structure"] for v in row.values())
 
     # Tracking only reads the weights: the same seed trains to the same numbers without it.
     untracked = _fresh_model()

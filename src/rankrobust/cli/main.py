@@ -33,6 +33,7 @@ COMMAND_MODULES: list[str] = [
     "rankrobust.cli.runs",
     "rankrobust.cli.reproduce",
     "rankrobust.cli.report",
+    "rankrobust.cli.export",
 ]
 
 

@@ -44,6 +44,7 @@ from rankrobust.report.summary import (
 from rankrobust.report.tables import StudyTables, load_tables
 
 FIGURE_DIR = "figures"
+PIPELINE_VERDICT = "– (pipeline check)"
 # The files a report writes into FIGURE_DIR: a rebuild replaces these and touches nothing else.
 FIGURE_NAMES = ("lambda_selection.png", "structure_by_layer.png", "structure_epochs.png",
                 "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png", "interventions.png",
@@ -288,6 +289,22 @@ def draw_figures(done: StudyTables, summary: pd.DataFrame, ids: set[str], figure
     ]
 
 
+def study_claims(tables: StudyTables) -> pd.DataFrame:
+    """The measured claims of the completed runs of ``tables``: the report's claims table and
+    claims.csv (also what ``rankrobust export`` writes), without drawing anything."""
+    done = tables.completed()
+    summary = run_summary(done)
+    chosen = comparison_runs(summary, select_lambdas(summary))
+    attack = primary_attack(summary) or "pgd"
+    interventions = (_with_runs(done.interventions, done.runs) if not done.interventions.empty
+                     else done.interventions)
+    claims = pd.concat([evaluate_claims(chosen, metrics=robustness_metrics(attack)),
+                        evaluate_c5(interventions)], ignore_index=True)
+    if is_pipeline_check(done.runs):  # no verdicts on the paper from synthetic data
+        claims["verdict"] = PIPELINE_VERDICT
+    return claims
+
+
 def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> tuple[Document, pd.DataFrame]:
     """The report and its claims table, drawing figures into ``figure_dir``."""
     all_runs = tables.runs
@@ -299,13 +316,11 @@ def build_document(tables: StudyTables, figure_dir: Path, source: str = "") -> t
     attack = primary_attack(summary) or "pgd"
     interventions = (_with_runs(done.interventions, done.runs) if not done.interventions.empty
                      else done.interventions)
-    claims = pd.concat([evaluate_claims(chosen, metrics=robustness_metrics(attack)),
-                        evaluate_c5(interventions)], ignore_index=True)
+    claims = study_claims(tables)
     verdicts = claim_verdicts(claims)
     pipeline = is_pipeline_check(done.runs)
     if pipeline:  # no verdicts on the paper from synthetic data
-        claims["verdict"] = "– (pipeline check)"
-        verdicts["verdict"] = "– (pipeline check)"
+        verdicts["verdict"] = PIPELINE_VERDICT
 
     doc = Document("Low-rank weights and adversarial robustness: the reproduction")
     finished = str(done.runs["finished_at"].max()) if "finished_at" in done.runs and len(done.runs) else "–"
