@@ -17,7 +17,7 @@ import yaml
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
 from rankrobust.experiments import ResultsStore, run_sweep, study_from_dict
-from rankrobust.experiments.executors import HTTP2_PREFACE, check_ray_address, speaks_http2
+from rankrobust.experiments.ray_executor import HTTP2_PREFACE, check_ray_address, speaks_http2
 
 
 def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:

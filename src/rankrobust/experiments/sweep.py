@@ -32,13 +32,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
-from rankrobust.experiments.executors import Executor, check_ray_address, make_executor
+from rankrobust.experiments.executors import ClusterLostError, Executor, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.provenance import finish_record, session_record
 from rankrobust.experiments.run import RunResult, failed_result, utc_now
@@ -47,6 +48,7 @@ from rankrobust.models import state_shapes
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
 
 DB_NAME = "results.sqlite"
+MAX_ATTEMPTS = 3  # submits per session of a task lost with its node or worker
 
 
 @dataclass
@@ -221,6 +223,9 @@ def run_sweep(
     :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
     docstring); results as without it, up to float rounding. ``command``: the command line
     stored in this session's provenance record (:mod:`rankrobust.experiments.provenance`).
+
+    The executor is made (a Ray cluster joined) before the database is touched, so a cluster
+    that cannot be reached leaves nothing written.
     """
     start = time.perf_counter()
     max_stack = DEFAULT_MAX_GROUP if max_stack is None else max_stack
@@ -234,73 +239,139 @@ def run_sweep(
     ids = [run_id(c) for c in configs]
     check_models(configs)
     show = sys.stderr.isatty() if progress is None else progress
-    if executor == "ray" and address:
-        check_ray_address(address)  # fail in seconds, before the database is touched
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
-    with exclusive(db_path), ResultsStore(db_path) as store:
-        store.register(configs)
-        complete = failed = 0
-        key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
-        session = session_record(command, executor if isinstance(executor, str)
-                                 else type(executor).__name__, workers, stack)
-        todo: list[RunConfig] = []
-        try:
-            todo = plan(configs, store, retry_failed)
-            if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
-                store.save_session(key, session)
-            queue = deque(tasks(todo, stack, max_stack))
-            if todo:
-                ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
-                bar = tqdm(total=len(todo), disable=not show, unit="run", desc=study.name,
-                           dynamic_ncols=True, file=sys.stderr,
-                           bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
-                open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = {}
-                task_of: dict[str, int] = {}  # run id in flight → the number of its task
-                submitted = 0
-                try:
-                    while queue or open_tasks:
-                        while queue and len(open_tasks) < ex.capacity:
-                            task = queue.popleft()
-                            for config in task:
-                                store.mark_running(run_id(config))
-                                task_of[run_id(config)] = submitted
-                            ex.submit(task)
-                            open_tasks[submitted] = (task, [])
-                            submitted += 1
-                        bar.set_postfix_str(f"done={complete} running={len(task_of)} failed={failed}")
-                        for result in ex.wait():
-                            number = task_of.pop(result.run_id)
-                            task, results = open_tasks[number]
-                            results.append(result)
-                            if len(results) < len(task):
-                                continue
-                            del open_tasks[number]
-                            if retry_alone(task, results):
-                                bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
-                                          "running them one by one", file=sys.stderr)
-                                queue.extendleft([c] for c in reversed(task))
-                                continue
-                            for done in results:
-                                done = record(store, done)
-                                if done.ok:
-                                    complete += 1
-                                else:
-                                    failed += 1
-                                    bar.write(f"run {done.run_id} failed: {done.error}", file=sys.stderr)
-                                bar.update(1)
-                            bar.set_postfix_str(f"done={complete} running={len(task_of)} failed={failed}")
-                finally:
-                    bar.close()
-                    if isinstance(executor, str):
-                        ex.close()
-            final = store.status_of(ids)
-        finally:  # an interrupted session keeps its record, with the time it ran
-            if todo:
-                store.save_session(key, finish_record(session, time.perf_counter() - start,
-                                                      complete + failed, failed))
+    ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
+    try:
+        with exclusive(db_path), ResultsStore(db_path) as store:
+            store.register(configs)
+            key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
+            session = session_record(command, executor if isinstance(executor, str)
+                                     else type(executor).__name__, workers, stack)
+            todo: list[RunConfig] = []
+            complete = failed = 0
+            try:
+                todo = plan(configs, store, retry_failed)
+                if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
+                    store.save_session(key, session)
+                    bar = tqdm(total=len(todo), disable=not show, unit="run", desc=study.name,
+                               dynamic_ncols=True, file=sys.stderr,
+                               bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
+                    try:
+                        complete, failed = drive(ex, store, deque(tasks(todo, stack, max_stack)), bar)
+                    finally:
+                        bar.close()
+                final = store.status_of(ids)
+            finally:  # an interrupted session keeps its record, with the time it ran
+                if todo:
+                    store.save_session(key, finish_record(session, time.perf_counter() - start,
+                                                          complete + failed, failed))
+    finally:
+        if isinstance(executor, str):
+            ex.close()
     return SweepSummary(
         study=study.name, db=db_path, total=len(ids), skipped=len(ids) - len(todo),
         executed=complete + failed, complete=complete, failed=failed,
         failed_total=sum(1 for s in final.values() if s == "failed"),
         seconds=time.perf_counter() - start,
     )
+
+
+@dataclass
+class _Progress:
+    """The driver's view of one session: tasks in flight and what came back."""
+
+    complete: int = 0
+    failed: int = 0
+    submitted: int = 0
+    open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = dataclasses.field(default_factory=dict)
+    task_of: dict[str, int] = dataclasses.field(default_factory=dict)  # run id in flight → its task
+    tries: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # task → submits
+
+    def postfix(self) -> str:
+        return f"done={self.complete} running={len(self.task_of)} failed={self.failed}"
+
+
+def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar: Any
+          ) -> tuple[int, int]:
+    """Hand the tasks of ``queue`` to ``ex`` as its capacity allows (re-read before each
+    submit), store each result as it comes, and return (complete, failed).
+
+    A task lost with its node or worker (results with ``lost``) goes back to the front of the
+    queue, up to :data:`MAX_ATTEMPTS` submits in this session; then its runs are stored as
+    failed. The executor's notices (a lost node, ...) are written as they come. Whatever ends
+    the loop early (a lost cluster, Ctrl-C, a bug), the runs in flight go back to *pending*; a
+    :class:`~rankrobust.experiments.executors.ClusterLostError` is raised again with how to
+    resume.
+    """
+    state = _Progress()
+    try:
+        while queue or state.open_tasks:
+            while queue and len(state.open_tasks) < ex.capacity:
+                submit(ex, store, queue.popleft(), state)
+            bar.set_postfix_str(state.postfix())
+            results = ex.wait()
+            for line in ex.notices():
+                bar.write(line, file=sys.stderr)
+            for result in results:
+                collect(store, result, state, queue, bar)
+            bar.set_postfix_str(state.postfix())
+    except ClusterLostError as exc:
+        back = release(store, state)
+        raise ClusterLostError(
+            f"{exc}; {back} run{'s' if back != 1 else ''} in flight back to pending: rerun the "
+            "same command when the cluster is back, or resume here with --executor local"
+        ) from None
+    finally:
+        release(store, state)
+    return state.complete, state.failed
+
+
+def submit(ex: Executor, store: ResultsStore, task: list[RunConfig], state: _Progress) -> None:
+    """Mark ``task``'s runs running and hand it to ``ex``."""
+    for config in task:
+        store.mark_running(run_id(config))
+        state.task_of[run_id(config)] = state.submitted
+    ex.submit(task)
+    state.open_tasks[state.submitted] = (task, [])
+    key = tuple(run_id(c) for c in task)
+    state.tries[key] = state.tries.get(key, 0) + 1
+    state.submitted += 1
+
+
+def collect(store: ResultsStore, result: RunResult, state: _Progress,
+            queue: deque[list[RunConfig]], bar: Any) -> None:
+    """Take one result; when its task is complete, store its results, or queue it again (a
+    lost task with attempts left, a failed stack to run alone)."""
+    number = state.task_of.pop(result.run_id)
+    task, results = state.open_tasks[number]
+    results.append(result)
+    if len(results) < len(task):
+        return
+    del state.open_tasks[number]
+    if all(r.lost for r in results) and state.tries[tuple(run_id(c) for c in task)] < MAX_ATTEMPTS:
+        queue.appendleft(task)
+        return
+    if retry_alone(task, results):
+        bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
+                  "running them one by one", file=sys.stderr)
+        queue.extendleft([c] for c in reversed(task))
+        return
+    for done in results:
+        done = record(store, done)
+        if done.ok:
+            state.complete += 1
+        else:
+            state.failed += 1
+            bar.write(f"run {done.run_id} failed: {done.error}", file=sys.stderr)
+        bar.update(1)
+
+
+def release(store: ResultsStore, state: _Progress) -> int:
+    """Return the runs still in flight to *pending* (best effort); how many."""
+    rids = list(state.task_of)
+    state.task_of.clear()
+    state.open_tasks.clear()
+    if rids:
+        with suppress(Exception):
+            store.mark_pending(rids)
+    return len(rids)
