@@ -46,6 +46,7 @@ HTTP2_SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"  # an empty SETTINGS fr
 POLL_SECONDS = 1.0  # wait() returns at least this often, so capacity and liveness are re-read
 GONE_SECONDS = 3.0  # a GCS silent this long: the cluster went away
 RESOURCE_SECONDS = 2.0  # how long a read of the cluster's CPUs is reused
+NODE_DIED = re.compile(r"Node IP: (?P<ip>[^,\s]+), node ID: (?P<node>[0-9a-f]+)")  # NodeDiedError's text
 WINDOW = 2  # tasks handed to Ray per CPU of the cluster (the rest wait in the driver)
 AUTH_HELP = ("set RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN (or in a file "
              "named by RAY_AUTH_TOKEN_PATH, or ~/.ray/auth_token); `ray get-auth-token` on the "
@@ -210,7 +211,7 @@ class RayExecutor(Executor):
         self._task = ray.remote(_ray_task)
         self._refs: dict[Any, list[RunConfig]] = {}
         self._cpus, self._read_at = 1, -RESOURCE_SECONDS
-        self._dead = self._dead_nodes()  # dead before we came: not ours to report
+        self._dead: set[str] = set()  # the nodes reported dead
         self._lines: list[str] = []
         self._answered = time.monotonic()
         self._lost_cluster = False
@@ -238,7 +239,8 @@ class RayExecutor(Executor):
     def capacity(self) -> int:
         """:data:`WINDOW` tasks per CPU of the cluster now (re-read every
         :data:`RESOURCE_SECONDS`), at least 1."""
-        if time.monotonic() - self._read_at >= RESOURCE_SECONDS:
+        # a GCS call to a GCS that died blocks for a minute: probe the port first
+        if time.monotonic() - self._read_at >= RESOURCE_SECONDS and self._gcs_answers():
             with suppress(Exception):  # the GCS is away: wait() tells
                 self._cpus = max(1, int(self._ray.cluster_resources().get("CPU", 1)))
             self._read_at = time.monotonic()
@@ -261,7 +263,7 @@ class RayExecutor(Executor):
         try:
             ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=POLL_SECONDS)
         except Exception as exc:  # noqa: BLE001 - the driver's link to the cluster broke
-            raise self._gone(type(exc).__name__) from None
+            raise self._gone(f"{type(exc).__name__} while waiting for results") from None
         if not ready:
             self._check_alive()
             return []
@@ -278,8 +280,10 @@ class RayExecutor(Executor):
         """The results of a task that raised ``exc`` in Ray: lost (its node or worker died),
         or failed; ClusterLostError when the whole cluster went away."""
         ex = self._ray.exceptions
-        if isinstance(exc, ex.LocalRayletDiedError) or not self._gcs_answers():
-            raise self._gone(type(exc).__name__)
+        if isinstance(exc, ex.LocalRayletDiedError):
+            raise self._gone("the raylet this driver is connected to stopped")
+        if not self._gcs_answers():
+            raise self._gone(f"its GCS at {self._gcs[0]}:{self._gcs[1]} does not answer")
         lost_types = tuple(getattr(ex, name) for name in (
             "NodeDiedError", "WorkerCrashedError", "OutOfMemoryError", "ObjectLostError")
             if hasattr(ex, name))
@@ -292,27 +296,17 @@ class RayExecutor(Executor):
         return results
 
     def _note_loss(self, task: list[RunConfig], exc: Exception) -> None:
-        """One notice per node that died since the last one; else one for the lost worker."""
-        dead = self._dead_nodes()
-        new = {k: v for k, v in dead.items() if k not in self._dead}
-        self._dead = dead
-        for node, ip in new.items():
-            self._lines.append(f"ray: node {node[:12]} ({ip}) died; the runs it held go to the "
-                               "nodes still alive")
-        if not new and not isinstance(exc, self._ray.exceptions.NodeDiedError):
+        """One notice per node that died (named by Ray's NodeDiedError: its id and IP); one
+        per lost task otherwise."""
+        found = NODE_DIED.search(str(exc))
+        if found is None:
             runs = ", ".join(run_id(c) for c in task)
             self._lines.append(f"ray: the worker of run {runs} died ({type(exc).__name__}); "
                                "it runs again")
-
-    def _dead_nodes(self) -> dict[str, str]:
-        """node id → IP of the nodes the cluster lists as dead."""
-        match = re.compile(r"^[0-9a-f]+$")
-        try:
-            nodes = self._ray.nodes()
-        except Exception:  # noqa: BLE001 - the GCS is away
-            return dict(getattr(self, "_dead", {}))
-        return {str(n.get("NodeID")): str(n.get("NodeManagerAddress", "?")) for n in nodes
-                if not n.get("Alive", True) and match.match(str(n.get("NodeID", "")))}
+        elif found["node"] not in self._dead:
+            self._dead.add(found["node"])
+            self._lines.append(f"ray: node {found['node'][:12]} ({found['ip']}) died; the runs "
+                               "it held go to the nodes still alive")
 
     def _gcs_answers(self) -> bool:
         try:
