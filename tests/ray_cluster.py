@@ -149,6 +149,11 @@ class Cluster:
     def open_gate(self) -> None:
         (self.gate / "open").touch()
 
+    def close_gate(self) -> None:
+        """Hold the next runs again, and forget which runs started."""
+        for path in self.gate.iterdir():
+            path.unlink()
+
     def processes(self) -> list[int]:
         """Every live process of this cluster: those whose environment carries its gate folder
         (all that ``ray start`` spawned, workers included; Ray gives workers their own
