@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -37,6 +38,8 @@ def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
         runs = store.runs()
         assert set(runs[runs.status == "complete"].variant) == {"ok"}
         assert runs[runs.status == "failed"].error.str.startswith("DataError").all()
+        assert runs.node.str.fullmatch("[0-9a-f]{56}").all()  # the Ray node id that ran it
+        assert (runs.worker_pid > 0).all() and not (runs.worker_pid == os.getpid()).any()
         assert len(store.epoch_metrics()) == 2 and len(store.structure()) == 2 * 2 * 2
     again = run_sweep(study, out=tmp_path, executor="ray", progress=False)
     assert again.executed == 0
@@ -144,6 +147,11 @@ def test_probe_tells_http2_from_silent_http1_and_closed_servers() -> None:
 
 
 def test_probe_skips_the_handshake_under_tls(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("RAY_USE_TLS", "1")
+    """A silent port is refused in plain mode; under TLS (the cluster speaks TLS first, not
+    h2c) only the TCP connection is checked, so the same port passes."""
+    monkeypatch.delenv("RAY_USE_TLS", raising=False)
     with _serving(_Silent) as port:
-        check_ray_address(f"127.0.0.1:{port}", timeout=1)  # a TLS cluster does not speak h2c
+        with pytest.raises(ConfigError, match="is not a Ray cluster"):
+            check_ray_address(f"127.0.0.1:{port}", timeout=1)
+        monkeypatch.setenv("RAY_USE_TLS", "1")
+        assert check_ray_address(f"127.0.0.1:{port}", timeout=1) is None

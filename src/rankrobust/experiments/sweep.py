@@ -19,6 +19,12 @@ each run alone.
 Only this driver writes the database, one transaction per state change, so killing it at any
 moment loses at most the runs in flight, which the next sweep reruns. A run that raises or
 diverges is stored as failed with its reason and the sweep goes on.
+
+Tasks are handed to the executor as its ``capacity`` allows, read again before each submit (a
+Ray cluster that grows gets more). A task *lost* with its node or worker (not a failure of the
+run) is queued again, at most :data:`MAX_ATTEMPTS` submits per session, then stored as failed.
+When the loop ends early (the cluster went away, Ctrl-C) the runs in flight go back to
+*pending*; a lost cluster is reported in one line that says how to resume.
 """
 
 from __future__ import annotations
