@@ -117,6 +117,7 @@ def test_a_lost_cluster_returns_the_runs_in_flight_to_pending(
         run_sweep(runs, out=tmp_path, executor=Vanishing(at=2), progress=False)
     with ResultsStore(tmp_path / "results.sqlite", readonly=True) as store:
         assert sorted(store.runs().status) == ["complete", "pending", "pending"]
+        assert store.sessions().runs_executed.tolist() == [1]  # the session's record counts it
     again = run_sweep(runs, out=tmp_path, progress=False)
     assert (again.skipped, again.complete) == (1, 2)
 

@@ -254,7 +254,7 @@ def run_sweep(
             session = session_record(command, executor if isinstance(executor, str)
                                      else type(executor).__name__, workers, stack)
             todo: list[RunConfig] = []
-            complete = failed = 0
+            state = _Progress()
             try:
                 todo = plan(configs, store, retry_failed)
                 if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
@@ -263,20 +263,20 @@ def run_sweep(
                                dynamic_ncols=True, file=sys.stderr,
                                bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
                     try:
-                        complete, failed = drive(ex, store, deque(tasks(todo, stack, max_stack)), bar)
+                        drive(ex, store, deque(tasks(todo, stack, max_stack)), bar, state)
                     finally:
                         bar.close()
                 final = store.status_of(ids)
             finally:  # an interrupted session keeps its record, with the time it ran
                 if todo:
                     store.save_session(key, finish_record(session, time.perf_counter() - start,
-                                                          complete + failed, failed))
+                                                          state.complete + state.failed, state.failed))
     finally:
         if isinstance(executor, str):
             ex.close()
     return SweepSummary(
         study=study.name, db=db_path, total=len(ids), skipped=len(ids) - len(todo),
-        executed=complete + failed, complete=complete, failed=failed,
+        executed=state.complete + state.failed, complete=state.complete, failed=state.failed,
         failed_total=sum(1 for s in final.values() if s == "failed"),
         seconds=time.perf_counter() - start,
     )
@@ -297,10 +297,10 @@ class _Progress:
         return f"done={self.complete} running={len(self.task_of)} failed={self.failed}"
 
 
-def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar: Any
-          ) -> tuple[int, int]:
+def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar: Any,
+          state: _Progress) -> None:
     """Hand the tasks of ``queue`` to ``ex`` as its capacity allows (re-read before each
-    submit), store each result as it comes, and return (complete, failed).
+    submit) and store each result as it comes, counting in ``state``.
 
     A task lost with its node or worker (results with ``lost``) goes back to the front of the
     queue, up to :data:`MAX_ATTEMPTS` submits in this session; then its runs are stored as
@@ -309,7 +309,6 @@ def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar:
     :class:`~rankrobust.experiments.executors.ClusterLostError` is raised again with how to
     resume.
     """
-    state = _Progress()
     try:
         while queue or state.open_tasks:
             while queue and len(state.open_tasks) < ex.capacity:
@@ -329,7 +328,6 @@ def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar:
         ) from None
     finally:
         release(store, state)
-    return state.complete, state.failed
 
 
 def submit(ex: Executor, store: ResultsStore, task: list[RunConfig], state: _Progress) -> None:
