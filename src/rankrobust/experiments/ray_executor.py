@@ -228,7 +228,7 @@ class RayExecutor(Executor):
                 ray.init(address=address, **common)
             else:
                 ray.init(num_cpus=local_cpus, object_store_memory=200 * 1024**2, **common)
-        except Exception as exc:  # noqa: BLE001 - ConnectionError, RuntimeError, AuthenticationError
+        except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
             first = (str(exc).strip().splitlines() or [""])[0]
             auth = " (authentication: see Ray's RAY_AUTH_MODE)" if "auth" in first.lower() else ""
             raise ConfigError(f"cannot start Ray{f' at {address}' if address else ''}: "
@@ -301,8 +301,8 @@ class RayExecutor(Executor):
         found = NODE_DIED.search(str(exc))
         if found is None:
             runs = ", ".join(run_id(c) for c in task)
-            self._lines.append(f"ray: the worker of run {runs} died ({type(exc).__name__}); "
-                               "it runs again")
+            self._lines.append(f"ray: the worker running {runs} died ({type(exc).__name__}); "
+                               "the run goes back to the queue")
         elif found["node"] not in self._dead:
             self._dead.add(found["node"])
             self._lines.append(f"ray: node {found['node'][:12]} ({found['ip']}) died; the runs "
