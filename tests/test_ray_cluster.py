@@ -52,8 +52,9 @@ def token_cluster() -> Iterator[Cluster]:
         made.close()
 
 
-def study_file(folder: Path, name: str, broken: bool = False) -> Path:
-    """Two tiny runs (seeds 0, 1); with ``broken`` two more whose data is missing (they raise)."""
+def study_file(folder: Path, name: str, broken: bool = False, seeds: int = 2) -> Path:
+    """Tiny runs of ``seeds`` seeds; with ``broken`` as many more whose data is missing (they
+    raise)."""
     variants = [{"name": "ok"}]
     if broken:
         variants.append({"name": "broken", "dataset": "mnist", "data_dir": "/nonexistent/rr"})
@@ -61,7 +62,7 @@ def study_file(folder: Path, name: str, broken: bool = False) -> Path:
     path.write_text(yaml.safe_dump({
         "name": name, "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
         "train": {"epochs": 1, "batch_size": 256, "device": "cpu"}, "evaluation": {"n": 16},
-        "seeds": [0, 1], "variants": variants,
+        "seeds": list(range(seeds)), "variants": variants,
     }))
     return path
 
@@ -91,6 +92,12 @@ def finish(proc: subprocess.Popen[bytes], out: Path, seconds: float) -> tuple[in
         raise AssertionError(f"the sweep did not end within {seconds:g} s") from None
     read = lambda ext: (out.parent / f"{out.name}.{ext}").read_text(errors="replace")  # noqa: E731
     return code, read("stdout"), read("stderr")
+
+
+def status(out: Path) -> list[str]:
+    """The runs' statuses in the database a sweep is writing (read-only)."""
+    with ResultsStore(out / "results.sqlite", readonly=True) as store:
+        return list(store.runs().status)
 
 
 def runs(out: Path) -> dict[str, dict[str, object]]:
@@ -141,17 +148,22 @@ def test_a_run_lost_with_its_node_runs_again_on_a_survivor(cluster: Cluster, tmp
 @pytest.mark.timeout(600)
 def test_a_joining_node_gets_runs_and_a_stopped_cluster_leaves_them_pending(
         cluster: Cluster, tmp_path: Path) -> None:
-    """A node started after the sweep gets a run while the head's only CPU is busy, and each
-    run's node and worker pid are stored (shown by ``rankrobust runs``). Then, with a second
-    sweep in flight, the cluster is stopped as ``ray stop`` does: its runs are pending again,
-    and one line says so and how to resume."""
+    """A node started after the sweep gets a run while the head's only CPU is busy, and the
+    sweep hands Ray more tasks as the cluster grows (three runs: two handed out per CPU, the
+    third once the second CPU is seen); each run's node and worker pid are stored (shown by
+    ``rankrobust runs``). Then, with a second sweep in flight, the cluster is stopped as
+    ``ray stop`` does: its runs are pending again, and one line says so and how to resume."""
     head = cluster.start(head=True)
     out = tmp_path / "grow"
-    proc = sweep(cluster, study_file(tmp_path, "grow"), out)
+    proc = sweep(cluster, study_file(tmp_path, "grow", seeds=3), out)
     wait_for("a run on the head", lambda: len(cluster.started()) == 1, 300)
+    wait_for("2 tasks per CPU handed to Ray", lambda: sorted(status(out)) == [
+        "pending", "running", "running"], 60)  # and no more: nothing ends while the gate is shut
+    assert sorted(status(out)) == ["pending", "running", "running"]
     joined = cluster.start()  # the head's CPU is held by the gated run
     wait_for("a run on the node that joined", lambda: any(
         n == joined.node_id for _, n, _ in cluster.started()), 120)
+    wait_for("the third run handed to Ray", lambda: status(out) == ["running"] * 3, 60)
     cluster.open_gate()
     code, stdout, stderr = finish(proc, out, 300)
     assert (code, stderr) == (0, "")
