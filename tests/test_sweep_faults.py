@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -175,3 +177,21 @@ def test_a_database_from_before_the_node_columns_reads_and_gains_them(tmp_path: 
     with sqlite3.connect(summary.db) as con:
         names = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
     assert {"node", "worker_pid"} <= names
+
+
+def test_the_local_executor_never_imports_ray(tmp_path: Path) -> None:
+    """Ray stays optional: a local sweep (and `runs`) runs without importing it."""
+    code = (
+        "import sys\n"
+        "from rankrobust.cli.main import main\n"
+        "from rankrobust.experiments import run_sweep\n"
+        "from test_sweep_faults import study\n"
+        f"run_sweep(study(seeds=[0]), out={str(tmp_path)!r}, progress=False)\n"
+        f"assert main(['runs', '--db', {str(tmp_path / 'results.sqlite')!r}]) == 0\n"
+        "assert not [m for m in sys.modules if m == 'ray' or m.startswith('ray.')], 'ray imported'\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
