@@ -262,7 +262,7 @@ class RayExecutor(Executor):
             return []
         try:
             ready, _ = self._ray.wait(list(self._refs), num_returns=1, timeout=POLL_SECONDS)
-        except Exception as exc:  # noqa: BLE001 - the driver's link to the cluster broke
+        except (OSError, self._ray.exceptions.RayError) as exc:  # the link to the cluster broke
             raise self._gone(f"{type(exc).__name__} while waiting for results") from None
         if not ready:
             self._check_alive()
