@@ -13,6 +13,7 @@ Ray is imported only here, and only when a :class:`RayExecutor` is made. What it
 - **A cluster that goes away is noticed in seconds.** ``wait`` polls every
   :data:`POLL_SECONDS` and checks that the cluster's GCS still answers; a GCS silent for
   :data:`GONE_SECONDS`, or a driver whose local raylet died (``ray stop``), raises
+  (a lost task is first checked against this: under ``ray stop`` the workers die first)
   :class:`~rankrobust.experiments.executors.ClusterLostError` (the sweep returns the runs in flight
   to *pending*).
 - **The cluster may grow.** ``capacity`` is re-read from the cluster's CPUs (every
@@ -26,6 +27,7 @@ Each result records the Ray node id that ran it (``node``) and the worker's pid.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
@@ -214,6 +216,7 @@ class RayExecutor(Executor):
         self._dead: set[str] = set()  # the nodes reported dead
         self._lines: list[str] = []
         self._answered = time.monotonic()
+        self._confirmed = -math.inf  # when the GCS was last seen answering through a loss
         self._lost_cluster = False
 
     def _connect(self, address: str | None, local_cpus: int) -> None:
@@ -282,13 +285,12 @@ class RayExecutor(Executor):
         ex = self._ray.exceptions
         if isinstance(exc, ex.LocalRayletDiedError):
             raise self._gone("the raylet this driver is connected to stopped")
-        if not self._gcs_answers():
-            raise self._gone(f"its GCS at {self._gcs[0]}:{self._gcs[1]} does not answer")
         lost_types = tuple(getattr(ex, name) for name in (
             "NodeDiedError", "WorkerCrashedError", "OutOfMemoryError", "ObjectLostError")
             if hasattr(ex, name))
         lost = isinstance(exc, lost_types)
         if lost:
+            self._confirm_alive()  # a worker lost to `ray stop` dies before its GCS does
             self._note_loss(task, exc)
         results = [failed_result(run_id(c), exc) for c in task]
         for result in results:
@@ -313,6 +315,22 @@ class RayExecutor(Executor):
             return speaks_http2(*self._gcs, timeout=1.0, handshake=not _tls())
         except OSError:
             return False
+
+    def _confirm_alive(self) -> None:
+        """ClusterLostError when the GCS falls silent for :data:`GONE_SECONDS`; returns once
+        it still answers :data:`GONE_SECONDS` after now. Checked at most once per
+        3 × :data:`GONE_SECONDS`: the losses of one dying node share one check."""
+        start = time.monotonic()
+        if start - self._confirmed < 3 * GONE_SECONDS:
+            return
+        answered = start
+        while answered - start < GONE_SECONDS:
+            if self._gcs_answers():
+                answered = time.monotonic()
+            elif time.monotonic() - answered >= GONE_SECONDS:
+                raise self._gone(f"its GCS at {self._gcs[0]}:{self._gcs[1]} does not answer")
+            time.sleep(0.25)
+        self._confirmed = time.monotonic()
 
     def _check_alive(self) -> None:
         """ClusterLostError when the GCS has not answered for :data:`GONE_SECONDS`."""
