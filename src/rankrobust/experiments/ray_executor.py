@@ -13,9 +13,9 @@ Ray is imported only here, and only when a :class:`RayExecutor` is made. What it
 - **A cluster that goes away is noticed in seconds.** ``wait`` polls every
   :data:`POLL_SECONDS` and checks that the cluster's GCS still answers; a GCS silent for
   :data:`GONE_SECONDS`, or a driver whose local raylet died (``ray stop``), raises
-  (a lost task is first checked against this: under ``ray stop`` the workers die first)
   :class:`~rankrobust.experiments.executors.ClusterLostError` (the sweep returns the runs in flight
-  to *pending*).
+  to *pending*). A lost task is checked against this first: under ``ray stop`` the workers die
+  before the GCS does, and their runs are not "lost with a node".
 - **The cluster may grow.** ``capacity`` is re-read from the cluster's CPUs (every
   :data:`RESOURCE_SECONDS`): :data:`WINDOW` tasks per CPU are handed to Ray, so a node that
   joins gets queued tasks at once, and an autoscaler sees the demand.
