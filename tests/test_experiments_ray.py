@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import socketserver
 import threading
@@ -17,7 +18,7 @@ import yaml
 from rankrobust.cli.main import main
 from rankrobust.errors import ConfigError
 from rankrobust.experiments import ResultsStore, run_sweep, study_from_dict
-from rankrobust.experiments.executors import HTTP2_PREFACE, check_ray_address, speaks_http2
+from rankrobust.experiments.ray_executor import HTTP2_PREFACE, check_ray_address, speaks_http2
 
 
 def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
@@ -37,6 +38,8 @@ def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
         runs = store.runs()
         assert set(runs[runs.status == "complete"].variant) == {"ok"}
         assert runs[runs.status == "failed"].error.str.startswith("DataError").all()
+        assert runs.node.str.fullmatch("[0-9a-f]{56}").all()  # the Ray node id that ran it
+        assert (runs.worker_pid > 0).all() and not (runs.worker_pid == os.getpid()).any()
         assert len(store.epoch_metrics()) == 2 and len(store.structure()) == 2 * 2 * 2
     again = run_sweep(study, out=tmp_path, executor="ray", progress=False)
     assert again.executed == 0

@@ -10,14 +10,16 @@ from rankrobust.cli.common import emit_frame
 from rankrobust.errors import ConfigError
 
 SHOWN = ["run_id", "status", "study", "label", "method", "seed", "clean_accuracy",
-         "train_seconds", "eval_seconds", "attempts", "error"]
+         "train_seconds", "eval_seconds", "attempts", "node", "worker_pid", "error"]
+NODE_CHARS = 12  # a Ray node id (56 hex digits) in the table: its first digits, as `ray status`
 STATUSES = ["pending", "running", "complete", "failed"]
 
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "runs", help="list the runs of a results database",
-        description="List runs (id, status, label, method, seed, accuracy, timings, error).",
+        description="List runs (id, status, label, method, seed, accuracy, timings, the Ray node "
+        "and worker pid that ran each, error).",
     )
     p.add_argument("--db", default="results.sqlite", help="results database (default ./results.sqlite)")
     p.add_argument("--status", nargs="+", choices=STATUSES, default=None, help="only these statuses")
@@ -38,5 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "table" and frame.empty:
         print("no runs")
         return 0
+    if args.format == "table":  # full ids in json and csv
+        frame = frame.assign(node=[v[:NODE_CHARS] if isinstance(v, str) else v for v in frame["node"]])
+        frame["worker_pid"] = frame["worker_pid"].astype("Int64")
     emit_frame(frame, args.format)
     return 0

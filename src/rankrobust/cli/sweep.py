@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         "sweep", help="run a study grid (resumable) into a results database",
         description="Expand the study CONFIG (YAML) into runs, skip those already complete in "
         "the results database, run the others and store every result. Exit code 1 when any "
-        "run of the study is recorded as failed.",
+        "run of the study is recorded as failed; 2 on bad input, or when the Ray cluster goes "
+        "away (the runs in flight are pending again: rerun to resume).",
     )
     p.add_argument("config", metavar="CONFIG", help="study file (YAML), e.g. examples/smoke.yaml")
     p.add_argument("--out", default=".", help="output folder (results.sqlite, checkpoints/); default .")
@@ -30,7 +31,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--executor", choices=["local", "ray"], default="local")
     p.add_argument("--workers", type=int, default=1,
                    help="local: worker processes (1 = in this process); ray: local Ray CPUs")
-    p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
+    p.add_argument("--address", default=None,
+                   help="Ray cluster to join, HEAD_IP:PORT as given to `ray start --address` "
+                   "(ray executor; default: start a local Ray)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     add_stack_arguments(p)
     add_progress_argument(p)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import platform
 import socket
 import time
@@ -94,6 +95,9 @@ class RunResult:
     finished_at: str = ""
     versions: dict[str, str] = field(default_factory=dict)
     host: str = ""
+    node: str | None = None  # the Ray node id that ran it (None: not run on Ray)
+    worker_pid: int | None = None  # the process that ran it
+    lost: bool = False  # not a failure of the run: its node or worker went away (retry it)
     checkpoint: str | None = None
     warnings: list[str] = field(default_factory=list)  # robustness sanity-check warnings
 
@@ -213,7 +217,10 @@ def execute_runs(configs: Sequence[RunConfig]) -> list[RunResult]:
         raise
     except BaseException as exc:  # noqa: BLE001 - recorded for every run of the group
         fitted = [exc] * len(configs)
-    return [_complete(c, f, started_at) for c, f in zip(configs, fitted, strict=True)]
+    results = [_complete(c, f, started_at) for c, f in zip(configs, fitted, strict=True)]
+    for result in results:
+        result.worker_pid = os.getpid()
+    return results
 
 
 def execute_run(config: RunConfig) -> RunResult:

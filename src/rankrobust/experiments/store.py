@@ -5,7 +5,8 @@ Tables (read back as pandas DataFrames by the methods of the same name):
 - ``runs``: one row per run id: status (pending | running | complete | failed), error, config
   (canonical JSON), labels, ``method`` (the registered name) and ``method_params`` (its
   parameters as canonical JSON, equal to the config's ``train.method`` minus the name: see
-  :meth:`ResultsStore.integrity_check`), seed, clean accuracy, timings, package versions, attempts;
+  :meth:`ResultsStore.integrity_check`), seed, clean accuracy, timings, package versions, attempts,
+  and where it ran: ``host``, ``node`` (the Ray node id; NULL off Ray) and ``worker_pid``;
 - ``epoch_metrics``: (run_id, epoch) → train/test loss and accuracy, lr, penalty, seconds;
 - ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns;
 - ``robustness``: (run_id, attack, norm, options, epsilon) → the fooling-ratio curve columns;
@@ -60,8 +61,10 @@ RUN_COLUMNS = (
     "method", "method_params", "seed", "clean_accuracy", "train_seconds",
     "eval_seconds", "started_at", "finished_at", "attempts", "host", "checkpoint",
     "python_version", "torch_version", "numpy_version", "rankrobust_version", "warnings",
-    "traceback",
+    "traceback", "node", "worker_pid",
 )
+# runs columns added after schema 2 came out: (name, SQL type), added to older files on open
+ADDED_RUN_COLUMNS = (("node", "TEXT"), ("worker_pid", "INTEGER"))
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "penalty",
                  "epoch_seconds")
 STRUCTURE_COLUMNS = (
@@ -80,6 +83,7 @@ _TEXT_COLUMNS = frozenset({
     "method", "method_params", "started_at", "finished_at", "host", "checkpoint", "python_version",
     "torch_version", "numpy_version", "rankrobust_version", "warnings", "traceback", "layer", "kind",
     "shape", "attack", "norm", "options", "intervention", "name", "broken_by", "registered_at",
+    "node",
 })
 ROBUSTNESS_COLUMNS = ("attack", "norm", "options", "epsilon", "fooling_ratio",
                       "fooling_ratio_correct", "robust_accuracy", "clean_accuracy", "n")
@@ -94,7 +98,8 @@ CREATE TABLE IF NOT EXISTS runs (
     method_params TEXT NOT NULL CHECK (json_valid(method_params)), seed INTEGER, clean_accuracy REAL, train_seconds REAL, eval_seconds REAL,
     started_at TEXT, finished_at TEXT, attempts INTEGER NOT NULL DEFAULT 0, host TEXT,
     checkpoint TEXT, python_version TEXT, torch_version TEXT, numpy_version TEXT,
-    rankrobust_version TEXT, warnings TEXT, traceback TEXT, registered_at TEXT
+    rankrobust_version TEXT, warnings TEXT, traceback TEXT, registered_at TEXT, node TEXT,
+    worker_pid INTEGER
 );
 CREATE TABLE IF NOT EXISTS epoch_metrics (
     run_id TEXT NOT NULL REFERENCES runs(run_id), epoch INTEGER NOT NULL,
@@ -150,7 +155,7 @@ _ACCURACY_RANGES = {"clean_accuracy": UNIT, "robust_accuracy": UNIT, "fooling_ra
                     "epsilon": NONNEG, "n": COUNT}
 VALUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "runs": {"clean_accuracy": UNIT, "train_seconds": NONNEG, "eval_seconds": NONNEG,
-             "attempts": NONNEG},
+             "attempts": NONNEG, "worker_pid": COUNT},
     "epoch_metrics": {"epoch": NONNEG, "train_acc": UNIT, "test_acc": UNIT, "val_acc": UNIT,
                       "test_loss": NONNEG, "val_loss": NONNEG, "lr": NONNEG,
                       "epoch_seconds": NONNEG},
@@ -341,6 +346,7 @@ class ResultsStore:
                     self._create(tx)
             else:
                 self._check_version(con)
+            self._add_run_columns(con)
         except BaseException as exc:
             if con is not None:
                 con.close()
@@ -366,6 +372,13 @@ class ResultsStore:
 
     def _check_version(self, con: sqlite3.Connection) -> None:
         _check_version(con, self.path)
+
+    def _add_run_columns(self, con: sqlite3.Connection) -> None:
+        """Add :data:`ADDED_RUN_COLUMNS` to a file written before they existed (NULL there)."""
+        have = {str(r[1]) for r in con.execute("PRAGMA table_info(runs)")}
+        for name, kind in ADDED_RUN_COLUMNS:
+            if name not in have:
+                con.execute(f"ALTER TABLE runs ADD COLUMN {name} {kind}")
 
     # -- plumbing ---------------------------------------------------------------------------
     @contextmanager
@@ -449,6 +462,12 @@ class ResultsStore:
                 (utc_now(), rid),
             )
 
+    def mark_pending(self, rids: Sequence[str]) -> None:
+        """Runs handed out but not finished (their cluster went away) wait again: 'running' → 'pending'."""
+        with self.transaction() as con:
+            con.executemany("UPDATE runs SET status = 'pending' WHERE run_id = ? AND status = 'running'",
+                            [(rid,) for rid in rids])
+
     def record(self, result: RunResult) -> None:
         """Store one finished run (complete or failed) atomically, replacing earlier child rows."""
         rid = result.run_id
@@ -462,12 +481,14 @@ class ResultsStore:
                 "UPDATE runs SET status = ?, error = ?, traceback = ?, clean_accuracy = ?, "
                 "train_seconds = ?, eval_seconds = ?, started_at = COALESCE(?, started_at), "
                 "finished_at = ?, host = ?, checkpoint = ?, python_version = ?, torch_version = ?, "
-                "numpy_version = ?, rankrobust_version = ?, warnings = ? WHERE run_id = ?",
+                "numpy_version = ?, rankrobust_version = ?, warnings = ?, node = ?, worker_pid = ? "
+                "WHERE run_id = ?",
                 (result.status, result.error, result.traceback, result.clean_accuracy,
                  result.train_seconds, result.eval_seconds, result.started_at or None,
                  result.finished_at or utc_now(), result.host, result.checkpoint, v.get("python"),
                  v.get("torch"), v.get("numpy"), v.get("rankrobust"),
-                 json.dumps(result.warnings) if result.warnings else None, rid),
+                 json.dumps(result.warnings) if result.warnings else None, result.node,
+                 result.worker_pid, rid),
             )
             for table, fixed, rows in (
                 ("epoch_metrics", EPOCH_COLUMNS, result.history),
@@ -507,7 +528,8 @@ class ResultsStore:
             if s not in STATUSES:
                 raise ConfigError(f"unknown status {s!r}; choose from {', '.join(STATUSES)}")
         where = f" WHERE status IN ({', '.join('?' * len(statuses))})" if statuses else ""
-        cols = ", ".join(RUN_COLUMNS)
+        have = {str(r[1]) for r in self._con.execute("PRAGMA table_info(runs)")}
+        cols = ", ".join(c if c in have else f"NULL AS {c}" for c in RUN_COLUMNS)  # an older file
         frame = self._query(f"SELECT {cols} FROM runs{where} ORDER BY registered_at, rowid", statuses)
         return check_values(frame, "runs", self.path)
 

@@ -19,6 +19,12 @@ each run alone.
 Only this driver writes the database, one transaction per state change, so killing it at any
 moment loses at most the runs in flight, which the next sweep reruns. A run that raises or
 diverges is stored as failed with its reason and the sweep goes on.
+
+Tasks are handed to the executor as its ``capacity`` allows, read again before each submit (a
+Ray cluster that grows gets more). A task *lost* with its node or worker (not a failure of the
+run) is queued again, at most :data:`MAX_ATTEMPTS` submits per session, then stored as failed.
+When the loop ends early (the cluster went away, Ctrl-C) the runs in flight go back to
+*pending*; a lost cluster is reported in one line that says how to resume.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from pathlib import Path
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
-from rankrobust.experiments.executors import Executor, check_ray_address, make_executor
+from rankrobust.experiments.executors import ClusterLostError, Executor, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.provenance import finish_record, session_record
 from rankrobust.experiments.run import RunResult, failed_result, utc_now
@@ -45,6 +51,7 @@ from rankrobust.progress import Progress
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
 
 DB_NAME = "results.sqlite"
+MAX_ATTEMPTS = 3  # submits per session of a task lost with its node or worker
 
 
 @dataclass
@@ -221,6 +228,9 @@ def run_sweep(
     :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
     docstring); results as without it, up to float rounding. ``command``: the command line
     stored in this session's provenance record (:mod:`rankrobust.experiments.provenance`).
+
+    The executor is made (a Ray cluster joined) before the database is touched, so a cluster
+    that cannot be reached leaves nothing written.
     """
     start = time.perf_counter()
     max_stack = DEFAULT_MAX_GROUP if max_stack is None else max_stack
@@ -233,74 +243,138 @@ def run_sweep(
     configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study)]
     ids = [run_id(c) for c in configs]
     check_models(configs)
-    if executor == "ray" and address:
-        check_ray_address(address)  # fail in seconds, before the database is touched
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
-    with exclusive(db_path), ResultsStore(db_path) as store:
-        store.register(configs)
-        complete = failed = 0
-        key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
-        session = session_record(command, executor if isinstance(executor, str)
-                                 else type(executor).__name__, workers, stack)
-        todo: list[RunConfig] = []
-        try:
-            todo = plan(configs, store, retry_failed)
-            if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
-                store.save_session(key, session)
-            queue = deque(tasks(todo, stack, max_stack))
-            if todo:
-                ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
-                bar = Progress(len(todo), study.name, "runs", enabled=progress)
-                open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = {}
-                task_of: dict[str, int] = {}  # run id in flight → the number of its task
-                submitted = 0
-                try:
-                    while queue or open_tasks:
-                        while queue and len(open_tasks) < ex.capacity:
-                            task = queue.popleft()
-                            for config in task:
-                                store.mark_running(run_id(config))
-                                task_of[run_id(config)] = submitted
-                            ex.submit(task)
-                            open_tasks[submitted] = (task, [])
-                            submitted += 1
-                        bar.set_postfix(f"done={complete} running={len(task_of)} failed={failed}")
-                        for result in ex.wait():
-                            number = task_of.pop(result.run_id)
-                            task, results = open_tasks[number]
-                            results.append(result)
-                            if len(results) < len(task):
-                                continue
-                            del open_tasks[number]
-                            if retry_alone(task, results):
-                                bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
-                                          "running them one by one")
-                                queue.extendleft([c] for c in reversed(task))
-                                continue
-                            for done in results:
-                                done = record(store, done)
-                                if done.ok:
-                                    complete += 1
-                                else:
-                                    failed += 1
-                                    bar.write(f"run {done.run_id} failed: {done.error}")
-                                bar.update(1)
-                            bar.set_postfix(f"done={complete} running={len(task_of)} failed={failed}")
-                except BaseException:
-                    bar.close(ok=False)
-                    raise
-                finally:
-                    bar.close()
-                    if isinstance(executor, str):
-                        ex.close()
-            final = store.status_of(ids)
-        finally:  # an interrupted session keeps its record, with the time it ran
-            if todo:
-                store.save_session(key, finish_record(session, time.perf_counter() - start,
-                                                      complete + failed, failed))
+    ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
+    try:
+        with exclusive(db_path), ResultsStore(db_path) as store:
+            store.register(configs)
+            key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
+            session = session_record(command, executor if isinstance(executor, str)
+                                     else type(executor).__name__, workers, stack)
+            todo: list[RunConfig] = []
+            state = _Progress()
+            try:
+                todo = plan(configs, store, retry_failed)
+                if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
+                    store.save_session(key, session)
+                    bar = Progress(len(todo), study.name, "runs", enabled=progress)
+                    try:
+                        drive(ex, store, deque(tasks(todo, stack, max_stack)), bar, state)
+                    except BaseException:
+                        bar.close(ok=False)
+                        raise
+                    finally:
+                        bar.close()
+                final = store.status_of(ids)
+            finally:  # an interrupted session keeps its record, with the time it ran
+                if todo:
+                    store.save_session(key, finish_record(session, time.perf_counter() - start,
+                                                          state.complete + state.failed, state.failed))
+    finally:
+        if isinstance(executor, str):
+            ex.close()
     return SweepSummary(
         study=study.name, db=db_path, total=len(ids), skipped=len(ids) - len(todo),
-        executed=complete + failed, complete=complete, failed=failed,
+        executed=state.complete + state.failed, complete=state.complete, failed=state.failed,
         failed_total=sum(1 for s in final.values() if s == "failed"),
         seconds=time.perf_counter() - start,
     )
+
+
+@dataclass
+class _Progress:
+    """The driver's view of one session: tasks in flight and what came back."""
+
+    complete: int = 0
+    failed: int = 0
+    submitted: int = 0
+    open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = dataclasses.field(default_factory=dict)
+    task_of: dict[str, int] = dataclasses.field(default_factory=dict)  # run id in flight → its task
+    tries: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # task → submits
+
+    def postfix(self) -> str:
+        return f"done={self.complete} running={len(self.task_of)} failed={self.failed}"
+
+
+def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar: Progress,
+          state: _Progress) -> None:
+    """Hand the tasks of ``queue`` to ``ex`` as its capacity allows (re-read before each
+    submit) and store each result as it comes, counting in ``state``.
+
+    A task lost with its node or worker (results with ``lost``) goes back to the front of the
+    queue, up to :data:`MAX_ATTEMPTS` submits in this session; then its runs are stored as
+    failed. The executor's notices (a lost node, ...) are written as they come. Whatever ends
+    the loop early (a lost cluster, Ctrl-C, a bug), the runs in flight go back to *pending*; a
+    :class:`~rankrobust.experiments.executors.ClusterLostError` is raised again with how to
+    resume.
+    """
+    try:
+        while queue or state.open_tasks:
+            while queue and len(state.open_tasks) < ex.capacity:
+                submit(ex, store, queue.popleft(), state)
+            bar.set_postfix(state.postfix())
+            results = ex.wait()
+            for line in ex.notices():
+                bar.write(line)
+            for result in results:
+                collect(store, result, state, queue, bar)
+            bar.set_postfix(state.postfix())
+    except ClusterLostError as exc:
+        back = release(store, state)
+        raise ClusterLostError(
+            f"{exc}; {back} run{'s' if back != 1 else ''} in flight back to pending: rerun the "
+            "same command when the cluster is back, or resume here with --executor local"
+        ) from None
+    finally:
+        release(store, state)
+
+
+def submit(ex: Executor, store: ResultsStore, task: list[RunConfig], state: _Progress) -> None:
+    """Mark ``task``'s runs running and hand it to ``ex``."""
+    for config in task:
+        store.mark_running(run_id(config))
+        state.task_of[run_id(config)] = state.submitted
+    ex.submit(task)
+    state.open_tasks[state.submitted] = (task, [])
+    key = tuple(run_id(c) for c in task)
+    state.tries[key] = state.tries.get(key, 0) + 1
+    state.submitted += 1
+
+
+def collect(store: ResultsStore, result: RunResult, state: _Progress,
+            queue: deque[list[RunConfig]], bar: Progress) -> None:
+    """Take one result; when its task is complete, store its results, or queue it again (a
+    lost task with attempts left, a failed stack to run alone)."""
+    number = state.task_of.pop(result.run_id)
+    task, results = state.open_tasks[number]
+    results.append(result)
+    if len(results) < len(task):
+        return
+    del state.open_tasks[number]
+    if all(r.lost for r in results) and state.tries[tuple(run_id(c) for c in task)] < MAX_ATTEMPTS:
+        queue.appendleft(task)
+        return
+    if retry_alone(task, results):
+        bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
+                  "running them one by one")
+        queue.extendleft([c] for c in reversed(task))
+        return
+    for done in results:
+        done = record(store, done)
+        if done.ok:
+            state.complete += 1
+        else:
+            state.failed += 1
+            bar.write(f"run {done.run_id} failed: {done.error}")
+        bar.update(1)
+
+
+def release(store: ResultsStore, state: _Progress) -> int:
+    """Return the runs still in flight to *pending* (best effort); how many."""
+    rids = list(state.task_of)
+    state.task_of.clear()
+    state.open_tasks.clear()
+    if rids:
+        with suppress(Exception):
+            store.mark_pending(rids)
+    return len(rids)
