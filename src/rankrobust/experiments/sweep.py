@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
+from rankrobust.experiments.estimate import study_work
 from rankrobust.experiments.executors import Executor, check_ray_address, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.provenance import finish_record, session_record
@@ -45,6 +46,7 @@ from rankrobust.experiments.run import RunResult, failed_result, utc_now
 from rankrobust.experiments.store import SESSION_PREFIX, ResultsStore, inspect_database
 from rankrobust.models import state_shapes
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
+from rankrobust.work import check_work
 
 DB_NAME = "results.sqlite"
 
@@ -210,6 +212,8 @@ def run_sweep(
     stack: bool = False,
     max_stack: int | None = None,
     command: str | None = None,
+    max_runs: int | None = None,
+    max_hours: float | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of ``study`` (a StudyConfig or a YAML path) and store results.
 
@@ -221,6 +225,10 @@ def run_sweep(
     :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
     docstring); results as without it, up to float rounding. ``command``: the command line
     stored in this session's provenance record (:mod:`rankrobust.experiments.provenance`).
+    ``max_runs`` caps the runs the study may expand to (:func:`~rankrobust.experiments.grid.
+    run_cap`); ``max_hours`` bounds the estimated work of all its runs, shared by ``workers``
+    (:mod:`rankrobust.work`). Both come from the command line, never from the study file, and
+    are checked before the database is touched.
     """
     start = time.perf_counter()
     max_stack = DEFAULT_MAX_GROUP if max_stack is None else max_stack
@@ -230,9 +238,10 @@ def run_sweep(
         study = load_study(study)
     out_dir = Path(out if out is not None else ".").resolve()
     db_path = Path(db) if db is not None else out_dir / DB_NAME
-    configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study)]
+    configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study, max_runs)]
     ids = [run_id(c) for c in configs]
     check_models(configs)
+    check_work(study_work(study.name, configs), max_hours, workers=workers)
     show = sys.stderr.isatty() if progress is None else progress
     if executor == "ray" and address:
         check_ray_address(address)  # fail in seconds, before the database is touched
