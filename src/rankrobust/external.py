@@ -29,7 +29,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, read_safetensors
+from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, check_dtypes, read_safetensors
 from rankrobust.data.files import open_regular
 from rankrobust.errors import CheckpointError, ConfigError
 
@@ -194,6 +194,7 @@ def load_external_model(
     mismatch = first_mismatch(model, tensors)
     if mismatch is not None:
         raise CheckpointError(f"{weights}: weights do not match the model of {factory}: {mismatch}")
+    check_dtypes(model.state_dict(), tensors, weights)
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")

@@ -103,6 +103,7 @@ class LowRank(TrainingMethod):
     def targets(self, model: nn.Module) -> list[tuple[WeightRef, int]]:
         """(weight, rank r) of every weight this method factorizes in ``model``; ConfigError
         when there is none (the method would train a natural network under its label)."""
+        super().check_model(model)  # the layers pattern selects some weight
         output = select_weights(model, "all")[-1].module
         chosen = []
         for ref in select_weights(model, self.layers):
