@@ -70,7 +70,7 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.experiments.study import DATASETS, SCALES, run_reproduce
+    from rankrobust.experiments.study import DATASETS, SCALES, reproduce_study, run_reproduce
 
     check_choice("--scale", args.scale, SCALES)
     if args.dataset is not None:
@@ -80,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
     args.workers = workers
     if args.dry_run:  # before the report (matplotlib) is imported: a dry run writes nothing
         return dry_run(args, stacking)
+    from rankrobust.experiments.sweep import check_study
     from rankrobust.report.build import build_report
+
+    study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir, args.max_runs)
+    check_study(study, args.max_runs, args.max_hours, workers)  # before any folder is made
     out = output_dir(default_out(args), "--out")
     summary = run_reproduce(
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,

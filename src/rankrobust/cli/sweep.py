@@ -98,7 +98,10 @@ def run(args: argparse.Namespace) -> int:
     stacking = stack_options(args)  # a usage error before anything is read or written
     if args.dry_run:
         return dry_run(args, stacking)
-    study = load_study(args.config)  # a bad study file creates no folder
+    from rankrobust.experiments.sweep import check_study
+
+    study = load_study(args.config)  # a bad study file creates no folder, nor one too big
+    check_study(study, args.max_runs, args.max_hours, args.workers)
     output_dir(args.out, "--out")
     if args.db is not None:
         output_dir(Path(args.db).parent, "--db")

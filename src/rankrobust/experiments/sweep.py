@@ -139,6 +139,17 @@ def check_models(configs: list[RunConfig]) -> None:
             raise ConfigError(f"model_options: {exc}{label}") from None
 
 
+def check_study(study: StudyConfig, max_runs: int | None = None, max_hours: float | None = None,
+                workers: int = 1) -> list[RunConfig]:
+    """The runs of ``study`` after every check made before anything is written: the run cap
+    (``max_runs``), each run's config and model size, and the estimated work of all runs
+    shared by ``workers`` against ``max_hours`` (:mod:`rankrobust.work`)."""
+    configs = expand(study, max_runs)
+    check_models(configs)
+    check_work(study_work(study.name, configs), max_hours, workers=workers)
+    return configs
+
+
 def plan(configs: list[RunConfig], store: ResultsStore, retry_failed: bool) -> list[RunConfig]:
     """The runs to execute now, in study order (see the module docstring)."""
     status = store.status_of([run_id(c) for c in configs])
@@ -238,10 +249,9 @@ def run_sweep(
         study = load_study(study)
     out_dir = Path(out if out is not None else ".").resolve()
     db_path = Path(db) if db is not None else out_dir / DB_NAME
-    configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study, max_runs)]
+    configs = [dataclasses.replace(c, output_dir=str(out_dir))
+               for c in check_study(study, max_runs, max_hours, workers)]
     ids = [run_id(c) for c in configs]
-    check_models(configs)
-    check_work(study_work(study.name, configs), max_hours, workers=workers)
     show = sys.stderr.isatty() if progress is None else progress
     if executor == "ray" and address:
         check_ray_address(address)  # fail in seconds, before the database is touched
