@@ -383,3 +383,40 @@ def test_dry_runs_write_nothing(tmp_path: Path) -> None:
         assert done.returncode == 0, done.stderr
         assert "dry run, nothing written" in done.stdout
         assert _snapshot(out, home) == before, argv
+
+
+# -- one reader, one rule ------------------------------------------------------------------------
+SRC = Path(__file__).parent.parent / "src" / "rankrobust"
+
+
+def test_every_yaml_read_goes_through_the_hardened_loader() -> None:
+    """Only ``strict_yaml`` calls PyYAML's loaders; everything else reads YAML through it."""
+    offenders = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if p.name != "strict_yaml.py"
+                 and any(call in p.read_text() for call in ("yaml.safe_load", "yaml.load(", "yaml.full_load",
+                                                              "yaml.unsafe_load", "SafeLoader"))]
+    assert offenders == []
+
+
+def test_max_seed_is_defined_once() -> None:
+    definitions = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if "MAX_SEED =" in p.read_text()]
+    assert definitions == ["configuration.py"]
+
+
+def test_presets_and_set_values_are_read_by_the_hardened_loader(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rankrobust import strict_yaml
+    from rankrobust.cli.train import parse_set
+    from rankrobust.experiments.study import load_preset
+
+    calls: list[str] = []
+    real = strict_yaml.load_yaml
+
+    def spy(text: str, where: str) -> Any:
+        calls.append(where)
+        return real(text, where)
+
+    monkeypatch.setattr(strict_yaml, "load_yaml", spy)
+    monkeypatch.setattr("rankrobust.cli.train.load_yaml", spy)
+    monkeypatch.setattr("rankrobust.experiments.config.load_yaml", spy)
+    load_preset("smoke")
+    assert parse_set(["layers=true", "rank=*x"]) == {"layers": True, "rank": "*x"}
+    assert calls == ["preset smoke", "--set", "--set"]

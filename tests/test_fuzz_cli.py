@@ -294,7 +294,7 @@ def mutate_cli(rng: random.Random, checkpoint: Path, out: Path) -> tuple[list[st
         for _ in range(rng.randrange(4)):
             argv += ["--set", f"{rng.choice(SET_KEYS)}={rng.choice(SET_VALUES)}"]
         if rng.random() < 0.2:
-            argv += [rng.choice(["--seed", "--epochs", "--adv-steps", "--max-hours"]), rng.choice(NUMBERS)]
+            argv += [rng.choice(["--seed", "--epochs", "--adv-steps"]), rng.choice(NUMBERS)]
         return argv, {"method": method}
     attack = rng.choice(ATTACK_NAMES)
     argv = [command, str(checkpoint), "--attack", attack, "--n", rng.choice(["4", "8", "0"]),
@@ -309,9 +309,11 @@ def mutate_cli(rng: random.Random, checkpoint: Path, out: Path) -> tuple[list[st
         keeps = _number_list(rng, unit=True)
         argv += [flag, keeps, "--eps", rng.choice(["0.1", "0", "-1", "nan"]), "--no-deepfool"]
         expect["rows"] = len(keeps.split(","))
-    for option in ("--steps", "--restarts", "--queries", "--seed", "--max-hours"):
+    for option in ("--steps", "--restarts", "--queries", "--seed"):
         if rng.random() < 0.25:
             argv += [option, rng.choice(NUMBERS)]
+    if rng.random() < 0.1:  # a bound may only be made smaller or hostile here: cases stay short
+        argv += ["--max-hours", rng.choice(["0", "-1", "nan", "inf", "x", "1e-12"])]
     return argv, expect
 
 
