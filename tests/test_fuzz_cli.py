@@ -1,10 +1,13 @@
-"""Fuzz the command line with 1,000 seeded mutations of a checkpoint folder and of a study file.
+"""Fuzz the command line with 1,150 seeded mutations of a checkpoint folder, a study file and
+the options of ``train``, ``evaluate`` and ``intervene``.
 
 Each case runs ``rankrobust.cli.main.main(argv)`` in-process: ``analyze`` on a mutated checkpoint
-(sidecar JSON and safetensors header/bytes) and ``sweep --dry-run`` on a mutated study YAML. Every
-outcome must be exit 0 with a correct result (the analysis matches the weights the file really
-holds; the run count matches the study) or exit 2 with exactly one stderr line starting
-"rankrobust: error:". No traceback, no case over 10 s, and no allocation past 1 GiB: the cases
+(sidecar JSON and safetensors header/bytes), ``sweep --dry-run`` on a mutated study YAML (its
+attack options, intervention keep lists and seeds included), and command lines drawn from
+hostile ``--set`` values, keep and budget lists and attack options. Every outcome must be exit 0
+with a correct result (the analysis matches the weights the file really holds; the run count
+matches the study; a trained model is of the method asked for; one row per budget or keep
+share) or exit 2 with exactly one stderr line starting "rankrobust: error:". No traceback, no case over 10 s, and no allocation past 1 GiB: the cases
 run in a subprocess whose address space is capped (RLIMIT_AS) at 1 GiB above its size once
 everything is imported, so a hostile size that slipped through would end in a MemoryError.
 """
@@ -31,6 +34,7 @@ from typing import Any
 
 CHECKPOINT_CASES = 500
 STUDY_CASES = 500
+CLI_CASES = 150
 SEED = 20190128
 CASE_SECONDS = 10.0
 MARKER = "rankrobust-fuzz-pwned"
@@ -38,7 +42,9 @@ MARKER = "rankrobust-fuzz-pwned"
 STUDY: dict[str, Any] = {
     "name": "fuzz", "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
     "train": {"epochs": 1, "batch_size": 32, "lr": 0.01, "device": "cpu"},
-    "evaluation": {"n": 16, "attacks": [{"attack": "fgsm", "norm": "inf", "epsilons": [0.0, 0.1]}]},
+    "evaluation": {"n": 16, "attacks": [{"attack": "fgsm", "norm": "inf", "epsilons": [0.0, 0.1]},
+                                        {"attack": "pgd", "epsilons": [0.1], "options": {"steps": 3}}],
+                   "interventions": [{"kind": "svd", "keeps": [0.5, 1.0], "options": {"steps": 2}}]},
     "seeds": [0, 1], "grid": {"train.lr": [0.01, 0.02]},
     "variants": [{"name": "natural"}, {"name": "l1", "train": {"method": {"name": "l1", "lambda_l1": 0.0001}}}],
 }
@@ -49,6 +55,9 @@ VALUES: list[Any] = [
     [5], [5, 7], [10**6, 10**6], [0.5], [0.0], [[[]]], {"hidden": [10**6, 10**6]}, {"hidden": []},
     {"hidden": [5, 7]}, {"widths": [3]}, {"mean": [0.5], "std": [0.0]}, {"name": "l1", "lambda_l1": -1},
     {"name": "nope"}, {"name": "pgd-adv", "eps": 1e9, "steps": 10**9}, list(range(200)),
+    {"steps": 10**9}, {"n_queries": 10**12}, {"seed": 2**64}, {"restarts": 10**6}, {"seed": -1},
+    [0.5] * 2000, [i / 1000 for i in range(1, 1002)], {"name": "lowrank", "layers": "layers.2"},
+    {"name": "trades", "beta": 0}, {"name": "fgsm-adv", "alpha": 1.0}, {"name": "lowrank", "rank": 10**6},
 ]
 RAW_JSON = ["NaN", "Infinity", "-Infinity", "1e999", "9" * 5000, "[" * 5000 + "]" * 5000,
             '{"a": ' * 3000 + "1" + "}" * 3000, "-1e-999", '"\\ud800"', "0" * 50]
@@ -230,7 +239,9 @@ def mutate_study(rng: random.Random, text: str) -> bytes:
         ])
     doc, raw = _mutate_tree(rng, STUDY, ["name", "seeds", "grid", "variants", "max_runs", "tarin",
                                          "per_model_options", "model_options", "hidden", "lr",
-                                         "epochs", "method", "attacks", "epsilons", "dataset"])
+                                         "epochs", "method", "attacks", "epsilons", "dataset",
+                                         "options", "steps", "n_queries", "seed", "keeps",
+                                         "interventions", "max_hours", "deepfool_options"])
     out = _dump(doc)
     if raw:
         out = out.replace("__X__", rng.choice(RAW_YAML))
@@ -241,6 +252,79 @@ def _dump(doc: Any) -> str:
     import yaml
 
     return yaml.safe_dump(doc, sort_keys=False, width=10**6)
+
+
+# -- command lines: --set values, keep and budget lists, attack options ------------------------
+SET_KEYS = ["name", "lr", "epochs", "seed", "method", "steps", "eps", "beta", "alpha", "rank",
+            "rank_ratio", "layers", "lambda_l1", "lambda_nuclear", "l1_mode", "svd_every",
+            "factorize_output", "ortho", "random_start", "warmup_epochs", "step_size", "nope", ""]
+SET_VALUES = ["1e-3", "0", "-1", "1", "3", "1e9", "1000000000", "18446744073709551616", "nan",
+              "inf", "-inf", "true", "null", "~", "", "*x", "&a 1", "[1, 2]", "{a: 1}", "x" * 300,
+              "layers.0", "layers.2", "^$", "(", "all", "natural", "pgd-adv", "proximal",
+              "!!python/object/apply:os.system ['true']", "0x10", "1_000", "0.5"]
+NUMBERS = ["0", "1", "2", "-1", "3", str(10**9), str(10**12), str(2**64), str(-(2**64)), "1.5",
+           "x", "nan"]
+METHOD_NAMES = ["natural", "l1", "nuclear", "l1+nuclear", "product-l1", "fgsm-adv", "pgd-adv",
+                "trades", "lowrank", "nope"]
+BOUND = ["--max-hours", "0.0002"]  # ≈ 0.7 s of estimated work: accepted cases stay within CASE_SECONDS
+ATTACK_NAMES = ["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack",
+                "deepfool", "pdg"]
+
+
+def _number_list(rng: random.Random, unit: bool) -> str:
+    """A comma-separated list: shares in (0, 1] (``unit``) or budgets, of hostile lengths and values."""
+    size = rng.choice([1, 2, 3, 5, 1000, 1001, 15_000])
+    pool = ["0.5", "1", "0.25", "0.1"] if unit else ["0", "0.1", "0.3", "1", "1e9"]
+    values = [rng.choice(pool) for _ in range(min(size, 5))]
+    if size > 5:
+        values = [f"{(i + 1) / size:.6f}" for i in range(size)] if unit else [str(i) for i in range(size)]
+    if rng.random() < 0.2:
+        values[rng.randrange(len(values))] = rng.choice(["0", "-0.1", "1.5", "nan", "inf", "x", ""])
+    return ",".join(values)
+
+
+def mutate_cli(rng: random.Random, checkpoint: Path, out: Path) -> tuple[list[str], dict[str, Any]]:
+    """A hostile command line for train, evaluate or intervene, and what an accepted one must
+    produce (``{"method": name}``: the trained model's method; ``{"rows": n}``: output rows)."""
+    command = rng.choice(["train", "evaluate", "intervene"])
+    if command == "train":
+        method = rng.choice(METHOD_NAMES)
+        argv = ["train", "--dataset", "synthetic", "--model", "mlp", "--hidden", "5", "--epochs", "1",
+                "--no-progress", "--out", str(out), "--method", method, *BOUND]
+        for _ in range(rng.randrange(4)):
+            argv += ["--set", f"{rng.choice(SET_KEYS)}={rng.choice(SET_VALUES)}"]
+        if rng.random() < 0.2:
+            argv += [rng.choice(["--seed", "--epochs", "--adv-steps"]), rng.choice(NUMBERS)]
+        return argv, {"method": method}
+    attack = rng.choice(ATTACK_NAMES)
+    argv = [command, str(checkpoint), "--attack", attack, "--n", rng.choice(["4", "8", "0"]),
+            "--format", "csv", *BOUND]
+    expect: dict[str, Any] = {}
+    if command == "evaluate":
+        eps = _number_list(rng, unit=False)
+        argv += ["--eps", eps, "--no-sanity"]
+        expect["rows"] = len(eps.split(","))
+    else:
+        flag = rng.choice(["--svd-keep", "--prune-keep"])
+        keeps = _number_list(rng, unit=True)
+        argv += [flag, keeps, "--eps", rng.choice(["0.1", "0", "-1", "nan"]), "--no-deepfool"]
+        expect["rows"] = len(keeps.split(","))
+    for option in ("--steps", "--restarts", "--queries", "--seed"):
+        if rng.random() < 0.25:
+            argv += [option, rng.choice(NUMBERS)]
+    if rng.random() < 0.1:  # a bound may only be made smaller or hostile here: cases stay short
+        argv += ["--max-hours", rng.choice(["0", "-1", "nan", "inf", "x", "1e-12"])]
+    return argv, expect
+
+
+def check_cli(argv: list[str], expect: dict[str, Any], stdout: str, out: Path) -> str | None:
+    """None when an accepted command line produced what it asked for."""
+    if "method" in expect:
+        meta = json.loads((out / "model.json").read_text())
+        name = meta["train_config"]["method"]["name"]
+        return None if name == expect["method"] else f"trained {name!r}, asked for {expect['method']!r}"
+    rows = list(csv.DictReader(io.StringIO(stdout)))
+    return None if len(rows) == expect["rows"] else f"{len(rows)} rows for {expect['rows']} values"
 
 
 # -- oracles ---------------------------------------------------------------------------------
@@ -281,7 +365,10 @@ def check_count(stdout: str, data: bytes) -> str | None:
     upper = sum(math.prod(len(v) for v in {**study.grid, **(var.get("grid") or {})}.values())
                 * len(study.seeds) for var in (list(study.variants) or [{}]))
     want = f"study {study.name}: {len(runs)} runs; dry run, nothing written\n"
-    if stdout != want or not 1 <= len(runs) <= min(upper, study.max_runs):
+    first, _, rest = stdout.partition("\n")
+    if first + "\n" != want or not rest.startswith("estimated work: ≈ ") or rest.count("\n") != 1:
+        return f"printed {stdout!r}, expected {want!r} and the estimate"
+    if not 1 <= len(runs) <= min(upper, study.max_runs):
         return f"printed {stdout!r}, expected {want!r} (≤ {upper})"
     return None
 
@@ -394,6 +481,20 @@ def worker(root: Path) -> None:
         print(json.dumps({"kind": "study", "case": i, "rc": str(rc)[:40], "seconds": seconds,
                           "problem": problem, "special": kind}), flush=True)
 
+    cli_weights = save_checkpoint(root / "cli", ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [5]}).build(),
+                                  ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [5]}), {"dataset": "synthetic"})
+    for i in range(CLI_CASES):
+        rng = random.Random(f"{SEED}-cli-{i}")
+        shutil.rmtree(case)
+        case.mkdir()
+        argv, expect = mutate_cli(rng, cli_weights, case / "out")
+        rc, out, err, seconds = _call(argv)
+        problem = _judge(rc, out, err, seconds)
+        if problem is None and rc == 0:
+            problem = check_cli(argv, expect, out, case / "out")
+        print(json.dumps({"kind": "cli", "case": i, "rc": str(rc)[:40], "seconds": seconds,
+                          "problem": problem, "argv": [a[:60] for a in argv]}), flush=True)
+
 
 # -- the test --------------------------------------------------------------------------------
 def test_fuzz_cli_every_outcome_is_a_result_or_one_error_line(tmp_path: Path) -> None:
@@ -406,12 +507,13 @@ def test_fuzz_cli_every_outcome_is_a_result_or_one_error_line(tmp_path: Path) ->
                           env=env, timeout=600, check=False)
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert len(records) == CHECKPOINT_CASES + STUDY_CASES >= 1000
+    assert len(records) == CHECKPOINT_CASES + STUDY_CASES + CLI_CASES >= 1150
     problems = [r for r in records if r["problem"]]
     assert not problems, "\n".join(f"{r['kind']} case {r['case']}: {r['problem']}" for r in problems[:10])
     assert max(r["seconds"] for r in records) < CASE_SECONDS
     outcomes = {(r["kind"], r["rc"]) for r in records}
-    assert {("checkpoint", "0"), ("checkpoint", "2"), ("study", "0"), ("study", "2")} <= outcomes
+    assert {("checkpoint", "0"), ("checkpoint", "2"), ("study", "0"), ("study", "2"),
+            ("cli", "0"), ("cli", "2")} <= outcomes
     assert not marker.exists()
 
 

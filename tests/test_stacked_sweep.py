@@ -298,8 +298,9 @@ def test_dry_run_previews_the_stacks_of_the_pending_runs(
     out = tmp_path / "o"
     assert main(["sweep", str(path), "--dry-run", "--stack", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[:2] == ["study stacked: 9 runs; dry run, nothing written",
-                         "with --stack: 9 pending runs in 4 tasks"]
+    assert lines[0] == "study stacked: 9 runs; dry run, nothing written"
+    assert lines.pop(1).startswith("estimated work: ≈ ")
+    assert lines[1] == "with --stack: 9 pending runs in 4 tasks"
     assert lines[2] == "  stack of 3: mlp on synthetic, seeds 0, 1, 2: pgd-adv ×3"
     assert sorted(lines[3:]) == [f"  stack of 2: mlp on synthetic, seed {s}: natural, l1" for s in range(3)]
     assert not out.exists()
@@ -309,5 +310,5 @@ def test_dry_run_previews_the_stacks_of_the_pending_runs(
     before = (out / "results.sqlite").read_bytes()
     assert main(["sweep", str(path), "--dry-run", "--stack", "--max-stack", "2", "--out", str(out)]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[1] == "with --stack: 0 pending runs in 0 tasks" and len(lines) == 2
+    assert lines[2] == "with --stack: 0 pending runs in 0 tasks" and len(lines) == 3
     assert (out / "results.sqlite").read_bytes() == before

@@ -308,6 +308,25 @@ def _match(weights_path: Path, header: dict[str, Any], expected: dict[str, tuple
         raise CheckpointError(f"{weights_path}: weights do not match the model spec ({problem})")
 
 
+def check_dtypes(expected: Mapping[str, torch.Tensor], tensors: Mapping[str, torch.Tensor],
+                 where: str | os.PathLike[str]) -> None:
+    """CheckpointError naming the first key whose file tensor would be cast with a loss: only
+    real floating dtypes load into the model's floating tensors (a complex value would lose its
+    imaginary part, an integer or bool is not a weight); an integer buffer (BatchNorm's
+    ``num_batches_tracked``) takes integers only."""
+    for key, target in expected.items():
+        found = tensors.get(key)
+        if found is None:
+            continue
+        ok = (found.is_floating_point() if target.is_floating_point()
+              else not (found.is_floating_point() or found.is_complex() or found.dtype == torch.bool))
+        if not ok:
+            raise CheckpointError(
+                f"{where}: tensor {key!r} is {str(found.dtype).removeprefix('torch.')}, but the "
+                f"model's is {str(target.dtype).removeprefix('torch.')}; only real floating-point "
+                "weights load (complex, integer and bool tensors are refused)")
+
+
 def fixed_buffers(model: nn.Module) -> dict[str, torch.Tensor]:
     """Copies of the input normalization buffers (``Normalize.mean`` / ``.std``) of a freshly
     built model: they come from the model spec and training never changes them."""

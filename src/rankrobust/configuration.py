@@ -25,6 +25,18 @@ def require(condition: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed and SQLite INTEGER (signed 64 bit) both stop here
+
+
+def check_seed(seed: Any, where: str) -> int:
+    """``seed`` when it is an integer in 0..:data:`MAX_SEED` (the one rule for every seed: a
+    command's ``--seed``, a study's ``seeds``, an attack's ``seed`` option); ConfigError naming
+    ``where`` otherwise."""
+    require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
+            f"{where}: a seed must be an integer in 0..2**63-1, got {brief(seed)}")
+    return int(seed)
+
+
 def brief(value: Any, limit: int = 60) -> str:
     """``repr(value)`` cut to ``limit`` characters, so an error about a huge value stays one short line."""
     text = repr(value)

@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
-from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, read_safetensors
+from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, check_dtypes, read_safetensors
 from rankrobust.data.files import open_regular
 from rankrobust.errors import CheckpointError, ConfigError
 from rankrobust.factory import build_from_factory
@@ -211,6 +211,7 @@ def load_weights(model: nn.Module, weights: str | os.PathLike[str], name: str, *
     mismatch = first_mismatch(model, tensors)
     if mismatch is not None:
         raise CheckpointError(f"{weights}: weights do not match the model of {name}: {mismatch}")
+    check_dtypes(model.state_dict(), tensors, weights)
     for key, value in tensors.items():
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise CheckpointError(f"{weights}: tensor {key!r} holds NaN or infinite values")

@@ -147,7 +147,8 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
 
 def scalar(text: str) -> Any:
     """The typed value of one ``KEY=VALUE`` text (see :func:`key_values`)."""
-    import yaml  # only when a value is typed
+    from rankrobust.errors import ConfigError as _Refused
+    from rankrobust.strict_yaml import load_yaml
 
     for convert in (int, float):
         try:
@@ -155,8 +156,8 @@ def scalar(text: str) -> Any:
         except ValueError:
             pass
     try:
-        value = yaml.safe_load(text) if text else ""
-    except yaml.YAMLError:
+        value = load_yaml(text, "value") if text else ""
+    except _Refused:
         return text
     if isinstance(value, (dict, list)) or value is None and text not in ("null", "~"):
         return text  # only scalars: anything else is the literal text

@@ -20,7 +20,9 @@ from rankrobust.cli.common import (
     load_test_split,
     require_dataset,
 )
+from rankrobust.configuration import check_seed
 from rankrobust.errors import ConfigError
+from rankrobust.work_args import add_max_hours_argument, check_levels
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +57,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-sanity", action="store_true", help="skip the gradient-masking checks")
     add_progress_argument(p)
     add_model_source_args(p)
+    add_max_hours_argument(p)
     p.set_defaults(run=run)
 
 
@@ -116,6 +119,18 @@ def attack_settings(attack: str, norm: str, seed: int, options: dict[str, Any],
     return settings
 
 
+def check_evaluation_work(args: argparse.Namespace, loaded: Any, x: Any, y: Any,
+                          options: dict[str, Any]) -> None:
+    """Refuse (ConfigError, one line) a curve estimated beyond ``--max-hours`` (rankrobust.work)."""
+    from rankrobust.work import check_work, curve_passes, model_work
+
+    classes = loaded.num_classes or int(y.max()) + 1
+    per = curve_passes(args.attack, len(args.eps), classes, options, not args.no_sanity)
+    what = f"{args.attack} at {len(args.eps)} budgets on {min(args.n, len(x))} inputs"
+    check_work(model_work(loaded.model, tuple(x.shape[1:]), min(args.n, len(x)) * per, what),
+               args.max_hours)
+
+
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
     from rankrobust.data import DATASETS
@@ -130,10 +145,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--n and --batch-size must be positive")
     if any(e < 0 for e in args.eps):
         raise ConfigError("--eps values must be non-negative")
+    check_seed(args.seed, "--seed")
+    check_levels(args.eps, "--eps")
     options = attack_options(args)
     require_dataset(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
     x, y = load_test_split(args, loaded)
+    check_evaluation_work(args, loaded, x, y, options)
     with Progress(min(args.n, len(x)), f"evaluate {args.attack}", "inputs",
                   enabled=False if args.no_progress else None) as progress:
         curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,

@@ -15,7 +15,9 @@ from rankrobust.cli.common import (
     load_test_split,
     require_dataset,
 )
+from rankrobust.configuration import check_seed
 from rankrobust.errors import ConfigError
+from rankrobust.work_args import add_max_hours_argument, check_levels
 
 
 def register(subparsers: Any) -> None:
@@ -62,6 +64,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
     add_progress_argument(p)
     add_model_source_args(p)
+    add_max_hours_argument(p)
     p.set_defaults(run=run)
 
 
@@ -87,6 +90,20 @@ def intervention_kind(args: argparse.Namespace) -> tuple[str, list[float]]:
     return kind, keeps
 
 
+def check_intervention_work(args: argparse.Namespace, loaded: Any, x: Any, y: Any,
+                            keeps: list[float], options: dict[str, Any]) -> None:
+    """Refuse (ConfigError, one line) a table estimated beyond ``--max-hours`` (rankrobust.work)."""
+    from rankrobust.regularizers import select_weights
+    from rankrobust.work import check_work, intervention_passes, model_work
+
+    classes = loaded.num_classes or int(y.max()) + 1
+    layers = len(select_weights(loaded.model, "all")) if args.per_layer else 1
+    n = min(args.n, len(x))
+    per = intervention_passes(len(keeps), layers, args.attack, classes, options, not args.no_deepfool)
+    what = f"{len(keeps) * layers} intervention rows on {n} inputs"
+    check_work(model_work(loaded.model, tuple(x.shape[1:]), n * per, what), args.max_hours)
+
+
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
     from rankrobust.cli.evaluate import attack_options, attack_settings
@@ -103,10 +120,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--n and --batch-size must be positive")
     if not args.eps >= 0:
         raise ConfigError(f"--eps must be non-negative, got {args.eps}")
+    check_seed(args.seed, "--seed")
+    check_levels(keeps, "--svd-keep" if args.svd_keep is not None else "--prune-keep")
     options = attack_options(args)
     require_dataset(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
     x, y = load_test_split(args, loaded)
+    check_intervention_work(args, loaded, x, y, keeps, options)
     frame = intervention_table(
         loaded.model, (x, y), kind, keeps, attack=args.attack, eps=args.eps, norm=args.norm,
         n=args.n, batch_size=args.batch_size, per_layer=args.per_layer, seed=args.seed,

@@ -14,6 +14,7 @@ from rankrobust.cli.common import (
     output_dir,
     stack_options,
 )
+from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 
 
 def register(subparsers: Any) -> None:
@@ -41,6 +42,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     add_progress_argument(p)
     add_stack_arguments(p)
+    add_max_runs_argument(p)
+    add_max_hours_argument(p)
     p.add_argument("--dry-run", action="store_true",
                    help="expand the study (ε scaled to the dataset, its overrides applied), print "
                    "how many runs it has (and how many OUT's database already holds; with "
@@ -63,8 +66,8 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     from rankrobust.experiments.config import study_to_dict
     from rankrobust.experiments.study import reproduce_study
 
-    study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir)
-    code = preview(study, Path(default_out(args)), None, stacking)
+    study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir, args.max_runs)
+    code = preview(study, Path(default_out(args)), None, stacking, args)
     print("# the study, as a file for `rankrobust sweep`:")
     print(yaml.safe_dump(study_to_dict(study), sort_keys=False, allow_unicode=True,
                          default_flow_style=None), end="")
@@ -73,21 +76,27 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.experiments.study import DATASETS, SCALES, run_reproduce
-    from rankrobust.report.build import build_report
+    from rankrobust.experiments.study import DATASETS, SCALES, reproduce_study, run_reproduce
 
     check_choice("--scale", args.scale, SCALES)
     if args.dataset is not None:
         check_choice("--dataset", args.dataset, DATASETS)
     stacking = stack_options(args)
-    if args.dry_run:
-        return dry_run(args, stacking)
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
+    args.workers = workers
+    if args.dry_run:  # before the report (matplotlib) is imported: a dry run writes nothing
+        return dry_run(args, stacking)
+    from rankrobust.experiments.sweep import check_study
+    from rankrobust.report.build import build_report
+
+    study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir, args.max_runs)
+    check_study(study, args.max_runs, args.max_hours, workers)  # before any folder is made
     out = output_dir(default_out(args), "--out")
     summary = run_reproduce(
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,
         address=args.address, data_dir=args.data_dir, progress=False if args.no_progress else None,
-        command=getattr(args, "command_line", None), **stacking,
+        command=getattr(args, "command_line", None), max_runs=args.max_runs,
+        max_hours=args.max_hours, **stacking,
     )
     print(summary.line())
     report = build_report(summary.db, out / "report")

@@ -12,6 +12,7 @@ from rankrobust.cli.common import (
     output_dir,
     stack_options,
 )
+from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
     from rankrobust.experiments.config import StudyConfig
@@ -37,9 +38,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
     add_stack_arguments(p)
     add_progress_argument(p)
+    add_max_runs_argument(p)
+    add_max_hours_argument(p)
     p.add_argument("--dry-run", action="store_true",
                    help="validate and expand the study, print how many runs it has (and how many "
-                   "an existing database already holds); write nothing")
+                   "an existing database already holds) and its estimated work; write nothing")
     p.set_defaults(run=run)
 
 
@@ -48,13 +51,16 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     from rankrobust.experiments.config import load_study
 
     db = Path(args.db) if args.db is not None else None
-    return preview(load_study(args.config), Path(args.out), db, stacking, args.retry_failed)
+    return preview(load_study(args.config), Path(args.out), db, stacking, args)
 
 
 def preview(study: StudyConfig, out: Path, db: Path | None, stacking: dict[str, Any],
-            retry_failed: bool = False) -> int:
-    """Validate, expand and count the runs of ``study``; read an existing database read-only;
-    write nothing. With ``stacking["stack"]``, also list the tasks the pending runs would form."""
+            args: argparse.Namespace) -> int:
+    """Validate, expand and count the runs of ``study`` (capped by ``args.max_runs``), check
+    its estimated work against ``args.max_hours``; read an existing database without touching
+    it (no ``-wal``/``-shm``); write nothing. With ``stacking["stack"]``, also list the tasks
+    the pending runs would form."""
+    from rankrobust.experiments.estimate import study_work
     from rankrobust.experiments.grid import expand, run_id
     from rankrobust.experiments.store import ResultsStore
     from rankrobust.experiments.sweep import (
@@ -64,20 +70,26 @@ def preview(study: StudyConfig, out: Path, db: Path | None, stacking: dict[str, 
         describe_tasks,
         tasks,
     )
+    from rankrobust.work import check_work
 
-    configs = expand(study)
+    configs = expand(study, args.max_runs)
     check_models(configs)
+    work = study_work(study.name, configs)
+    workers = getattr(args, "workers", None) or 1
+    check_work(work, args.max_hours, workers=workers)
     db = db if db is not None else out / DB_NAME
     done, status = "", {}
     if db.exists():
-        with ResultsStore(db, readonly=True) as store:
+        with ResultsStore(db, touch_nothing=True) as store:
             status = store.status_of([run_id(c) for c in configs])
         complete = sum(1 for s in status.values() if s == "complete")
         failed = sum(1 for s in status.values() if s == "failed")
         done = f" ({complete} complete, {failed} failed in {db})"
     print(f"study {study.name}: {len(configs)} runs{done}; dry run, nothing written")
+    print(f"estimated work: ≈ {work.passes:.3g} forward+backward passes, ≈ {work.hours:.3g} h "
+          "at this machine's assumed rate (bound: --max-hours)")
     if stacking["stack"]:
-        skip = {"complete"} | (set() if retry_failed else {"failed"})
+        skip = {"complete"} | (set() if getattr(args, "retry_failed", False) else {"failed"})
         pending = [c for c in configs if status.get(run_id(c), "pending") not in skip]
         task_list = tasks(pending, True, stacking["max_stack"] or DEFAULT_MAX_GROUP)
         print(f"with --stack: {len(pending)} pending runs in {len(task_list)} tasks")
@@ -94,7 +106,10 @@ def run(args: argparse.Namespace) -> int:
     stacking = stack_options(args)  # a usage error before anything is read or written
     if args.dry_run:
         return dry_run(args, stacking)
-    study = load_study(args.config)  # a bad study file creates no folder
+    from rankrobust.experiments.sweep import check_study
+
+    study = load_study(args.config)  # a bad study file creates no folder, nor one too big
+    check_study(study, args.max_runs, args.max_hours, args.workers)
     output_dir(args.out, "--out")
     if args.db is not None:
         output_dir(Path(args.db).parent, "--db")
@@ -102,7 +117,8 @@ def run(args: argparse.Namespace) -> int:
         study, out=args.out, db=args.db, executor=args.executor, workers=args.workers,
         address=args.address, retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
-        command=getattr(args, "command_line", None), **stacking,
+        command=getattr(args, "command_line", None), max_runs=args.max_runs,
+        max_hours=args.max_hours, **stacking,
     )
     print(summary.line())
     return summary.exit_code

@@ -9,11 +9,13 @@ Heavy modules (torch) are imported inside :func:`run`, so building the parser st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from typing import Any
 
 from rankrobust.cli.common import int_list, key_values
 from rankrobust.errors import ConfigError
+from rankrobust.work_args import add_max_hours_argument
 
 # alias flag (argparse dest) → method parameter it sets
 PARAM_ALIASES = {
@@ -23,6 +25,11 @@ PARAM_ALIASES = {
     "eps_warmup": "warmup_epochs",
 }
 ADVERSARIAL_ALIASES = {"fgsm": "fgsm-adv", "pgd": "pgd-adv"}
+# settings with a flag of their own: ``--set`` of one of them (unless the method has a parameter
+# of that name) is refused, never read as a second, conflicting value
+FLAG_KEYS = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+             "seed", "device", "track_structure", "dataset", "data_dir", "model", "hidden",
+             "widths", "method", "out")
 
 
 def register(subparsers: Any) -> None:
@@ -67,12 +74,18 @@ def register(subparsers: Any) -> None:
     a.add_argument("--eps-warmup", type=int, default=None, help="epochs of linear ε warm-up")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    add_max_hours_argument(p)
     p.set_defaults(run=run)
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
-    """['rank=8', 'layers=fc'] → {'rank': 8, 'layers': 'fc'}, typed by :func:`key_values`."""
-    return key_values(items, "--set")
+    """['rank=8', 'layers=fc'] → {'rank': 8, 'layers': 'fc'}, typed by :func:`key_values`;
+    ``name`` is refused (the method is chosen with --method)."""
+    values = key_values(items, "--set")
+    if "name" in values:
+        raise ConfigError("--set name=…: the method is chosen with --method (or its aliases), "
+                          "not --set")
+    return values
 
 
 def method_config(args: argparse.Namespace) -> dict[str, Any]:
@@ -94,6 +107,13 @@ def method_config(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--{dest.replace('_', '-')} and --set {key} both given")
         params[key] = value
     name = names[0] if names else "natural"
+    from rankrobust.methods import get_method  # heavy: imports torch
+
+    fields = {f.name for f in dataclasses.fields(get_method(name))}
+    for key in params:
+        if key in FLAG_KEYS and key not in fields:
+            raise ConfigError(f"--set {key}=…: {key!r} is not a parameter of method {name!r}; "
+                              f"use --{key.replace('_', '-')}")
     return {"name": name, **params}
 
 
@@ -126,6 +146,12 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress and sys.stderr.isatty(),
         method=method_from_config(method_config(args), "method"),
     )
+    from rankrobust.work import Work, check_work, spec_cost, training_passes
+
+    info = DATASETS[args.dataset]
+    seconds, _ = spec_cost(args.model, info.in_shape, info.num_classes, options)
+    passes = training_passes(config.epochs, info.train_size, info.test_size, config.method.passes())
+    check_work(Work(passes, seconds, f"training {args.model} via {config.method.name}"), args.max_hours)
     fitted = fit(args.dataset, args.model, config, options, args.data_dir)
     path = save_fit(args.out, fitted)
     for row in fitted.result.history:

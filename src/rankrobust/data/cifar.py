@@ -2,9 +2,14 @@
 
 The python batches are pickles. They are read with a restricted unpickler that only rebuilds
 plain containers and numpy arrays: any other global in the stream (the way a hostile pickle runs
-code) is refused before it is called. Sizes are bounded too: a batch file is at most
-:data:`MAX_BATCH_BYTES`, no array it rebuilds may exceed that, and ``data`` must already be a
-uint8 (N, 3072) array with N integer labels, so a small pickle cannot expand into a huge array.
+code) is refused before it is called. Arrays are rebuilt only the way numpy pickles them
+(``_reconstruct`` then ``__setstate__`` with the raw bytes, which must all be in the file): a
+direct ``ndarray(shape, dtype, buffer, offset, strides)`` call, the way a 200-byte file declares a
+stride-0 view of many GB, is refused. Sizes are bounded too: a batch file is at most
+:data:`MAX_BATCH_BYTES`; no array it rebuilds may hold more than a batch's declared size,
+:data:`MAX_BATCH_ITEMS` = 10,000 × 3,072 values; and ``data`` must be a C-contiguous uint8
+(N, 3072) array that is stored in full, with N ≤ 10,000 integer labels, all checked before
+anything is copied or reshaped.
 """
 
 from __future__ import annotations
@@ -23,6 +28,8 @@ from rankrobust.errors import DataError
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCHES = ("test_batch",)
 MAX_BATCH_BYTES = 64 * MiB  # a CIFAR-10 batch is 31 MB (10,000 images of 3,072 bytes)
+BATCH_ROWS, ROW_SIZE = 10_000, 3 * 32 * 32  # a CIFAR-10 batch as declared: 10,000 images
+MAX_BATCH_ITEMS = BATCH_ROWS * ROW_SIZE
 _ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -35,20 +42,35 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class _NDArrayType:
+    """What the unpickler hands out for ``numpy.ndarray``: a marker that ``_reconstruct`` accepts
+    as its subtype, and that cannot be called (a direct ``ndarray(...)`` call could declare a
+    stride-0 view of any size over a few bytes)."""
+
+
 def _bounded(real: Any) -> Any:
     """``_reconstruct(subtype, shape, dtype)`` that refuses non-ndarrays and oversized shapes."""
 
     def reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
         try:
             dims = [int(shape)] if isinstance(shape, int) else [int(s) for s in shape]
-            nbytes = math.prod(dims) * np.dtype(dtype).itemsize
+            items = math.prod(dims)
+            np.dtype(dtype)
         except (TypeError, ValueError) as exc:
             raise pickle.UnpicklingError(f"bad array header ({exc})") from None
-        if subtype is not np.ndarray or any(d < 0 for d in dims) or nbytes > MAX_BATCH_BYTES:
+        if not isinstance(subtype, _NDArrayType) or any(d < 0 for d in dims) or items > MAX_BATCH_ITEMS:
             raise pickle.UnpicklingError(f"refusing to rebuild an array of {dims} {dtype!r}")
-        return real(subtype, shape, dtype)
+        return real(np.ndarray, shape, dtype)
 
     return reconstruct
+
+
+def _check_array(value: Any, name: str, path: Path) -> None:
+    """DataError unless ``value`` (when an array) is a C-contiguous array owning at most a
+    batch's declared size, :data:`MAX_BATCH_ITEMS` values: no view, no stride trick."""
+    if isinstance(value, np.ndarray) and (value.size > MAX_BATCH_ITEMS or not value.flags.c_contiguous):
+        raise DataError(f"{path}: CIFAR-10 batch {name!r} is a {value.shape} view, not an array "
+                        f"of at most {BATCH_ROWS:,} × {ROW_SIZE:,} stored values")
 
 
 def _latin1_encode(text: Any, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -64,6 +86,8 @@ class _ArrayOnlyUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}")
         if (module, name) == ("_codecs", "encode"):
             return _latin1_encode
+        if (module, name) == ("numpy", "ndarray"):
+            return _NDArrayType()
         found = super().find_class(module, name)
         return _bounded(found) if (module, name) in _ARRAY_GLOBALS else found
 
@@ -80,6 +104,10 @@ def _load_python_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
     labels = obj.get("labels", obj.get(b"labels"))
     if data is None or labels is None:
         raise DataError(f"{path}: CIFAR-10 batch lacks 'data' or 'labels'")
+    _check_array(data, "data", path)
+    _check_array(labels, "labels", path)
+    if isinstance(data, np.ndarray) and data.ndim >= 1 and data.shape[0] > BATCH_ROWS:
+        raise DataError(f"{path}: CIFAR-10 batch has {data.shape[0]:,} rows, more than {BATCH_ROWS:,}")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072:
         shape = data.shape if isinstance(data, np.ndarray) else type(data).__name__
         raise DataError(f"{path}: CIFAR-10 batch data is {shape}; expected a uint8 (N, 3072) array")

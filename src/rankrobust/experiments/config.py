@@ -20,16 +20,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
-from rankrobust.configuration import brief, clip, closest, from_dict, require
+from rankrobust.configuration import brief, check_seed, closest, from_dict, require
 from rankrobust.data import DATASETS, dataset_info
 from rankrobust.data.files import read_regular
 from rankrobust.errors import ConfigError
 from rankrobust.interventions import INTERVENTIONS
+from rankrobust.methods import TrainingMethod
 from rankrobust.models import MODELS
-from rankrobust.models.registry import model_options, state_shapes
+from rankrobust.models.registry import meta_model, model_options, state_shapes
+from rankrobust.strict_yaml import load_yaml
 from rankrobust.training.config import TrainConfig
+from rankrobust.work_args import DEFAULT_MAX_RUNS, check_levels  # only --max-runs raises the cap
 
 AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
 
@@ -55,9 +56,12 @@ class AttackSpec:
         require(self.n is None or self.n >= 1, f"{where}.n: must be ≥ 1, got {self.n}")
         eps = list(self.epsilons)
         require(len(eps) > 0, f"{where}.epsilons: list at least one budget")
+        check_levels(eps, f"{where}.epsilons")
         require(all(e >= 0 and math.isfinite(e) for e in eps),
                f"{where}.epsilons: budgets must be finite numbers ≥ 0, got {eps}")
         require(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
+        if "seed" in self.options:
+            check_seed(self.options["seed"], f"{where}.options.seed")
 
 
 @dataclass
@@ -79,12 +83,15 @@ class InterventionSpec:
         require(self.kind in INTERVENTIONS, f"{where}.kind: unknown intervention {self.kind!r}"
                 f"{closest(self.kind, list(INTERVENTIONS))}; choose from {', '.join(INTERVENTIONS)}")
         keeps = list(self.keeps)
+        check_levels(keeps, f"{where}.keeps")
         require(len(keeps) > 0 and all(math.isfinite(k) and 0 < k <= 1 for k in keeps),
                 f"{where}.keeps: shares in (0, 1], got {keeps}")
         require(len(set(keeps)) == len(keeps), f"{where}.keeps: duplicate shares in {keeps}")
         require(math.isfinite(self.eps) and self.eps >= 0, f"{where}.eps: a budget ≥ 0, got {self.eps}")
         require(not self.per_layer or INTERVENTIONS[self.kind].per_layer,
                 f"{where}.per_layer: {self.kind!r} has no per-layer form")
+        if "seed" in self.options:
+            check_seed(self.options["seed"], f"{where}.options.seed")
 
 
 @dataclass
@@ -189,12 +196,17 @@ class RunConfig:
                 )
         info = dataset_info(self.dataset)  # sizes checked on the meta device: no memory spent
         state_shapes(self.model, info.in_shape, info.num_classes, **self.model_options)
+        method = self.train.method
+        if hasattr(method, "layers") or type(method).check_model is not TrainingMethod.check_model:
+            # a method that would change nothing is refused before any run starts
+            meta = meta_model(self.model, info.in_shape, info.num_classes, **self.model_options)
+            try:
+                method.check_model(meta)
+            except ConfigError as exc:
+                raise ConfigError(f"train.method: {exc}") from None
 
 
-DEFAULT_MAX_RUNS = 5_000  # a study file may raise it with ``max_runs: N``
-MAX_SEED = 2**63 - 1  # seeds are stored as SQLite INTEGER (signed 64 bit)
 MAX_STUDY_BYTES = 256 * 1024  # a study file is a few KB; parsing is ~4 µs/byte
-MAX_YAML_DEPTH = 32
 
 
 @dataclass
@@ -207,7 +219,9 @@ class StudyConfig:
     grid: dict[str, list[Any]] = field(default_factory=dict)
     variants: tuple[dict[str, Any], ...] = ()
     per_model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    max_runs: int = DEFAULT_MAX_RUNS  # refuse a study that expands to more runs
+    # refuse a study that expands to more runs; a study file can only lower the command line's
+    # cap (see rankrobust.experiments.grid.run_cap), never raise it
+    max_runs: int = DEFAULT_MAX_RUNS
 
 
 STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options", "max_runs")
@@ -253,10 +267,10 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     name = data.get("name", default_name)
     require(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {brief(name)}")
     seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or any(
-        isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds
-    ):
-        raise ConfigError(f"seeds: expected a non-empty list of integers in 0..2**63-1, got {brief(seeds)}")
+    require(isinstance(seeds, list) and bool(seeds),
+            f"seeds: expected a non-empty list of integers in 0..2**63-1, got {brief(seeds)}")
+    for seed in seeds:
+        check_seed(seed, "seeds")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds: duplicate seeds in {brief(seeds)}")
     max_runs = data.get("max_runs", DEFAULT_MAX_RUNS)
@@ -295,59 +309,6 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs)
 
 
-_SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, nesting capped
-
-
-class StrictLoader(_SafeLoader):  # type: ignore[misc]
-    """PyYAML's SafeLoader without aliases (``*name``), duplicate keys or merge keys (``<<``),
-    and with nesting capped at :data:`MAX_YAML_DEPTH` (each refusal a ``yaml.YAMLError`` with
-    its line). An alias is a node reached twice in the composed document, so a "billion laughs"
-    file is refused before it is expanded.
-    """
-
-    def construct_document(self, node: yaml.Node) -> Any:
-        seen: set[int] = set()
-        stack: list[tuple[yaml.Node, int]] = [(node, 1)]
-        while stack:
-            current, depth = stack.pop()
-            if id(current) in seen:
-                raise yaml.composer.ComposerError(
-                    None, None, "aliases (*name) are not allowed", current.start_mark
-                )
-            seen.add(id(current))
-            if depth > MAX_YAML_DEPTH:
-                raise yaml.composer.ComposerError(
-                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", current.start_mark
-                )
-            if isinstance(current, yaml.SequenceNode):
-                stack.extend((child, depth + 1) for child in current.value)
-            elif isinstance(current, yaml.MappingNode):
-                for key, value in current.value:
-                    stack += [(key, depth + 1), (value, depth + 1)]
-        return super().construct_document(node)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise yaml.constructor.ConstructorError(
-                    None, None, "merge keys (<<) are not allowed", key_node.start_mark
-                )
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-                seen.add(key)
-            except TypeError:
-                raise yaml.constructor.ConstructorError(
-                    None, None, "a mapping key must be a plain value", key_node.start_mark
-                ) from None
-            if duplicate:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key {brief(key)}", key_node.start_mark
-                )
-        return super().construct_mapping(node, deep=deep)
-
-
 def _check_plain(value: Any, where: str) -> None:
     """ConfigError naming the dotted path of the first value that is not plain JSON-like data."""
     if isinstance(value, dict):
@@ -368,17 +329,7 @@ def _check_plain(value: Any, where: str) -> None:
 
 def parse_study_yaml(text: str, where: str) -> Any:
     """The plain data of a study file's text (see the module docstring); ConfigError otherwise."""
-    try:
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - StrictLoader is a SafeLoader
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f" (line {mark.line + 1})" if mark is not None else ""
-        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
-        raise ConfigError(f"{where}: invalid YAML{line}: {clip(problem)}") from None
-    except RecursionError:
-        raise ConfigError(f"{where}: invalid YAML: nested too deeply") from None
-    except ValueError as exc:  # e.g. an integer literal of thousands of digits
-        raise ConfigError(f"{where}: invalid YAML: {clip(str(exc), 120)}") from None
+    data = load_yaml(text, where)
     if data is None or data == {}:
         raise ConfigError(f"{where}: the study file is empty (write at least a 'name:' or a 'grid:')")
     try:

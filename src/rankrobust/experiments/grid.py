@@ -22,6 +22,7 @@ from typing import Any
 from rankrobust.configuration import to_dict
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import (
+    DEFAULT_MAX_RUNS,
     EXECUTION_FIELDS,
     STUDY_KEYS,
     RunConfig,
@@ -101,18 +102,36 @@ def count_runs(study: StudyConfig) -> int:
     return total
 
 
-def expand(study: StudyConfig) -> list[RunConfig]:
+def run_cap(study: StudyConfig, max_runs: int | None = None) -> int:
+    """The most runs ``study`` may expand to: ``max_runs`` (the command line's ``--max-runs``,
+    default :data:`~rankrobust.experiments.config.DEFAULT_MAX_RUNS`), lowered, never raised,
+    by the study's own ``max_runs``: a file shared by someone else cannot lift the cap."""
+    cap = DEFAULT_MAX_RUNS if max_runs is None else max_runs
+    if isinstance(cap, bool) or not isinstance(cap, int) or cap < 1:
+        raise ConfigError(f"--max-runs must be an integer ≥ 1, got {cap!r}")
+    return min(cap, study.max_runs)
+
+
+def check_count(study: StudyConfig, max_runs: int | None = None) -> int:
+    """:func:`count_runs` of ``study``; ConfigError, before anything is expanded, when it
+    exceeds :func:`run_cap`."""
+    count, cap = count_runs(study), run_cap(study, max_runs)
+    if count > cap:
+        raise ConfigError(
+            f"the study expands to {count:,} runs, more than max_runs = {cap:,}; shrink the "
+            "grid or pass --max-runs N (a study's own max_runs can only lower the cap)"
+        )
+    return count
+
+
+def expand(study: StudyConfig, max_runs: int | None = None) -> list[RunConfig]:
     """All distinct runs of ``study``, in file order (variants, grid points, then seeds).
 
     Raises ConfigError naming the dotted path and, for grid points, the run's label; and, before
-    expanding anything, when :func:`count_runs` exceeds the study's ``max_runs``.
+    expanding anything, when :func:`count_runs` exceeds :func:`run_cap` (``max_runs`` is the
+    command line's cap).
     """
-    count = count_runs(study)
-    if count > study.max_runs:
-        raise ConfigError(
-            f"the study expands to {count:,} runs, more than max_runs = {study.max_runs:,}; "
-            "shrink the grid or raise 'max_runs:' in the study file"
-        )
+    check_count(study, max_runs)
     variants = list(study.variants) or [{"name": ""}]
     runs: list[RunConfig] = []
     seen: set[str] = set()

@@ -318,9 +318,12 @@ class ResultsStore:
     for how a foreign database is refused.
     """
 
-    def __init__(self, path: str | os.PathLike[str], readonly: bool = False) -> None:
+    def __init__(self, path: str | os.PathLike[str], readonly: bool = False,
+                 touch_nothing: bool = False) -> None:
         self.path = Path(path)
-        self.readonly = readonly
+        self.readonly = readonly or touch_nothing
+        readonly = self.readonly
+        self._touch_nothing = touch_nothing
         con: sqlite3.Connection | None = None
         try:
             fresh = inspect_database(self.path, readonly)
@@ -355,9 +358,12 @@ class ResultsStore:
             raise
 
     def _connect_readonly(self) -> sqlite3.Connection:
+        """Read-only; with ``touch_nothing`` (dry runs) or an unwritable folder and no
+        ``-wal``/``-shm`` beside the file (so no writer is active), SQLite's ``immutable``
+        mode, which creates no ``-wal``/``-shm`` files either."""
         folder = self.path.resolve().parent
         side_files = any(Path(f"{self.path}{s}").exists() for s in ("-wal", "-shm"))
-        if not side_files and not os.access(folder, os.W_OK):  # nobody can be writing it
+        if not side_files and (self._touch_nothing or not os.access(folder, os.W_OK)):
             return sqlite3.connect(_uri(self.path, immutable="1"), uri=True, isolation_level=None)
         return sqlite3.connect(_uri(self.path, mode="ro"), uri=True, timeout=30.0, isolation_level=None)
 

@@ -24,11 +24,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.config import StudyConfig, study_from_dict
+from rankrobust.experiments.config import (
+    DEFAULT_MAX_RUNS,
+    StudyConfig,
+    parse_study_yaml,
+    study_from_dict,
+)
 from rankrobust.experiments.sweep import SweepSummary, run_sweep
 
 SCALES = ("smoke", "small", "paper", "full")
@@ -50,8 +53,8 @@ def load_preset(scale: str) -> dict[str, Any]:
     if scale not in SCALES:
         raise ConfigError(f"unknown scale {scale!r}{closest(scale, list(SCALES))}; "
                           f"choose from {', '.join(SCALES)}")
-    with open(PRESET_DIR / f"{scale}.yaml", encoding="utf-8") as fh:
-        data = yaml.safe_load(fh)
+    path = PRESET_DIR / f"{scale}.yaml"
+    data = parse_study_yaml(path.read_text(encoding="utf-8"), f"preset {scale}")
     if not isinstance(data, dict):
         raise ConfigError(f"preset {scale}: expected a mapping")
     return data
@@ -95,16 +98,21 @@ def reproduce_study(
     dataset: str | None = None,
     seeds: int | None = None,
     data_dir: str | os.PathLike[str] | None = None,
+    max_runs: int | None = None,
 ) -> StudyConfig:
-    """The study of ``scale`` on ``dataset`` with seeds 0..``seeds``−1 (see module docstring)."""
+    """The study of ``scale`` on ``dataset`` with seeds 0..``seeds``−1 (see module docstring);
+    a seed count beyond the run cap (``max_runs``, :func:`~rankrobust.experiments.grid.run_cap`)
+    is refused before any list is built."""
     data = copy.deepcopy(load_preset(scale))
     dataset = dataset or DEFAULT_DATASET[scale]
     if dataset not in DATASETS:
         raise ConfigError(f"unknown dataset {dataset!r}{closest(dataset, list(DATASETS))}; "
                           f"choose from {', '.join(DATASETS)}")
     if seeds is not None:
-        if seeds < 1:
-            raise ConfigError(f"--seeds must be ≥ 1, got {seeds}")
+        cap = DEFAULT_MAX_RUNS if max_runs is None else max_runs
+        if seeds < 1 or seeds > cap:
+            raise ConfigError(f"--seeds must be in 1..{cap:,} (the run cap; --max-runs raises "
+                              f"it), got {seeds}")
         data["seeds"] = list(range(seeds))
     data["dataset"] = dataset
     data["name"] = f"{data.get('name', 'reproduce')}-{dataset}"
@@ -130,13 +138,16 @@ def run_reproduce(
     stack: bool = False,
     max_stack: int | None = None,
     command: str | None = None,
+    max_runs: int | None = None,
+    max_hours: float | None = None,
 ) -> SweepSummary:
     """Run (or resume) the study of ``scale`` into ``out/results.sqlite``; its sweep summary.
 
     ``stack``/``max_stack``: train compatible runs as stacked models (see
-    :func:`~rankrobust.experiments.sweep.run_sweep`). The report
-    (``rankrobust.report.build_report``) is built from that database by the caller.
+    :func:`~rankrobust.experiments.sweep.run_sweep`), as are ``max_runs`` and ``max_hours``.
+    The report (``rankrobust.report.build_report``) is built from that database by the caller.
     """
-    study = reproduce_study(scale, dataset, seeds, data_dir)
+    study = reproduce_study(scale, dataset, seeds, data_dir, max_runs)
     return run_sweep(study, out=out, executor=executor, workers=workers, address=address,
-                     progress=progress, stack=stack, max_stack=max_stack, command=command)
+                     progress=progress, stack=stack, max_stack=max_stack, command=command,
+                     max_runs=max_runs, max_hours=max_hours)

@@ -41,6 +41,7 @@ from pathlib import Path
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
+from rankrobust.experiments.estimate import study_work
 from rankrobust.experiments.executors import ClusterLostError, Executor, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.provenance import finish_record, session_record
@@ -49,6 +50,7 @@ from rankrobust.experiments.store import SESSION_PREFIX, ResultsStore, inspect_d
 from rankrobust.models import state_shapes
 from rankrobust.progress import Progress
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
+from rankrobust.work import check_work
 
 DB_NAME = "results.sqlite"
 MAX_ATTEMPTS = 3  # submits per session of a task lost with its node or worker
@@ -142,6 +144,17 @@ def check_models(configs: list[RunConfig]) -> None:
             raise ConfigError(f"model_options: {exc}{label}") from None
 
 
+def check_study(study: StudyConfig, max_runs: int | None = None, max_hours: float | None = None,
+                workers: int = 1) -> list[RunConfig]:
+    """The runs of ``study`` after every check made before anything is written: the run cap
+    (``max_runs``), each run's config and model size, and the estimated work of all runs
+    shared by ``workers`` against ``max_hours`` (:mod:`rankrobust.work`)."""
+    configs = expand(study, max_runs)
+    check_models(configs)
+    check_work(study_work(study.name, configs), max_hours, workers=workers)
+    return configs
+
+
 def plan(configs: list[RunConfig], store: ResultsStore, retry_failed: bool) -> list[RunConfig]:
     """The runs to execute now, in study order (see the module docstring)."""
     status = store.status_of([run_id(c) for c in configs])
@@ -215,6 +228,8 @@ def run_sweep(
     stack: bool = False,
     max_stack: int | None = None,
     command: str | None = None,
+    max_runs: int | None = None,
+    max_hours: float | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of ``study`` (a StudyConfig or a YAML path) and store results.
 
@@ -228,6 +243,10 @@ def run_sweep(
     :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
     docstring); results as without it, up to float rounding. ``command``: the command line
     stored in this session's provenance record (:mod:`rankrobust.experiments.provenance`).
+    ``max_runs`` caps the runs the study may expand to (:func:`~rankrobust.experiments.grid.
+    run_cap`); ``max_hours`` bounds the estimated work of all its runs, shared by ``workers``
+    (:mod:`rankrobust.work`). Both come from the command line, never from the study file, and
+    are checked before the database is touched.
 
     The executor is made (a Ray cluster joined) before the database is touched, so a cluster
     that cannot be reached leaves nothing written.
@@ -240,9 +259,9 @@ def run_sweep(
         study = load_study(study)
     out_dir = Path(out if out is not None else ".").resolve()
     db_path = Path(db) if db is not None else out_dir / DB_NAME
-    configs = [dataclasses.replace(c, output_dir=str(out_dir)) for c in expand(study)]
+    configs = [dataclasses.replace(c, output_dir=str(out_dir))
+               for c in check_study(study, max_runs, max_hours, workers)]
     ids = [run_id(c) for c in configs]
-    check_models(configs)
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
     try:

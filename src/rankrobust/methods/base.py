@@ -11,6 +11,13 @@ training run (the loop in ``rankrobust.training.loop`` calls them, in this order
                              #   prox_steps [prox(step, lr)] after each optimizer step,
                              #   final_steps [fn()] once after the last epoch
 
+A method that ends up changing nothing is an error, never a natural run stored under another
+label: parameters that would make it natural (a clean-loss weight of 1, β = 0) are refused when
+the method is built, and :meth:`TrainingMethod.check_model` refuses a model on which its layer
+selection selects nothing it acts on (the loop calls it before ``parametrize``; a study checks
+it on the meta device before any run starts). :meth:`TrainingMethod.passes` is the method's
+cost, in forward+backward passes per training example (``rankrobust.work``).
+
 Each hook returns fresh closures: per-run state (a cached polar factor, an accumulated
 threshold) lives in them, never in the frozen method. A loss term is a plain function; a term
 that acts only through a prox step returns its value detached (logged, no gradient). The loop
@@ -31,6 +38,7 @@ from torch import nn
 
 from rankrobust.configuration import closest, from_dict, require
 from rankrobust.errors import ConfigError
+from rankrobust.regularizers import select_weights
 
 Kind = Literal["natural", "adversarial", "regularized", "parametrized"]
 KINDS: tuple[str, ...] = ("natural", "adversarial", "regularized", "parametrized")
@@ -113,6 +121,20 @@ class TrainingMethod:
     stronger: ClassVar[int] = 1
 
     # -- hooks (defaults: no change to natural training) ----------------------------------
+    def check_model(self, model: nn.Module) -> None:
+        """ConfigError when this method would change nothing on ``model``. The default checks a
+        ``layers`` parameter: its pattern must select at least one Linear or Conv weight."""
+        layers = getattr(self, "layers", None)
+        if isinstance(layers, str):
+            try:
+                select_weights(model, layers)
+            except ConfigError as exc:
+                raise ConfigError(f"method {self.name!r}: {exc}; it would change nothing") from None
+
+    def passes(self) -> float:
+        """Forward+backward passes per training example and step (1: one clean pass)."""
+        return 1.0
+
     def parametrize(self, model: nn.Module) -> None:
         """Change the model's parametrization in place before the optimizer is built."""
 

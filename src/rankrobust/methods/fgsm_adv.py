@@ -43,7 +43,11 @@ class FGSMAdv(TrainingMethod):
 
     def __post_init__(self) -> None:
         check_budget(self.eps, self.warmup_epochs)
-        require(0 <= self.alpha <= 1, f"alpha must be in [0, 1], got {self.alpha}")
+        require(0 <= self.alpha < 1, f"alpha (the clean-loss weight) must be in [0, 1), got "
+                f"{self.alpha}; alpha = 1 would change nothing (natural training)")
+
+    def passes(self) -> float:
+        return 2.0  # the clean pass with its input gradient, then the perturbed one
 
     def objective(self, seed: int) -> Objective:
         eps0, alpha, warmup = self.eps, self.alpha, self.warmup_epochs
@@ -54,7 +58,7 @@ class FGSMAdv(TrainingMethod):
             eps = warmup_eps(eps0, warmup, info.progress)
             logits = model(x)  # (B, classes)
             loss = F.cross_entropy(logits, y)
-            if eps <= 0 or alpha >= 1:
+            if eps <= 0:
                 return loss, logits
             adv_loss = F.cross_entropy(model(fgsm_perturb(model, x, y, eps)), y)
             return alpha * loss + (1 - alpha) * adv_loss, logits

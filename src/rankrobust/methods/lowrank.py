@@ -26,8 +26,9 @@ from torch import nn
 from torch.nn.utils import parametrize as P
 
 from rankrobust.configuration import require
+from rankrobust.errors import ConfigError
 from rankrobust.methods.base import Penalty, StepInfo, TrainingMethod, finite_nonneg, register
-from rankrobust.regularizers import select_weights
+from rankrobust.regularizers import WeightRef, select_weights
 
 DEFAULT_RATIO = 0.25
 
@@ -99,16 +100,33 @@ class LowRank(TrainingMethod):
                 f"rank_ratio must be in (0, 1], got {self.rank_ratio}")
         finite_nonneg(self.ortho, "ortho")
 
-    def parametrize(self, model: nn.Module) -> None:
+    def targets(self, model: nn.Module) -> list[tuple[WeightRef, int]]:
+        """(weight, rank r) of every weight this method factorizes in ``model``; ConfigError
+        when there is none (the method would train a natural network under its label)."""
+        super().check_model(model)  # the layers pattern selects some weight
         output = select_weights(model, "all")[-1].module
+        chosen = []
         for ref in select_weights(model, self.layers):
             if ref.module is output and not self.factorize_output:
                 continue
             rows, cols = ref.shape
             r = layer_rank(rows, cols, self.rank, self.rank_ratio)
             if r < min(rows, cols):
-                P.register_parametrization(ref.module, ref.param,
-                                           Factorized(tuple(ref.parameter.shape), r))
+                chosen.append((ref, r))
+        if not chosen:
+            raise ConfigError(
+                f"method 'lowrank': layers {self.layers!r} selects no layer it would factorize "
+                "(the output layer stays full rank unless factorize_output; a layer whose rank "
+                f"r ≥ min(m, n) is left as it is); it would change nothing")
+        return chosen
+
+    def check_model(self, model: nn.Module) -> None:
+        self.targets(model)
+
+    def parametrize(self, model: nn.Module) -> None:
+        for ref, r in self.targets(model):
+            P.register_parametrization(ref.module, ref.param,
+                                       Factorized(tuple(ref.parameter.shape), r))
 
     def regularize(self, model: nn.Module) -> Penalty:
         if self.ortho <= 0:

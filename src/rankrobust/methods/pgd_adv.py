@@ -48,6 +48,9 @@ class PGDAdv(TrainingMethod):
     def __post_init__(self) -> None:
         check_budget(self.eps, self.warmup_epochs, self.steps, self.step_size)
 
+    def passes(self) -> float:
+        return float(self.steps) + 1.0  # the PGD steps, then the training pass
+
     def objective(self, seed: int) -> Objective:
         generator = torch.Generator().manual_seed(seed + SEED_OFFSET)
         eps0, steps, step_size0 = self.eps, self.steps, self.step_size

@@ -23,7 +23,7 @@ from rankrobust.methods.base import (
     StepInfo,
     TrainingMethod,
     check_budget,
-    finite_nonneg,
+    positive,
     register,
     warmup_eps,
 )
@@ -53,8 +53,11 @@ class Trades(TrainingMethod):
     warmup_epochs: int = 0
 
     def __post_init__(self) -> None:
-        finite_nonneg(self.beta, "beta")
+        positive(self.beta, "beta")  # β = 0 would change nothing (natural training)
         check_budget(self.eps, self.warmup_epochs, self.steps, self.step_size)
+
+    def passes(self) -> float:
+        return float(self.steps) + 2.0  # clean pass, PGD steps on the KL, the adversarial pass
 
     def objective(self, seed: int) -> Objective:
         generator = torch.Generator().manual_seed(seed + SEED_OFFSET)
@@ -67,7 +70,7 @@ class Trades(TrainingMethod):
             logits = model(x)  # (B, K)
             loss = F.cross_entropy(logits, y)
             eps = warmup_eps(eps0, warmup, info.progress)
-            if eps <= 0 or beta == 0:
+            if eps <= 0:
                 return loss, logits
             step_size = None if step_size0 is None else step_size0 * eps / eps0
             p_clean = F.softmax(logits.detach(), dim=1)

@@ -156,6 +156,22 @@ def _state_shapes(
     return {key: tuple(value.shape) for key, value in meta.state_dict().items()}
 
 
+def meta_model(name: str, in_shape: Sequence[int], num_classes: int, **options: Any) -> nn.Module:
+    """The network on PyTorch's meta device (shapes only: no memory, no compute), remembered per
+    arguments, for checks and estimates made before anything runs. Shared: do not modify it."""
+    key = repr((MODELS.get(name), name, tuple(in_shape), num_classes, sorted(options.items(), key=str)))
+    if key not in _META_MODELS:
+        state_shapes(name, in_shape, num_classes, **options)
+        if len(_META_MODELS) >= 64:
+            _META_MODELS.clear()
+        with torch.device("meta"):
+            _META_MODELS[key] = _construct(name, in_shape, num_classes, options)
+    return _META_MODELS[key]
+
+
+_META_MODELS: dict[str, nn.Module] = {}
+
+
 def build_model(
     name: str, in_shape: Sequence[int], num_classes: int, **options: Any
 ) -> nn.Module:

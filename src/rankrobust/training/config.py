@@ -6,11 +6,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-from rankrobust.configuration import require
+from rankrobust.configuration import check_seed, require
 from rankrobust.methods import TrainingMethod
 from rankrobust.methods.natural import Natural
-
-MAX_SEED = 2**63 - 1  # torch.manual_seed and SQLite INTEGER both stop here
 
 
 @dataclass
@@ -42,7 +40,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         require(self.epochs >= 1, f"epochs must be ≥ 1, got {self.epochs}")
-        require(0 <= self.seed <= MAX_SEED, f"seed must be in 0..2⁶³−1, got {self.seed}")
+        check_seed(self.seed, "seed")
         require(self.batch_size >= 1, f"batch_size must be ≥ 1, got {self.batch_size}")
         require(self.lr > 0 and math.isfinite(self.lr), f"lr must be > 0, got {self.lr}")
         require(0 <= self.momentum < 1, "momentum must be in [0, 1)")

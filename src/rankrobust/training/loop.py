@@ -89,6 +89,7 @@ def train(
     n = len(x_train)
     steps_per_epoch = math.ceil(n / config.batch_size)
     method = config.method
+    method.check_model(model)  # a method that would change nothing is an error
     method.parametrize(model)
     optimizer = make_optimizer(model, config)
     schedule = make_schedule(optimizer, config, steps_per_epoch)
