@@ -235,8 +235,10 @@ def apgd(
     n_targets: int = 9,
     bounds: Bounds = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    keep_adv: bool = True,
 ) -> AttackResult:
-    """APGD-CE / APGD-DLR / APGD-T (Croce & Hein 2020) at every ε in ``epsilons``."""
+    """APGD-CE / APGD-DLR / APGD-T (Croce & Hein 2020) at every ε in ``epsilons``
+    (``keep_adv=False``: no (K, N, ...) examples are kept, ``x_adv`` is None)."""
     norm = check_norm(norm)
     eps_list = check_epsilons(epsilons)
     check_apgd(loss, steps, restarts, n_targets)
@@ -244,4 +246,4 @@ def apgd(
     with eval_mode(model):
         attack_one = apgd_budgets(model, x, y, norm, loss, steps, restarts, n_targets, bounds,
                                   generator)
-        return ascending_budgets(x, y, eps_list, norm, attack_one)
+        return ascending_budgets(x, y, eps_list, norm, attack_one, keep_adv)
