@@ -5,12 +5,16 @@ holds by construction."""
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.overrides import TorchFunctionMode
 
 from rankrobust.attacks import autoattack
 from rankrobust.attacks.grid import bisect_budgets, descending_budgets, first_success
@@ -183,3 +187,90 @@ def test_curve_rows_follow_from_eps_min() -> None:
         for eps, acc in zip(curve.frame["epsilon"], curve.frame["robust_accuracy"], strict=True):
             assert acc == pytest.approx(float(np.mean(np.isnan(eps_min) | (eps_min > eps))))
         assert (eps_min[model(x).argmax(1).numpy() != y.numpy()] == 0).all()
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    from rankrobust.checkpoint import save_checkpoint
+    from rankrobust.models import ModelSpec
+
+    spec = ModelSpec("mlp", (1, 16, 16), 4, {"hidden": [8]})  # synthetic: 4 classes, 16×16
+    torch.manual_seed(0)
+    return save_checkpoint(tmp_path / "ck", spec.build(), spec, {"dataset": "synthetic"})
+
+
+def test_evaluate_grid_summary_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from rankrobust.cli.main import main
+    from rankrobust.robustness.summaries import summarize
+
+    argv = ["evaluate", str(_checkpoint(tmp_path)), "--attack", "autoattack", "--grid",
+            "--bisect", "2", "--eps", "0.05,0.1,0.15,0.2", "--n", "12", "--steps", "5",
+            "--queries", "20", "--no-sanity", "--summary", "--format", "json"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"curve", "summary", "eps_min"}
+    eps_min = np.array([math.nan if e is None else e for e in out["eps_min"]])
+    assert eps_min.shape == (12,)
+    curve = out["curve"]
+    assert [row["epsilon"] for row in curve] == [0.05, 0.1, 0.15, 0.2]
+    expected = summarize([r["epsilon"] for r in curve], [r["robust_accuracy"] for r in curve],
+                         curve[0]["clean_accuracy"], eps_min)
+    for key, value in expected.items():
+        got = out["summary"][key]
+        assert (got is None and not math.isfinite(value)) or got == pytest.approx(value)
+
+
+@pytest.mark.parametrize(("flags", "needle"), [
+    (["--attack", "pgd", "--grid"], "--grid applies to --attack autoattack only"),
+    (["--attack", "autoattack", "--bisect", "99"], "bisect: expected an integer in 0..20"),
+    (["--attack", "fgsm", "--summary", "--format", "csv"], "--summary needs --format table"),
+])
+def test_evaluate_grid_flags_refused_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], needle: str
+) -> None:
+    from rankrobust.cli.main import main
+
+    argv = ["evaluate", str(_checkpoint(tmp_path)), "--eps", "0.1", "--n", "4", "--no-sanity",
+            *flags]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("rankrobust: error: ") and err.count("\n") == 1 and needle in err, err
+
+
+class LargestTensor(TorchFunctionMode):
+    """Records the largest number of elements of any tensor a torch function returns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.numel())
+        return out
+
+
+@pytest.mark.parametrize(("attack", "options", "k"), [
+    ("fgsm", {}, 1000), ("pgd", {"steps": 2}, 100), ("apgd-ce", {"steps": 2}, 100),
+    ("square", {"n_queries": 2}, 100),
+    ("autoattack", {"steps": 2, "n_targets": 1, "n_queries": 2}, 100),
+    ("autoattack", {"steps": 2, "n_targets": 1, "n_queries": 2, "grid": True}, 100),
+])
+def test_curve_memory_does_not_grow_with_the_number_of_budgets(
+    attack: str, options: dict[str, Any], k: int
+) -> None:
+    """#22 §2: no tensor of a curve's making holds K × N × D numbers (N = 8 inputs of D = 16
+    pixels): the largest is at most a quarter of K·N·D (K·N booleans, a batch of inputs, FGSM's
+    1,024 forwarded points × D), counted per returned tensor, not timed. Keeping the examples
+    (the attacks' default) does make the (K, N, D) tensor, so the count sees it."""
+    model = small_net()
+    x, y = image_batch(8)
+    budgets = [0.2 * (j + 1) / k for j in range(k)]
+    with LargestTensor() as mode:
+        curve = robustness_curve(model, (x, y), attack, budgets, seed=0, **options)
+    assert len(curve.frame) == k
+    assert mode.largest <= k * 8 * 16 // 4, mode.largest
+    with LargestTensor() as kept:
+        autoattack(model, x, y, budgets[:50], steps=1, n_targets=1, n_queries=1)
+    assert kept.largest >= 50 * 8 * 16
