@@ -7,7 +7,9 @@ Tables (read back as pandas DataFrames by the methods of the same name):
   parameters as canonical JSON, equal to the config's ``train.method`` minus the name: see
   :meth:`ResultsStore.integrity_check`), seed, clean accuracy, timings, package versions, attempts;
 - ``epoch_metrics``: (run_id, epoch) → train/test loss and accuracy, lr, penalty, seconds;
-- ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns;
+- ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns of W and,
+  as ``delta_<metric>`` (in ``extra``), the same metrics of W − W₀ (weights minus their
+  initialization; all 0 at epoch 0; absent from runs recorded before they existed);
 - ``robustness``: (run_id, attack, norm, options, epsilon) → the fooling-ratio curve columns;
 - ``scalars``: (run_id, name) → value (``rho_adv``, ``final_test_acc``, ...);
 - ``spectra``: (run_id, layer, index) → singular value of the final model;
@@ -160,6 +162,8 @@ _STRUCTURE_RANGES = {
     "numerical_rank": NONNEG, "normalized_effective_rank": UNIT,
     "normalized_effective_sparsity": UNIT,
 }
+_W_RANGES = {**_STRUCTURE_RANGES, "nuclear_norm": NONNEG, "spectral_norm": NONNEG,
+              "frobenius_norm": NONNEG, "l1_norm": NONNEG}  # of W, and of W − W₀ as delta_*
 _ACCURACY_RANGES = {"clean_accuracy": UNIT, "robust_accuracy": UNIT, "fooling_ratio": UNIT,
                     "epsilon": NONNEG, "n": COUNT}
 VALUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -168,9 +172,8 @@ VALUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "epoch_metrics": {"epoch": NONNEG, "train_acc": UNIT, "test_acc": UNIT, "val_acc": UNIT,
                       "test_loss": NONNEG, "val_loss": NONNEG, "lr": NONNEG,
                       "epoch_seconds": NONNEG},
-    "structure": {"epoch": NONNEG, "rows": COUNT, "cols": COUNT, **_STRUCTURE_RANGES,
-                  "nuclear_norm": NONNEG, "spectral_norm": NONNEG, "frobenius_norm": NONNEG,
-                  "l1_norm": NONNEG},
+    "structure": {"epoch": NONNEG, "rows": COUNT, "cols": COUNT, **_W_RANGES,
+                  **{f"delta_{k}": v for k, v in _W_RANGES.items()}},
     "robustness": {**_ACCURACY_RANGES, "fooling_ratio_correct": UNIT},
     "spectra": {"index": NONNEG, "singular_value": NONNEG},
     "interventions": {**_ACCURACY_RANGES, **_STRUCTURE_RANGES, "keep": UNIT, "density": UNIT,
