@@ -37,8 +37,8 @@ def test_every_preset_expands_to_the_full_design(scale: str) -> None:
             if r.method in ("pgd-adv", "fgsm-adv", "trades"):
                 assert top == pytest.approx(r.train.method.eps)  # type: ignore[attr-defined]
             for item in r.evaluation.interventions:  # #18 item 5: a dense C5 keep grid
-                dense = sorted(k for k in item.keeps if k >= 0.8)
-                assert dense[0] == 0.8 and dense[-1] == 1.0
+                dense = sorted(k for k in item.keeps if k >= 0.84)
+                assert dense[0] == 0.84 and dense[-1] == 1.0
                 assert max(b - a for a, b in zip(dense, dense[1:])) <= 0.02 + 1e-9
         assert attacks == expected
         assert r.evaluation.deepfool and r.evaluation.spectra
