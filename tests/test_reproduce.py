@@ -36,10 +36,11 @@ def test_every_preset_expands_to_the_full_design(scale: str) -> None:
             assert sorted(aa.epsilons) == pytest.approx([top / 4, top / 2, 3 * top / 4, top])
             if r.method in ("pgd-adv", "fgsm-adv", "trades"):
                 assert top == pytest.approx(r.train.method.eps)  # type: ignore[attr-defined]
-            for item in r.evaluation.interventions:  # #18 item 5: a dense C5 keep grid
+            for item in r.evaluation.interventions if r.method == "natural" else ():
+                # #18 item 5: a dense keep grid where C5 truncates (natural nets)
                 dense = sorted(k for k in item.keeps if k >= 0.84)
                 assert dense[0] == 0.84 and dense[-1] == 1.0
-                assert max(b - a for a, b in zip(dense, dense[1:])) <= 0.02 + 1e-9
+                assert max(b - a for a, b in zip(dense, dense[1:], strict=False)) <= 0.02 + 1e-9
         assert attacks == expected
         assert r.evaluation.deepfool and r.evaluation.spectra
     # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks;
