@@ -42,8 +42,9 @@ attacks only the inputs broken at the next larger one (ℓ∞ balls nest: an inp
 ε resists at every smaller budget). The largest budget's row is then exactly AutoAttack at that
 budget alone, and the grid costs ≈ one AutoAttack at its largest budget plus one APGD run per
 broken input (:mod:`rankrobust.attacks.grid`; benchmarks/bench_eps_grid.py). ``bisect=t``
-narrows each input's minimal budget ``eps_min`` by t bisection steps with APGD-CE → APGD-T
-between the smallest grid budget that broke it and the next smaller one.
+narrows each input's minimal budget ``eps_min`` by t bisection steps between the smallest budget
+that broke it and the next smaller one, with the members of the smaller budgets (APGD-CE →
+APGD-T with ``grid``; every member without).
 
 Shapes: returns :class:`EnsembleResult`: success (K, N), x_adv (K, N, C, H, W) (None with
 ``keep_adv=False``), broken_by (K, N) long (index into ``names``, −1 = unbroken), names
