@@ -4,6 +4,7 @@ stored as scalars, and databases made before the table."""
 from __future__ import annotations
 
 import math
+import re
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,20 @@ def test_study_runs_store_points_and_summaries(tmp_path: Path) -> None:
         clean = float(curve["clean_accuracy"].iloc[0])
         assert 0 <= mine["autoattack_inf_area"] <= clean
     assert isinstance(points, pd.DataFrame)
+
+
+@pytest.mark.parametrize(("attack", "options", "needle"), [
+    ("pgd", {"grid": True}, "attacks[0].options.grid: only autoattack takes it, not pgd"),
+    ("fgsm", {"bisect": 2}, "attacks[0].options.bisect: only autoattack takes it"),
+    ("autoattack", {"grid": "yes"}, "attacks[0].options.grid: true or false"),
+    ("autoattack", {"grid": True, "bisect": 21}, "attacks[0].options.bisect: an integer in 0..20"),
+    ("autoattack", {"bisect": True}, "attacks[0].options.bisect: an integer in 0..20"),
+])
+def test_grid_options_are_checked_with_the_study(attack: str, options: dict[str, Any],
+                                                 needle: str) -> None:
+    from rankrobust.errors import ConfigError
+
+    study = {**STUDY, "evaluation": {"n": 8, "attacks": [
+        {"attack": attack, "norm": "inf", "epsilons": [0.1], "options": options}]}}
+    with pytest.raises(ConfigError, match=re.escape(needle)):
+        expand(study_from_dict(study))

@@ -34,6 +34,9 @@ from rankrobust.training.config import TrainConfig
 AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
 
 
+GRID_OPTIONS = ("grid", "bisect")
+
+
 @dataclass
 class AttackSpec:
     """One robustness curve: ``attack`` at each budget ε in ``epsilons`` (ℓ_``norm`` ball)."""
@@ -58,6 +61,13 @@ class AttackSpec:
         require(all(e >= 0 and math.isfinite(e) for e in eps),
                f"{where}.epsilons: budgets must be finite numbers ≥ 0, got {eps}")
         require(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
+        for key in GRID_OPTIONS:  # the ε-grid schedule is AutoAttack's (attacks.autoattack)
+            require(key not in self.options or self.attack == "autoattack",
+                    f"{where}.options.{key}: only autoattack takes it, not {self.attack}")
+        grid, bisect = self.options.get("grid", False), self.options.get("bisect", 0)
+        require(isinstance(grid, bool), f"{where}.options.grid: true or false, got {brief(grid)}")
+        require(not isinstance(bisect, bool) and isinstance(bisect, int) and 0 <= bisect <= 20,
+                f"{where}.options.bisect: an integer in 0..20, got {brief(bisect)}")
 
 
 @dataclass
