@@ -27,8 +27,20 @@ def test_every_preset_expands_to_the_full_design(scale: str) -> None:
     for r in runs:
         attacks = {(a.attack, a.norm) for a in r.evaluation.attacks}
         expected = {("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf")}
-        if scale != "smoke":  # AutoAttack: at one ε on small and paper, three on full
+        if scale != "smoke":  # AutoAttack: the ε grid on small and paper, three ε on full
             expected.add(("autoattack", "inf"))
+        if scale in ("small", "paper"):  # #18: the ε-grid AutoAttack at ¼, ½, ¾, 1 × ε_train
+            (aa,) = [a for a in r.evaluation.attacks if a.attack == "autoattack"]
+            top = max(aa.epsilons)
+            assert aa.options.get("grid") is True
+            assert sorted(aa.epsilons) == pytest.approx([top / 4, top / 2, 3 * top / 4, top])
+            if r.method in ("pgd-adv", "fgsm-adv", "trades"):
+                assert top == pytest.approx(r.train.method.eps)  # type: ignore[attr-defined]
+            for item in r.evaluation.interventions if r.method == "natural" else ():
+                # #18 item 5: a dense keep grid where C5 truncates (natural nets)
+                dense = sorted(k for k in item.keeps if k >= 0.84)
+                assert dense[0] == 0.84 and dense[-1] == 1.0
+                assert max(b - a for a, b in zip(dense, dense[1:], strict=False)) <= 0.02 + 1e-9
         assert attacks == expected
         assert r.evaluation.deepfool and r.evaluation.spectra
     # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks;
@@ -54,7 +66,7 @@ def test_paper_preset_budgets_per_dataset() -> None:
     for run in fashion:
         assert run.evaluation.n >= 1000 and run.train.validation_size == 5000
         aa = [a for a in run.evaluation.attacks if a.attack == "autoattack"]
-        assert [a.epsilons for a in aa] == [(0.1,)]
+        assert [list(a.epsilons) for a in aa] == [pytest.approx([0.025, 0.05, 0.075, 0.1])]
         assert max(next(a for a in run.evaluation.attacks if a.attack == "pgd").epsilons) == 0.15
         if run.method in ("pgd-adv", "fgsm-adv", "trades"):
             assert run.train.method.eps == pytest.approx(0.1)  # type: ignore[attr-defined]

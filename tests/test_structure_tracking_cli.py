@@ -13,7 +13,7 @@ import torch
 
 from rankrobust.cli.main import main
 from rankrobust.models import build_model
-from rankrobust.structure import COLUMNS, analyze
+from rankrobust.structure import COLUMNS, DELTA_COLUMNS, analyze
 from rankrobust.training import TrainConfig, train
 from rankrobust.training.fit import fit, save_fit
 
@@ -35,7 +35,9 @@ def test_tracking_records_init_and_every_epoch(synthetic_data: tuple[Data, Data]
     at_init = analyze(model)
     result = train(model, train_data, test_data, _config(track=True))
     rows = pd.DataFrame(result.records["structure"])
-    assert set(rows.columns) == {*COLUMNS, "epoch"}
+    assert set(rows.columns) == {*COLUMNS, *DELTA_COLUMNS, "epoch"}  # W and W − W₀
+    assert (rows.loc[rows.epoch == 0, list(DELTA_COLUMNS)] == 0).all().all()
+    rows = rows[["epoch", *COLUMNS]]
     assert len(at_init) == 2  # hidden 16 → output: two Linear layers
     assert rows.groupby("epoch")["layer"].apply(list).to_dict() == {
         e: list(at_init["layer"]) for e in (0, 1, 2)

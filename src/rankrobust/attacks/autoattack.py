@@ -25,7 +25,8 @@ generator=torch.Generator().manual_seed(seed))``, ``apgd(..., loss="dlr-targeted
 Arguments: model, x (N, C, H, W) in bounds, y (N,) (true labels for robust accuracy; clean
 predictions for the fooling ratio), epsilons (K budgets), norm="inf", members=("apgd-ce",
 "apgd-t", "square") (any of MEMBERS, in order), steps=100 (APGD iterations per run, as in
-AutoAttack), restarts=1, n_targets=9, n_queries=2500, p_init=0.8 (Square), bounds=(0, 1), seed=0.
+AutoAttack), restarts=1, n_targets=9, n_queries=2500, p_init=0.8 (Square), bounds=(0, 1), seed=0,
+grid=False, bisect=0 (0..20), keep_adv=True.
 
 Budget choice: Square gets 2500 queries, half of AutoAttack's 5000, so that the ensemble with
 AutoAttack's 100-step APGD-CE / APGD-T costs less than torchattacks' AutoAttack (which runs its
@@ -35,8 +36,20 @@ torchattacks' Square at 5000 there). Our Square never queries an unchanged point
 AutoAttack's copy does for ~30 % of its queries (measured on a PGD-trained LeNet-5, ε = 0.3), so
 2500 of ours are worth ≈ 3600 of AutoAttack's. ``n_queries=5000`` gives AutoAttack's budget.
 
-Shapes: returns :class:`EnsembleResult`: success (K, N), x_adv (K, N, C, H, W), broken_by (K, N)
-long (index into ``names``, −1 = unbroken) and names ("clean", *members).
+ε grid (``grid=True``, what studies evaluate with): budgets run from the largest down, APGD-CE →
+APGD-T at every budget and Square only at the largest, on its survivors; a smaller budget
+attacks only the inputs broken at the next larger one (ℓ∞ balls nest: an input that resists at
+ε resists at every smaller budget). The largest budget's row is then exactly AutoAttack at that
+budget alone, and the grid costs ≈ one AutoAttack at its largest budget plus one APGD run per
+broken input (:mod:`rankrobust.attacks.grid`; benchmarks/bench_eps_grid.py). ``bisect=t``
+narrows each input's minimal budget ``eps_min`` by t bisection steps between the smallest budget
+that broke it and the next smaller one, with the members of the smaller budgets (APGD-CE →
+APGD-T with ``grid``; every member without).
+
+Shapes: returns :class:`EnsembleResult`: success (K, N), x_adv (K, N, C, H, W) (None with
+``keep_adv=False``), broken_by (K, N) long (index into ``names``, −1 = unbroken), names
+("clean", *members) and eps_min (N,) float64: the smallest budget that broke each input (0:
+misclassified as it is; NaN: never broken), refined by bisection when ``bisect`` > 0.
 
 Example::
 
@@ -66,6 +79,7 @@ from rankrobust.attacks.base import (
     predict,
     prepare,
 )
+from rankrobust.attacks.grid import bisect_budgets, descending_budgets, first_success
 from rankrobust.attacks.square import check_square, square_budgets
 from rankrobust.errors import ConfigError
 
@@ -108,6 +122,8 @@ MEMBERS: dict[str, Member] = {
 }
 STANDARD = ("apgd-ce", "apgd-t", "square")
 MIN_CLASSES = {"apgd-ce": 2, "apgd-dlr": 3, "apgd-t": 4, "square": 2}  # fewer: the member is skipped
+TOP_ONLY = frozenset({"square"})  # with grid=True: run at the largest budget only
+MAX_BISECT = 20  # ε resolution (ε_k − ε_{k−1})/2^20: below float32 noise of any image budget
 
 
 @dataclass(repr=False)  # AttackResult's summary, not the tensors
@@ -117,6 +133,7 @@ class EnsembleResult(AttackResult):
 
     broken_by: torch.Tensor
     names: tuple[str, ...]
+    eps_min: torch.Tensor | None = None  # (N,) float64: smallest budget that broke each input
 
     def counts(self) -> list[dict[str, int]]:
         """Per budget (in the given order), the number of inputs each member broke."""
@@ -139,11 +156,17 @@ def autoattack(
     p_init: float = 0.8,
     bounds: Bounds = (0.0, 1.0),
     seed: int = 0,
+    grid: bool = False,
+    bisect: int = 0,
+    keep_adv: bool = True,
 ) -> EnsembleResult:
     """AutoAttack (Croce & Hein 2020; "standard" without FAB-T, Square at ``n_queries``) at every
-    ε in ``epsilons``."""
+    ε in ``epsilons``; ``grid``: the ε-grid schedule, ``bisect``: steps refining ``eps_min``
+    (module docstring)."""
     norm = check_norm(norm)
     eps_list = check_epsilons(epsilons)
+    if isinstance(bisect, bool) or not isinstance(bisect, int) or not 0 <= bisect <= MAX_BISECT:
+        raise ConfigError(f"bisect: expected an integer in 0..{MAX_BISECT}, got {bisect!r}")
     unknown = [m for m in members if m not in MEMBERS]
     if unknown or not members or len(set(members)) != len(members):
         raise ConfigError(f"members: expected distinct names from {', '.join(MEMBERS)}, "
@@ -179,6 +202,15 @@ def autoattack(
             if k_classes >= MIN_CLASSES[m] else skipped
             for m in members
         ]
-        result, broken_by = ensemble_budgets(x, y, eps_list, norm, runs)
-    return EnsembleResult(result.epsilons, norm, result.success, result.x_adv, broken_by,
-                          ("clean", *members))
+        names = ("clean", *members)
+        top_only = {i for i, m in enumerate(names) if m in TOP_ONLY} if grid else set()
+        if grid:
+            result, broken_by = descending_budgets(x, y, eps_list, norm, runs, top_only, keep_adv)
+        else:
+            result, broken_by = ensemble_budgets(x, y, eps_list, norm, runs, keep_adv)
+        eps_min = torch.where(wrong, 0.0, first_success(result.success, eps_list))
+        if bisect:
+            eps_min = bisect_budgets(x, y, eps_list, eps_min,
+                                     [r for i, r in enumerate(runs) if i not in top_only], bisect)
+    return EnsembleResult(result.epsilons, norm, result.success, result.x_adv, broken_by, names,
+                          eps_min)

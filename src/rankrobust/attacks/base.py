@@ -194,13 +194,14 @@ class AttackResult:
     """Outcome of a fixed-budget attack at K budgets on N inputs.
 
     ``epsilons`` (K,) as given; ``success`` (K, N) bool; ``x_adv`` (K, N, ...) with
-    ‖x_adv[k] − x‖_norm ≤ ε_k and x_adv within the bounds.
+    ‖x_adv[k] − x‖_norm ≤ ε_k and x_adv within the bounds, or None when the attack was called
+    with ``keep_adv=False`` (then its memory does not grow with K beyond the (K, N) booleans).
     """
 
     epsilons: list[float]
     norm: str
     success: torch.Tensor
-    x_adv: torch.Tensor
+    x_adv: torch.Tensor | None
 
     def success_rate(self) -> torch.Tensor:
         """Share of successful inputs per budget, (K,)."""
@@ -255,7 +256,9 @@ def _short(values: Sequence[float], limit: int = 6) -> str:
     return f"[{shown}{more}]"
 
 
-def _shape(t: torch.Tensor) -> str:
+def _shape(t: torch.Tensor | None) -> str:
+    if t is None:
+        return "None"
     return f"<{'×'.join(map(str, t.shape))} {str(t.dtype).removeprefix('torch.')}>"
 
 
@@ -267,14 +270,15 @@ SingleBudget = Callable[
 
 
 def ascending_budgets(
-    x: torch.Tensor, y: torch.Tensor, epsilons: list[float], norm: str, attack_one: SingleBudget
+    x: torch.Tensor, y: torch.Tensor, epsilons: list[float], norm: str, attack_one: SingleBudget,
+    keep_adv: bool = True,
 ) -> AttackResult:
     """Run ``attack_one`` for each ε in ascending order, only on inputs not yet fooled.
 
     An input fooled at ε_j is fooled at every ε_k ≥ ε_j by the same adversarial example (it lies
     in the larger ball), so it costs no further work: success[k] = OR over ε_j ≤ ε_k.
     """
-    return ensemble_budgets(x, y, epsilons, norm, [attack_one])[0]
+    return ensemble_budgets(x, y, epsilons, norm, [attack_one], keep_adv)[0]
 
 
 def ensemble_budgets(
@@ -283,6 +287,7 @@ def ensemble_budgets(
     epsilons: list[float],
     norm: str,
     members: Sequence[SingleBudget],
+    keep_adv: bool = True,
 ) -> tuple[AttackResult, torch.Tensor]:
     """Budgets in ascending order; at each, the ``members`` in turn, each only on the inputs
     that no earlier member (and no smaller budget) has fooled.
@@ -291,15 +296,16 @@ def ensemble_budgets(
     input i at budget ε_k, either at ε_k or at the smallest ε_j < ε_k where it was fooled (its
     example is reused, it lies in the larger ball); −1 where no member fooled it. An input never
     fooled keeps, as x_adv[k], the last member's output. With one member this is
-    :func:`ascending_budgets`.
+    :func:`ascending_budgets`. With ``keep_adv=False`` no (K, N, ...) tensor is made and the
+    result's ``x_adv`` is None: memory is O(N·D + K·N) whatever the number of budgets K.
     """
     n, k_count = x.shape[0], len(epsilons)
     success = torch.zeros(k_count, n, dtype=torch.bool, device=x.device)
     broken_by = torch.full((k_count, n), -1, dtype=torch.long, device=x.device)
-    x_adv = x.expand(k_count, *x.shape).clone()  # (K, N, ...)
+    x_adv = x.expand(k_count, *x.shape).clone() if keep_adv else None  # (K, N, ...)
     fooled = torch.zeros(n, dtype=torch.bool, device=x.device)
     by = torch.full((n,), -1, dtype=torch.long, device=x.device)
-    found = x.clone()
+    found = x.clone() if keep_adv else x
     for k in sorted(range(k_count), key=lambda i: epsilons[i]):
         before = fooled.clone()
         todo = (~fooled).nonzero().squeeze(1)
@@ -307,11 +313,15 @@ def ensemble_budgets(
             if not len(todo):
                 break
             xa, hit = attack_one(x[todo], y[todo], epsilons[k], todo)
-            x_adv[k, todo] = xa
+            if x_adv is not None:
+                x_adv[k, todo] = xa
             new = todo[hit]
-            fooled[new], by[new], found[new] = True, m, xa[hit]
+            fooled[new], by[new] = True, m
+            if x_adv is not None:
+                found[new] = xa[hit]
             todo = todo[~hit]
-        x_adv[k, before] = found[before]  # fooled at a smaller budget: reuse that example
+        if x_adv is not None:
+            x_adv[k, before] = found[before]  # fooled at a smaller budget: reuse that example
         success[k], broken_by[k] = fooled, by
     return AttackResult(list(epsilons), norm, success, x_adv), broken_by
 

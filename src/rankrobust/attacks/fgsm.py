@@ -10,14 +10,15 @@ cross the boundary iff ε > margin/‖Δw‖₁ (ℓ∞) or margin/‖Δw‖₂ 
 Arguments: model, x (N, C, H, W) in bounds, y (N,), epsilons (list of K budgets), norm,
 bounds=(0, 1), batch_size=1024 (points per forward).
 
-Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W).
+Shapes: returns AttackResult with success (K, N) and x_adv (K, N, C, H, W) (None with keep_adv=False).
 
 The gradient is computed once; the K·N points x_ik = clip(x_i + ε_k·d_i) are classified in one
 batched forward (``batch_size`` points at a time). As with every fixed-budget attack here, an
 input fooled at a smaller ε keeps that adversarial example at larger ε: with the budgets sorted,
 j_i = the first one whose point fools input i, success[k, i] = (ε_{j_i} ≤ ε_k) and
 x_adv[k, i] = x_{i, min(j_i, k)} (the FGSM point at ε_k when the input is never fooled up to ε_k).
-Cost: one forward + backward and K·N forwarded points.
+Cost: one forward + backward and K·N forwarded points, ``batch_size`` at a time (points are made
+per chunk of budgets, so without ``keep_adv`` memory does not grow with K beyond (K, N) booleans).
 
 Example::
 
@@ -54,8 +55,10 @@ def fgsm(
     norm: str = "inf",
     bounds: Bounds = (0.0, 1.0),
     batch_size: int = 1024,
+    keep_adv: bool = True,
 ) -> AttackResult:
-    """FGSM (ℓ∞) / FGM (ℓ2) at every ε in ``epsilons`` from a single input gradient."""
+    """FGSM (ℓ∞) / FGM (ℓ2) at every ε in ``epsilons`` from a single input gradient
+    (``keep_adv=False``: no (K, N, ...) examples are kept, ``x_adv`` is None)."""
     norm = check_norm(norm)
     eps = check_epsilons(epsilons)
     check_positive("batch_size", batch_size)
@@ -65,15 +68,25 @@ def fgsm(
         d = steepest_direction(input_gradient(model, x, y), norm)  # (N, ...) unit step
         order = torch.tensor(sorted(range(k_total), key=lambda i: eps[i]), device=x.device)
         grid = torch.tensor(eps, dtype=x.dtype, device=x.device)[order]  # (K,) ascending
-        points = torch.addcmul(x.unsqueeze(0), broadcast(grid, x.unsqueeze(0)), d.unsqueeze(0))
-        points.clamp_(*bounds)  # (K, N, ...) in sorted budget order
-        hits = predict(model, points.flatten(0, 1), batch_size).view(k_total, n) != y  # (K, N)
+
+        def points(values: torch.Tensor) -> torch.Tensor:  # (c,) budgets → (c, N, ...) clipped
+            return torch.addcmul(x.unsqueeze(0), broadcast(values, x.unsqueeze(0)),
+                                 d.unsqueeze(0)).clamp_(*bounds)
+
+        per_chunk = max(1, batch_size // max(n, 1))  # budgets per forward: memory O(batch_size·D)
+        hits = torch.cat([
+            predict(model, points(grid[i : i + per_chunk]).flatten(0, 1), batch_size)
+            .view(-1, n) != y for i in range(0, k_total, per_chunk)
+        ])  # (K, N) in sorted budget order
     # first fooling sorted position per input (K: none), then success and the example used
     pos = torch.arange(k_total, device=x.device)
     first = torch.where(hits, pos[:, None], k_total).amin(0)  # (N,)
     inverse = torch.empty_like(order)
     inverse[order] = pos  # given budget index → sorted position
     success = first[None, :] <= inverse[:, None]  # (K, N) in the given order
+    if not keep_adv:
+        return AttackResult(eps, norm, success, None)
     used = torch.minimum(first[None, :], inverse[:, None])  # (K, N) sorted position used
-    x_adv = points[used, torch.arange(n, device=x.device)]  # (K, N, ...)
+    scale = grid[used].view(k_total, n, *[1] * (x.ndim - 1))  # (K, N, 1, ...)
+    x_adv = torch.addcmul(x.unsqueeze(0), scale, d.unsqueeze(0)).clamp_(*bounds)  # (K, N, ...)
     return AttackResult(eps, norm, success, x_adv)

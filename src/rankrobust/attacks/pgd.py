@@ -64,8 +64,10 @@ def pgd(
     generator: torch.Generator | None = None,
     early_stop: bool = True,
     warm_start: bool = True,
+    keep_adv: bool = True,
 ) -> AttackResult:
-    """PGD (Madry et al. 2018) at every ε in ``epsilons``; keeps the highest-loss restart."""
+    """PGD (Madry et al. 2018) at every ε in ``epsilons``; keeps the highest-loss restart
+    (``keep_adv=False``: no (K, N, ...) examples are kept, ``x_adv`` is None)."""
     norm = check_norm(norm)
     eps_list = check_epsilons(epsilons)
     if steps < 1 or restarts < 1:
@@ -108,4 +110,4 @@ def pgd(
         return best_x, fooled
 
     with eval_mode(model):
-        return ascending_budgets(x, y, eps_list, norm, attack_one)
+        return ascending_budgets(x, y, eps_list, norm, attack_one, keep_adv)

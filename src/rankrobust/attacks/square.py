@@ -270,12 +270,14 @@ def square(
     p_init: float = 0.8,
     bounds: Bounds = (0.0, 1.0),
     generator: torch.Generator | None = None,
+    keep_adv: bool = True,
 ) -> AttackResult:
-    """Square Attack (Andriushchenko et al. 2020) at every ε in ``epsilons``."""
+    """Square Attack (Andriushchenko et al. 2020) at every ε in ``epsilons`` (``keep_adv=False``:
+    no (K, N, ...) examples are kept, ``x_adv`` is None)."""
     norm = check_norm(norm)
     eps_list = check_epsilons(epsilons)
     check_square(n_queries, p_init)
     x, y = prepare(model, x, y, bounds)
     with eval_mode(model):
         attack_one = square_budgets(model, x, y, norm, n_queries, p_init, bounds, generator)
-        return ascending_budgets(x, y, eps_list, norm, attack_one)
+        return ascending_budgets(x, y, eps_list, norm, attack_one, keep_adv)

@@ -139,8 +139,8 @@ class APGD(Attack):
         self.seed, self.loss = seed, loss
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return apgd(model, x, y, [self.eps], norm=self.norm, loss=self.loss, steps=self.steps,
-                    restarts=self.n_restarts, generator=_generator(self.seed)).x_adv[0]
+        return _only(apgd(model, x, y, [self.eps], norm=self.norm, loss=self.loss, steps=self.steps,
+                    restarts=self.n_restarts, generator=_generator(self.seed)).x_adv)
 
 
 class APGDT(Attack):
@@ -156,9 +156,9 @@ class APGDT(Attack):
         self.seed, self.n_classes = seed, int(n_classes)
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return apgd(model, x, y, [self.eps], norm=self.norm, loss="dlr-targeted",
+        return _only(apgd(model, x, y, [self.eps], norm=self.norm, loss="dlr-targeted",
                     steps=self.steps, restarts=self.n_restarts, n_targets=self.n_classes - 1,
-                    generator=_generator(self.seed)).x_adv[0]
+                    generator=_generator(self.seed)).x_adv)
 
 
 class Square(Attack):
@@ -175,8 +175,8 @@ class Square(Attack):
         self.norm, self.n_queries, self.p_init, self.seed = check_norm(norm), int(n_queries), p_init, seed
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return square(model, x, y, [self.eps], norm=self.norm, n_queries=self.n_queries,
-                      p_init=self.p_init, generator=_generator(self.seed)).x_adv[0]
+        return _only(square(model, x, y, [self.eps], norm=self.norm, n_queries=self.n_queries,
+                      p_init=self.p_init, generator=_generator(self.seed)).x_adv)
 
 
 class AutoAttack(Attack):
@@ -193,6 +193,12 @@ class AutoAttack(Attack):
         self.steps, self.n_queries = int(steps), int(n_queries)
 
     def attack(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return autoattack(model, x, y, [self.eps], norm=self.norm, steps=self.steps,
+        return _only(autoattack(model, x, y, [self.eps], norm=self.norm, steps=self.steps,
                           n_targets=max(self.n_classes - 1, 1), n_queries=self.n_queries,
-                          seed=0 if self.seed is None else int(self.seed)).x_adv[0]
+                          seed=0 if self.seed is None else int(self.seed)).x_adv)
+
+
+def _only(x_adv: torch.Tensor | None) -> torch.Tensor:
+    """The (N, ...) examples of the single budget (the attacks here keep them)."""
+    assert x_adv is not None, "the attack was asked to keep its adversarial examples"
+    return x_adv[0]

@@ -26,6 +26,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("checkpoint", metavar="CHECKPOINT",
                    help="model.safetensors, model.json or their folder (with --model-factory: the "
                    "weights file)")
+    p.add_argument("--init", metavar="CHECKPOINT", default=None,
+                   help="weights at initialization (same architecture, loaded like CHECKPOINT): "
+                   "also print the metrics of W − W₀ per layer as delta_* columns (a zero "
+                   "difference gives 0 throughout)")
     p.add_argument("--format", choices=["table", "csv", "json"], default="table")
     p.add_argument("--plot", metavar="DIR", default=None, help="write spectra.png and weight_histograms.png here")
     p.add_argument("--conv", default="reshape",
@@ -43,13 +47,28 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
     from rankrobust.device import resolve_device
-    from rankrobust.structure import CONV_MODES, METHODS, analyze, layer_matrices, spectra
+    from rankrobust.structure import (
+        CONV_MODES,
+        METHODS,
+        analyze,
+        analyze_delta,
+        layer_matrices,
+        snapshot,
+        spectra,
+    )
 
     check_choice("--conv", args.conv, CONV_MODES)
     check_choice("--method", args.method, METHODS)
     plot_dir = None if args.plot is None else output_dir(args.plot, "--plot")
-    model = load_model_for_cli(args, resolve_device(args.device)).network  # the weights, unwrapped
+    device = resolve_device(args.device)
+    model = load_model_for_cli(args, device).network  # the weights, unwrapped
     frame = analyze(model, args.conv, order=args.order, method=args.method)
+    if args.init is not None:
+        init = load_model_for_cli(argparse.Namespace(**{**vars(args), "checkpoint": args.init}),
+                                  device).network
+        delta = analyze_delta(model, snapshot(init, args.conv), args.conv, order=args.order,
+                              method=args.method)
+        frame = frame.merge(delta, on="layer", how="left", validate="one_to_one")
     emit_frame(frame, args.format)
     if plot_dir is not None:
         from rankrobust.cli.analyze_plots import write_plots  # heavy: imports matplotlib

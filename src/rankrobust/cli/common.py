@@ -141,11 +141,11 @@ def key_values(items: list[str], flag: str) -> dict[str, Any]:
             raise ConfigError(f"{flag} {item!r}: expected KEY=VALUE")
         if key in out:
             raise ConfigError(f"{flag} {key}: given twice")
-        out[key] = scalar(text.strip())
+        out[key] = scalar(text.strip(), flag)
     return out
 
 
-def scalar(text: str) -> Any:
+def scalar(text: str, where: str = "value") -> Any:
     """The typed value of one ``KEY=VALUE`` text (see :func:`key_values`)."""
     from rankrobust.errors import ConfigError as _Refused
     from rankrobust.strict_yaml import load_yaml
@@ -156,7 +156,7 @@ def scalar(text: str) -> Any:
         except ValueError:
             pass
     try:
-        value = load_yaml(text, "value") if text else ""
+        value = load_yaml(text, where) if text else ""
     except _Refused:
         return text
     if isinstance(value, (dict, list)) or value is None and text not in ("null", "~"):

@@ -1,7 +1,11 @@
 """``rankrobust evaluate``: a fooling-ratio curve of a saved checkpoint, with sanity warnings.
 
 ``--attack autoattack`` prints robust accuracy (true labels) and the fooling ratio per ε, plus a
-``broken_by`` column: how many inputs each member (clean, apgd-ce, apgd-t, square) broke."""
+``broken_by`` column: how many inputs each member (clean, apgd-ce, apgd-t, square) broke;
+``--grid`` runs it as the ε-grid AutoAttack (largest budget first, Square there only; ``--bisect``
+refines each input's minimal budget). ``--summary`` adds the curve's summaries (area, ε₅₀,
+ε_min quantiles: :mod:`rankrobust.robustness.summaries`) and, with ``--format json``, each
+input's ε_min: the output is then one object {"curve": [...], "summary": {...}, "eps_min": [...]}."""
 
 from __future__ import annotations
 
@@ -51,6 +55,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--restarts", type=int, default=None, help="random restarts of pgd/apgd")
     p.add_argument("--queries", type=int, default=None,
                    help="queries of square (default 5000; within autoattack 2500)")
+    p.add_argument("--grid", action="store_true",
+                   help="autoattack over the ε grid: largest budget first, APGD-CE → APGD-T at "
+                   "every budget, Square at the largest only; a smaller budget attacks only the "
+                   "inputs broken at the next larger one (≈ the cost of the largest budget)")
+    p.add_argument("--bisect", type=int, default=None, metavar="T",
+                   help="autoattack: refine each input's minimal budget by T bisection steps "
+                   "between grid budgets (0..20)")
+    p.add_argument("--summary", action="store_true",
+                   help="also print the curve's summaries: area (mean robust accuracy over "
+                   "[0, max ε], clean accuracy at ε 0), eps50 (where robust accuracy halves) and "
+                   "quantiles of the inputs' minimal budgets; with --format json, also every "
+                   "input's eps_min (null: never broken)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p.add_argument("--format", default="table", choices=["table", "csv", "json"])
@@ -78,6 +94,12 @@ def attack_options(args: argparse.Namespace) -> dict[str, Any]:
         if args.attack not in ("square", "autoattack"):
             raise ConfigError(f"--queries does not apply to --attack {args.attack}")
         options["n_queries"] = queries
+    for flag, key, value in (("--grid", "grid", getattr(args, "grid", False) or None),
+                             ("--bisect", "bisect", getattr(args, "bisect", None))):
+        if value is not None:
+            if args.attack != "autoattack":
+                raise ConfigError(f"{flag} applies to --attack autoattack only")
+            options[key] = value
     return options
 
 
@@ -136,7 +158,7 @@ def run(args: argparse.Namespace) -> int:
     from rankrobust.data import DATASETS
     from rankrobust.device import resolve_device
     from rankrobust.progress import Progress
-    from rankrobust.robustness import ATTACKS, fooling_ratio_curve, sanity_checks
+    from rankrobust.robustness import ATTACKS, robustness_curve, sanity_checks
 
     check_choice("--attack", args.attack, ATTACKS)
     if args.dataset is not None:
@@ -147,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--eps values must be non-negative")
     check_seed(args.seed, "--seed")
     check_levels(args.eps, "--eps")
+    if args.summary and args.format == "csv":
+        raise ConfigError("--summary needs --format table or json")
     options = attack_options(args)
     require_dataset(args)
     loaded = load_model_for_cli(args, resolve_device(args.device))
@@ -154,9 +178,10 @@ def run(args: argparse.Namespace) -> int:
     check_evaluation_work(args, loaded, x, y, options)
     with Progress(min(args.n, len(x)), f"evaluate {args.attack}", "inputs",
                   enabled=False if args.no_progress else None) as progress:
-        curve = fooling_ratio_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
-                                    batch_size=args.batch_size, n=args.n, seed=args.seed,
-                                    progress=progress.update, **options)
+        result = robustness_curve(loaded.model, (x, y), args.attack, args.eps, norm=args.norm,
+                                  batch_size=args.batch_size, n=args.n, seed=args.seed,
+                                  progress=progress.update, **options)
+    curve = result.frame
     warnings: list[str] = []
     if not args.no_sanity:  # further attacks: minutes on a large model
         with Progress(None, "evaluate: gradient-masking checks", enabled=False if args.no_progress else None):
@@ -164,7 +189,37 @@ def run(args: argparse.Namespace) -> int:
                                      n=args.n, seed=args.seed)
     settings = {**attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
                 **(loaded.adaptation or {})}
-    emit_frame(curve, args.format, extra={"settings": settings, "warnings": warnings})
+    if args.summary:
+        emit_summary(result, args.format, {"settings": settings, "warnings": warnings})
+    else:
+        emit_frame(curve, args.format, extra={"settings": settings, "warnings": warnings})
     for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     return 0
+
+
+def emit_summary(result: Any, fmt: str, extra: dict[str, Any]) -> None:
+    """The curve and its summaries: two tables, or one JSON object with every input's ε_min and
+    ``extra`` (the attack settings and masking warnings)."""
+    import json
+    import math
+
+    import pandas as pd
+
+    from rankrobust.robustness.summaries import summarize
+
+    frame = result.frame
+    summary = summarize(frame["epsilon"].tolist(), frame["robust_accuracy"].tolist(),
+                        float(frame["clean_accuracy"].iloc[0]), result.eps_min)
+    if fmt == "json":
+        def plain(v: float) -> float | None:
+            return float(v) if math.isfinite(v) else None
+
+        records = json.loads(frame.to_json(orient="records"))
+        print(json.dumps({"curve": records, "summary": {k: plain(v) for k, v in summary.items()},
+                          "eps_min": [plain(e) for e in result.eps_min], **extra}, indent=2,
+                         allow_nan=False))
+        return
+    emit_frame(frame, fmt)
+    print()
+    emit_frame(pd.DataFrame({"summary": list(summary), "value": list(summary.values())}), fmt)

@@ -35,6 +35,9 @@ from rankrobust.work_args import DEFAULT_MAX_RUNS, check_levels  # only --max-ru
 AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
 
 
+GRID_OPTIONS = ("grid", "bisect")
+
+
 @dataclass
 class AttackSpec:
     """One robustness curve: ``attack`` at each budget ε in ``epsilons`` (ℓ_``norm`` ball)."""
@@ -62,6 +65,13 @@ class AttackSpec:
         require(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
         if "seed" in self.options:
             check_seed(self.options["seed"], f"{where}.options.seed")
+        for key in GRID_OPTIONS:  # the ε-grid schedule is AutoAttack's (attacks.autoattack)
+            require(key not in self.options or self.attack == "autoattack",
+                    f"{where}.options.{key}: only autoattack takes it, not {self.attack}")
+        grid, bisect = self.options.get("grid", False), self.options.get("bisect", 0)
+        require(isinstance(grid, bool), f"{where}.options.grid: true or false, got {brief(grid)}")
+        require(not isinstance(bisect, bool) and isinstance(bisect, int) and 0 <= bisect <= 20,
+                f"{where}.options.bisect: an integer in 0..20, got {brief(bisect)}")
 
 
 @dataclass

@@ -39,7 +39,8 @@ from rankrobust.data import load_dataset
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import run_id as compute_run_id
 from rankrobust.interventions import intervention_table
-from rankrobust.robustness import fooling_ratio_curve, rho_adv, sanity_checks
+from rankrobust.robustness import rho_adv, robustness_curve, sanity_checks
+from rankrobust.robustness.summaries import summarize
 from rankrobust.structure import spectra
 from rankrobust.training.fit import FitResult
 from rankrobust.training.seeding import seed_everything
@@ -88,6 +89,7 @@ class RunResult:
     scalars: dict[str, float] = field(default_factory=dict)
     spectra: dict[str, list[float]] = field(default_factory=dict)  # layer → σ₁ ≥ σ₂ ≥ …
     interventions: list[dict[str, Any]] = field(default_factory=list)  # intervention table rows
+    points: list[dict[str, Any]] = field(default_factory=list)  # point_robustness rows
     clean_accuracy: float | None = None
     train_seconds: float | None = None
     eval_seconds: float | None = None
@@ -116,8 +118,25 @@ def failed_result(rid: str, exc: BaseException, started_at: str = "") -> RunResu
     )
 
 
+PER_POINT_ATTACKS = ("autoattack",)  # curves whose per-input ε_min and summaries are stored
+
+
+def _per_point(attack: str, norm: str, curve: Any, result: RunResult) -> None:
+    """``curve``'s ε_min rows (point = index in the test split) and its summaries as scalars
+    ``{attack}_{norm}_{area|eps50|eps_min_q25|…}`` (:mod:`rankrobust.robustness.summaries`;
+    an undefined or infinite summary is stored as NULL: not reached within the budgets)."""
+    frame = curve.frame
+    result.points += [{"attack": attack, "norm": norm, "point": i, "eps_min": float(e)}
+                      for i, e in enumerate(curve.eps_min)]
+    summary = summarize(frame["epsilon"].tolist(), frame["robust_accuracy"].tolist(),
+                        float(frame["clean_accuracy"].iloc[0]), curve.eps_min)
+    for name, value in summary.items():
+        result.scalars[f"{attack}_{norm}_{name}"] = value if math.isfinite(value) else math.nan
+
+
 def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
-    """Robustness curves, ρ_adv, intervention tables and spectra of ``model`` into ``result``."""
+    """Robustness curves (with per-input ε_min and summaries of the first autoattack curve per
+    norm), ρ_adv, intervention tables and spectra of ``model`` into ``result``."""
     ev = config.evaluation
     if ev.attacks or ev.deepfool or ev.interventions:
         x, y = load_dataset(config.dataset, "test", config.data_dir)
@@ -125,14 +144,18 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
         for spec in ev.attacks:
             seed_everything(config.seed)  # same random starts whatever ran before
             options = {"seed": config.seed, **spec.options}
-            frame = fooling_ratio_curve(
+            curve = robustness_curve(
                 model, (x, y), spec.attack, list(spec.epsilons), norm=spec.norm,
                 batch_size=ev.batch_size, n=spec.n or ev.n, **options,
             )
+            frame = curve.frame
             curves.append(frame)
             stored = json.dumps(spec.options, sort_keys=True)
             for row in frame.to_dict(orient="records"):
                 result.robustness.append({**_plain(row), "options": stored})
+            if spec.attack in PER_POINT_ATTACKS and not any(
+                    p["attack"] == spec.attack and p["norm"] == spec.norm for p in result.points):
+                _per_point(spec.attack, spec.norm, curve, result)
         checked_norms: set[str] = set()
         for spec, frame in zip(ev.attacks, curves, strict=True):
             if ev.checks(spec.attack):  # after every curve, so that checks reuse the others

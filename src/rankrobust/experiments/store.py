@@ -8,12 +8,20 @@ Tables (read back as pandas DataFrames by the methods of the same name):
   :meth:`ResultsStore.integrity_check`), seed, clean accuracy, timings, package versions, attempts,
   and where it ran: ``host``, ``node`` (the Ray node id; NULL off Ray) and ``worker_pid``;
 - ``epoch_metrics``: (run_id, epoch) → train/test loss and accuracy, lr, penalty, seconds;
-- ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns;
+- ``structure``: (run_id, epoch, layer) → the ``rankrobust.structure.analyze`` columns of W and,
+  as ``delta_<metric>`` (in ``extra``), the same metrics of W − W₀ (weights minus their
+  initialization; all 0 at epoch 0; absent from runs recorded before they existed);
 - ``robustness``: (run_id, attack, norm, options, epsilon) → the fooling-ratio curve columns;
 - ``scalars``: (run_id, name) → value (``rho_adv``, ``final_test_acc``, ...);
 - ``spectra``: (run_id, layer, index) → singular value of the final model;
 - ``interventions``: (run_id, intervention, layer, keep, attack, norm, ε) → accuracy, robust
-  accuracy, fooling ratio, ρ_adv and structure of the model after a rank cut or pruning.
+  accuracy, fooling ratio, ρ_adv and structure of the model after a rank cut or pruning;
+- ``point_robustness``: (run_id, attack, norm, point) → eps_min, per attacked test input (point =
+  its index in the test split, the same across a study's runs) of the run's autoattack curves:
+  the smallest budget at which it is not robust (0 = misclassified unperturbed, NULL = robust
+  at every budget of the curve), refined by bisection when the curve's options ask for it.
+  Added after schema 2 was released: a database without it reads as having no such rows, and
+  opening one for writing adds the (empty) table.
 
 Every write is one transaction: a result is either wholly stored (its child rows replaced) or not
 at all, so a driver killed at any moment leaves a consistent file and each run recorded once.
@@ -135,10 +143,18 @@ CREATE TABLE IF NOT EXISTS interventions (
     norm TEXT NOT NULL, epsilon REAL NOT NULL, n INTEGER, extra TEXT,
     PRIMARY KEY (run_id, intervention, layer, keep, attack, norm, epsilon)
 );
+CREATE TABLE IF NOT EXISTS point_robustness (
+    run_id TEXT NOT NULL REFERENCES runs(run_id), attack TEXT NOT NULL, norm TEXT NOT NULL,
+    point INTEGER NOT NULL, eps_min REAL, PRIMARY KEY (run_id, attack, norm, point)
+);
 CREATE INDEX IF NOT EXISTS runs_status ON runs(status);
 """
-CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra", "interventions")
+CHILD_TABLES = ("epoch_metrics", "structure", "robustness", "scalars", "spectra", "interventions",
+                "point_robustness")
 TABLES = frozenset({"meta", "runs", *CHILD_TABLES})
+LATER_TABLES = frozenset({"point_robustness"})  # schema-2 files made before it lack it
+REQUIRED_TABLES = TABLES - LATER_TABLES
+POINT_COLUMNS = ("run_id", "attack", "norm", "point", "eps_min")
 
 # What a stored number may be, per table and column, checked on every read (:func:`check_values`):
 # (low, high), both inclusive; every value must also be finite. NULL (a missing value or NaN) is
@@ -151,6 +167,8 @@ _STRUCTURE_RANGES = {
     "numerical_rank": NONNEG, "normalized_effective_rank": UNIT,
     "normalized_effective_sparsity": UNIT,
 }
+_W_RANGES = {**_STRUCTURE_RANGES, "nuclear_norm": NONNEG, "spectral_norm": NONNEG,
+              "frobenius_norm": NONNEG, "l1_norm": NONNEG}  # of W, and of W − W₀ as delta_*
 _ACCURACY_RANGES = {"clean_accuracy": UNIT, "robust_accuracy": UNIT, "fooling_ratio": UNIT,
                     "epsilon": NONNEG, "n": COUNT}
 VALUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
@@ -159,17 +177,33 @@ VALUE_RANGES: dict[str, dict[str, tuple[float, float]]] = {
     "epoch_metrics": {"epoch": NONNEG, "train_acc": UNIT, "test_acc": UNIT, "val_acc": UNIT,
                       "test_loss": NONNEG, "val_loss": NONNEG, "lr": NONNEG,
                       "epoch_seconds": NONNEG},
-    "structure": {"epoch": NONNEG, "rows": COUNT, "cols": COUNT, **_STRUCTURE_RANGES,
-                  "nuclear_norm": NONNEG, "spectral_norm": NONNEG, "frobenius_norm": NONNEG,
-                  "l1_norm": NONNEG},
+    "structure": {"epoch": NONNEG, "rows": COUNT, "cols": COUNT, **_W_RANGES,
+                  **{f"delta_{k}": v for k, v in _W_RANGES.items()}},
     "robustness": {**_ACCURACY_RANGES, "fooling_ratio_correct": UNIT},
     "spectra": {"index": NONNEG, "singular_value": NONNEG},
     "interventions": {**_ACCURACY_RANGES, **_STRUCTURE_RANGES, "keep": UNIT, "density": UNIT,
                       "rho_adv": NONNEG},
+    "point_robustness": {"point": NONNEG, "eps_min": NONNEG},
 }
 # scalars: (run_id, name, value), the range by name (others: finite)
 SCALAR_RANGES = {"rho_adv": NONNEG, "final_test_acc": UNIT, "final_train_acc": UNIT,
                  "final_val_acc": UNIT, "final_test_loss": NONNEG, "final_val_loss": NONNEG}
+# curve summaries stored as "{attack}_{norm}_{summary}" (experiments.run, robustness.summaries)
+SUMMARY_RANGES = {"_area": UNIT, "_eps50": NONNEG, "_eps_min_q25": NONNEG, "_eps_min_q50": NONNEG,
+                  "_eps_min_q75": NONNEG}
+
+
+def scalar_range(name: str) -> tuple[float, float]:
+    """(low, high) of scalar ``name``: :data:`SCALAR_RANGES`, a curve summary's by its suffix,
+    else any finite number."""
+    if name in SCALAR_RANGES:
+        return SCALAR_RANGES[name]
+    for suffix, bounds in SUMMARY_RANGES.items():
+        if name.endswith(suffix):
+            return bounds
+    return (-math.inf, math.inf)
+
+
 _SLACK = 1e-9  # float rounding, e.g. erank / min(m, n) = 1 + 2e-16
 
 
@@ -191,7 +225,7 @@ def check_values(frame: pd.DataFrame, table: str, path: Path | str) -> pd.DataFr
         raw = frame[col].to_numpy(dtype=object)  # (R,) as stored: numbers, None, text, bytes
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(dtype=float)  # (R,) NaN: none
         if table == "scalars":
-            bounds = np.array([SCALAR_RANGES.get(str(n), everything) for n in frame["name"]], float)
+            bounds = np.array([scalar_range(str(n)) for n in frame["name"]], float)
         else:
             bounds = np.array([ranges.get(col, everything)], dtype=float)  # (1, 2), broadcast
         low, high = bounds[:, 0] - _SLACK, bounds[:, 1] + _SLACK
@@ -270,8 +304,9 @@ def _check_ours(con: sqlite3.Connection, path: Path, readonly: bool) -> bool:
         what = f"other tables ({', '.join(foreign[:3])})" if foreign else "no rankrobust meta table"
         raise ConfigError(f"{path} is not a rankrobust results database ({what}); refusing to touch it")
     _check_version(con, path)
-    if readonly and not names >= TABLES:
-        raise ConfigError(f"results database {path} lacks table {sorted(TABLES - names)[0]!r}")
+    if readonly and not names >= REQUIRED_TABLES:
+        raise ConfigError(f"results database {path} lacks table "
+                          f"{sorted(REQUIRED_TABLES - names)[0]!r}")
     return False
 
 
@@ -483,6 +518,12 @@ class ResultsStore:
                 raise ConfigError(f"run {rid} is not registered in {self.path}")
             for table in CHILD_TABLES:
                 con.execute(f"DELETE FROM {table} WHERE run_id = ?", (rid,))
+            con.executemany(
+                "INSERT INTO point_robustness (run_id, attack, norm, point, eps_min) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(rid, str(p["attack"]), str(p["norm"]), int(p["point"]),
+                  None if p["eps_min"] is None or math.isnan(p["eps_min"]) else float(p["eps_min"]))
+                 for p in result.points])
             con.execute(
                 "UPDATE runs SET status = ?, error = ?, traceback = ?, clean_accuracy = ?, "
                 "train_seconds = ?, eval_seconds = ?, started_at = COALESCE(?, started_at), "
@@ -570,6 +611,22 @@ class ResultsStore:
     def interventions(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Intervention tables: run_id + :data:`INTERVENTION_COLUMNS` (one row per layer × keep)."""
         return self._child("interventions", run_ids, "run_id, rowid")
+
+    def point_robustness(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
+        """Per-input minimal budgets: exactly the columns run_id, attack, norm, point (int, the
+        input's index in the test split), eps_min (float; 0 = misclassified unperturbed, NaN =
+        robust at every budget). Empty (same columns) for a database made before the table."""
+        found = self._con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'point_robustness'"
+        ).fetchone()
+        if found is None:
+            return pd.DataFrame({"run_id": pd.Series(dtype=object), "attack": pd.Series(dtype=object),
+                                 "norm": pd.Series(dtype=object), "point": pd.Series(dtype="int64"),
+                                 "eps_min": pd.Series(dtype="float64")})
+        frame = self._child("point_robustness", run_ids, "run_id, attack, norm, point")
+        frame = frame[list(POINT_COLUMNS)]
+        frame["eps_min"] = pd.to_numeric(frame["eps_min"], errors="raise").astype("float64")
+        return frame.astype({"point": "int64"}).reset_index(drop=True)
 
     def spectra(self, run_ids: Sequence[str] | None = None) -> pd.DataFrame:
         """Final singular values: run_id, layer, index (0 = largest), singular_value."""

@@ -6,6 +6,14 @@ run against the model's own clean predictions k̂(x). Also reported: the same sh
 correctly classified inputs, robust accuracy (correct and not fooled; for correct inputs
 k̂(x) = y) and clean accuracy.
 
+Per input, :func:`robustness_curve` also gives ε_min, the smallest budget of the curve at which
+the input is not robust: 0 for an input misclassified without perturbation, NaN for one robust
+at every budget (every attack here nests its budgets, so the curve's robust accuracy at ε_k is
+the share of inputs with ε_min > ε_k or NaN; autoattack with ``bisect`` refines ε_min between
+grid budgets). Memory does not grow with the number of budgets K beyond (K, batch) booleans:
+results are reduced per batch as they are made and no (K, N, C, H, W) adversarial examples are
+kept.
+
 ρ_adv (Moosavi-Dezfooli et al. 2016): mean over inputs of ‖r(x)‖₂ / ‖x‖₂, r the DeepFool
 perturbation that changes the label (inputs where DeepFool failed are left out).
 """
@@ -14,8 +22,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -30,6 +40,7 @@ from rankrobust.attacks.base import (
     output_classes,
     predict,
 )
+from rankrobust.attacks.grid import first_success
 from rankrobust.errors import ConfigError, DataError
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -72,24 +83,28 @@ def attack_batch(
     **options: Any,
 ) -> tuple[torch.Tensor, EnsembleResult | None]:
     """(K, B) success of ``attack`` at each ε on one batch (on the model's device), and for
-    autoattack its :class:`EnsembleResult` (which member broke which input)."""
+    autoattack its :class:`EnsembleResult` (which member broke which input, ``eps_min``).
+    No adversarial examples are kept (``keep_adv=False``)."""
     if attack == "deepfool":
         options = {"norm": norm, **options}
         return deepfool(model, x, labels, **options).success_at(epsilons), None
     if attack == "fgsm":
-        result = fgsm(model, x, labels, epsilons, norm=norm, **options)
+        result = fgsm(model, x, labels, epsilons, norm=norm, keep_adv=False, **options)
     elif attack == "pgd":
-        result = pgd(model, x, labels, epsilons, norm=norm, generator=generator, **options)
+        result = pgd(model, x, labels, epsilons, norm=norm, generator=generator, keep_adv=False,
+                     **options)
     elif attack == "square":
-        result = square(model, x, labels, epsilons, norm=norm, generator=generator, **options)
+        result = square(model, x, labels, epsilons, norm=norm, generator=generator,
+                        keep_adv=False, **options)
     elif attack == "autoattack":
         seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        ens = autoattack(model, x, labels, epsilons, norm=norm, seed=seed, **options)
+        ens = autoattack(model, x, labels, epsilons, norm=norm, seed=seed, keep_adv=False,
+                         **options)
         return ens.success, ens
     else:
         loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[attack]
         result = apgd(model, x, labels, epsilons, norm=norm, loss=loss, generator=generator,
-                      **options)
+                      keep_adv=False, **options)
     return result.success, None
 
 
@@ -105,6 +120,16 @@ def success_matrix(
 ) -> torch.Tensor:
     """(K, B) success of ``attack`` at each ε on one batch (on the model's device)."""
     return attack_batch(model, x, labels, attack, epsilons, norm, generator, **options)[0]
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A robustness curve: ``frame`` (one row per ε, :func:`fooling_ratio_curve`'s columns) and
+    ``eps_min`` (N,) float64, per attacked input in data order, the smallest budget at which it
+    is not robust (0: misclassified unperturbed; NaN: robust at every budget)."""
+
+    frame: pd.DataFrame
+    eps_min: np.ndarray
 
 
 def fooling_ratio_curve(
@@ -124,19 +149,38 @@ def fooling_ratio_curve(
 
     ``data`` = (x (N, C, H, W) in [0, 1], y (N,)); ``attack`` one of fgsm (norm "2": FGM), pgd,
     apgd-ce, apgd-dlr, apgd-t (targeted DLR), square (gradient-free), autoattack (the ensemble
-    APGD-CE → APGD-T → Square), deepfool (minimal: success at ε iff ‖r‖ ≤ ε).
-    ``attack_options`` go to the attack (steps, restarts, n_queries, bounds, ...). Returns one
-    row per ε, in the given order, with columns attack, norm, epsilon, fooling_ratio,
-    fooling_ratio_correct, robust_accuracy, clean_accuracy, n; for autoattack also
-    ``broken_by``, a JSON object {member: count} on the true labels: "clean" = inputs
-    misclassified unperturbed, then per member the correctly classified inputs it broke (no
-    earlier member did), so that the counts sum to n·(1 − robust_accuracy).
+    APGD-CE → APGD-T → Square; ``grid=True``: the ε-grid schedule), deepfool (minimal: success
+    at ε iff ‖r‖ ≤ ε). ``attack_options`` go to the attack (steps, restarts, n_queries, bounds,
+    grid, bisect, ...). Returns one row per ε, in the given order, with columns attack, norm,
+    epsilon, fooling_ratio, fooling_ratio_correct, robust_accuracy, clean_accuracy, n; for
+    autoattack also ``broken_by``, a JSON object {member: count} on the true labels: "clean" =
+    inputs misclassified unperturbed, then per member the correctly classified inputs it broke
+    (no earlier member did), so that the counts sum to n·(1 − robust_accuracy).
 
     Attacks run against the model's clean predictions (the fooling ratio); robust accuracy is
     on the true labels: an input counts as robust at ε iff it is correctly classified and not
     fooled, so a misclassified input is never robust. ``progress`` hears the number of inputs
     done after each batch (e.g. :meth:`rankrobust.progress.Progress.update`).
+    :func:`robustness_curve` also returns each input's minimal budget.
     """
+    return robustness_curve(model, data, attack, epsilons, norm=norm, batch_size=batch_size,
+                            n=n, seed=seed, progress=progress, **attack_options).frame
+
+
+def robustness_curve(
+    model: nn.Module,
+    data: Data,
+    attack: str,
+    epsilons: float | Sequence[float],
+    *,
+    norm: str = "inf",
+    batch_size: int = 256,
+    n: int | None = None,
+    seed: int | None = None,
+    progress: Callable[[int], None] | None = None,
+    **attack_options: Any,
+) -> Curve:
+    """:func:`fooling_ratio_curve`'s frame plus every input's ε_min (:class:`Curve`)."""
     if attack not in ATTACKS:
         raise ConfigError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
     norm = check_norm(norm)
@@ -152,6 +196,7 @@ def fooling_ratio_curve(
     fooled = torch.zeros(len(eps), dtype=torch.long)
     fooled_correct = torch.zeros(len(eps), dtype=torch.long)
     broken: dict[str, torch.Tensor] = {}  # autoattack: member → (K,) correct inputs it broke
+    eps_min: list[torch.Tensor] = []  # per batch (B,) float64
     n_correct = 0
     with eval_mode(model):
         for i in range(0, len(x_all), batch_size):
@@ -163,6 +208,9 @@ def fooling_ratio_curve(
             fooled += success.sum(1).cpu()
             fooled_correct += (success & correct[None, :]).sum(1).cpu()
             n_correct += int(correct.sum())
+            found = ens.eps_min if ens is not None and ens.eps_min is not None \
+                else first_success(success, eps)
+            eps_min.append(torch.where(correct, found, 0.0).cpu())
             if ens is not None:
                 broken["clean"] = broken.get("clean", 0) + (~correct).sum().cpu().expand(len(eps))
                 for m, name in enumerate(ens.names[1:], start=1):
@@ -182,7 +230,8 @@ def fooling_ratio_curve(
         })
         if broken:
             rows[-1]["broken_by"] = json.dumps({m: int(c[k]) for m, c in broken.items()})
-    return pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS if broken else COLUMNS)
+    frame = pd.DataFrame(rows, columns=ENSEMBLE_COLUMNS if broken else COLUMNS)
+    return Curve(frame, torch.cat(eps_min).double().numpy())
 
 
 def rho_adv(

@@ -5,7 +5,15 @@ Linear/Conv weights as matrices; :func:`analyze` gives one row per layer; :func:
 singular values. This package knows nothing of training, data or experiments.
 """
 
-from rankrobust.structure.analyze import COLUMNS, analyze, spectra, structure_table
+from rankrobust.structure.analyze import (
+    COLUMNS,
+    DELTA_COLUMNS,
+    analyze,
+    analyze_delta,
+    snapshot,
+    spectra,
+    structure_table,
+)
 from rankrobust.structure.matrices import CONV_MODES, layer_matrices, weight_modules
 from rankrobust.structure.metrics import (
     effective_rank,
@@ -26,8 +34,10 @@ from rankrobust.structure.spectrum import METHODS, singular_values_many
 __all__ = [
     "COLUMNS",
     "CONV_MODES",
+    "DELTA_COLUMNS",
     "METHODS",
     "analyze",
+    "analyze_delta",
     "effective_rank",
     "effective_sparsity",
     "frobenius_norm",
@@ -40,6 +50,7 @@ __all__ = [
     "numerical_rank",
     "singular_values",
     "singular_values_many",
+    "snapshot",
     "spectra",
     "spectral_norm",
     "stable_rank",

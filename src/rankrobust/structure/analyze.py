@@ -8,19 +8,27 @@ matrix's entries in their own precision with float64 sums (:func:`_entry_stats_c
 CPU, :func:`_entry_stats` elsewhere); its ℓ1 sum also tells non-finite weights (NaN or ±∞ make
 Σ|w| non-finite) before any spectrum is computed. On CUDA everything stays on the model's device
 until the final (L, C) table is copied to the host once.
+
+Structure of the update W − W₀ (:func:`analyze_delta`): the same numeric metrics of each layer's
+difference from a snapshot W₀ (:func:`snapshot`, e.g. the weights at initialization), in columns
+named ``delta_<metric>`` (:data:`DELTA_COLUMNS`). Trained weights often stay close to their
+initialization, so the structure of W mostly measures the init; the delta isolates what training
+changed. A zero delta (W = W₀, e.g. at epoch 0) gives 0 in every delta column, as any zero
+matrix does (no NaN): "no update" has effective rank 0, not 1.
 """
 
 from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from rankrobust.errors import NonFiniteError
+from rankrobust.errors import ConfigError, NonFiniteError
 from rankrobust.structure.matrices import ConvMode, layer_kind, layer_matrices, weight_modules
 from rankrobust.structure.metrics import check_order, hill_numbers
 from rankrobust.structure.spectrum import SpectrumMethod, pad_spectra, singular_values_many
@@ -34,6 +42,8 @@ COLUMNS: tuple[str, ...] = (
     "normalized_effective_rank", "normalized_effective_sparsity",
 )
 _NUMERIC = COLUMNS[5:]
+DELTA_PREFIX = "delta_"
+DELTA_COLUMNS: tuple[str, ...] = tuple(DELTA_PREFIX + c for c in _NUMERIC)
 
 
 def _kinds(model: nn.Module, names: list[str]) -> list[str]:
@@ -196,3 +206,37 @@ def spectra(
     values = singular_values_many(list(matrices.values()), method)
     return {name: s.cpu().numpy() for name, s in zip(matrices, values, strict=True)}
 
+
+
+def snapshot(model: nn.Module, conv: ConvMode | str = "reshape") -> OrderedDict[str, torch.Tensor]:
+    """Copies of ``model``'s :func:`~rankrobust.structure.matrices.layer_matrices` (the W₀ of
+    :func:`analyze_delta`), unaffected by later changes of the weights."""
+    return OrderedDict((k, v.clone()) for k, v in layer_matrices(model, conv).items())
+
+
+def analyze_delta(
+    model: nn.Module,
+    init: Mapping[str, torch.Tensor],
+    conv: ConvMode | str = "reshape",
+    *,
+    order: float = 1.0,
+    method: SpectrumMethod | str = "gram",
+) -> pd.DataFrame:
+    """One row per weight matrix of ``model``: ``layer`` and :data:`DELTA_COLUMNS`, the
+    :func:`analyze` metrics of W − W₀ with W₀ = ``init[layer]`` (from :func:`snapshot` of the
+    same architecture; ``init`` may hold more layers). Zero deltas give 0 throughout. A layer
+    missing from ``init`` or of another shape raises ConfigError naming it."""
+    import pandas as pd  # heavy: see analyze()
+
+    current = layer_matrices(model, conv)
+    deltas: OrderedDict[str, torch.Tensor] = OrderedDict()
+    for name, w in current.items():
+        w0 = init.get(name)
+        if w0 is None or tuple(w0.shape) != tuple(w.shape):
+            found = "missing" if w0 is None else f"{tuple(w0.shape)} instead of {tuple(w.shape)}"
+            raise ConfigError(f"initial weights of layer {name!r}: {found}")
+        deltas[name] = w - w0.to(device=w.device, dtype=w.dtype)
+    table = structure_table(deltas, order, method)
+    columns = {new: table[old].cpu().numpy() for new, old in zip(DELTA_COLUMNS, _NUMERIC, strict=True)}
+    frame = pd.DataFrame({"layer": list(deltas), **columns})
+    return frame.astype({f"{DELTA_PREFIX}numerical_rank": int})

@@ -51,7 +51,7 @@ from rankrobust.methods.stacking import (
     stacked_penalty,
 )
 from rankrobust.regularizers import select_weights
-from rankrobust.structure import analyze
+from rankrobust.structure import analyze, analyze_delta, snapshot
 from rankrobust.training.callbacks import TrainState
 from rankrobust.training.config import TrainConfig
 from rankrobust.training.evaluate import evaluate
@@ -59,7 +59,7 @@ from rankrobust.training.fit import FitResult, fit, model_spec_for, split_valida
 from rankrobust.training.loop import TrainResult, make_schedule
 from rankrobust.training.seeding import seed_everything
 from rankrobust.training.stacked_model import can_stack_network, stack_networks, unstack_into
-from rankrobust.training.structure_tracking import RECORD
+from rankrobust.training.structure_tracking import RECORD, structure_rows
 
 # Fields that may differ between runs of one group (everything else must be equal).
 PER_RUN_FIELDS = ("seed", "method", "progress", "track_structure")
@@ -223,7 +223,8 @@ def train_stacked(
     failed: dict[int, TrainingDivergedError] = {}
 
     start = time.perf_counter()
-    record_structure(nets, tracked, states, 0)
+    init: dict[str, torch.Tensor] = {}  # W₀ of every tracked run, for the delta_* columns
+    record_structure(nets, tracked, states, 0, init)
     bar = tqdm(total=first.epochs * steps_per_epoch, unit="step", dynamic_ncols=True, leave=False,
                disable=not any(c.progress for c in runs))
     try:
@@ -282,7 +283,8 @@ def train_stacked(
                 states[r].history.append(metrics)
             if tracked:
                 unstack_into(net, nets)
-                record_structure(nets, [r for r in tracked if r not in failed], states, epoch + 1)
+                record_structure(nets, [r for r in tracked if r not in failed], states, epoch + 1,
+                                 init)
         for _, _, penalty in penalties:
             for final in penalty.final_steps:
                 final()
@@ -337,18 +339,21 @@ def _penalties(runs: Sequence[TrainConfig], template: nn.Module, params: dict[st
 
 @torch.no_grad()
 def record_structure(nets: Sequence[nn.Module], runs: Sequence[int], states: Sequence[TrainState],
-                     epoch: int) -> None:
+                     epoch: int, init: dict[str, torch.Tensor]) -> None:
     """Append to each run's ``records`` the rows its
     :class:`~rankrobust.training.structure_tracking.StructureTracker` would for ``epoch``, from one
-    :func:`~rankrobust.structure.analyze` call over all runs."""
+    :func:`~rankrobust.structure.analyze` (and one ``analyze_delta``) call over all runs;
+    ``init``, empty at the first call, is filled there with the runs' W₀."""
     if not runs:
         return
-    frame = analyze(nn.ModuleDict({str(r): nets[r] for r in runs}), "reshape", order=1.0)
-    for row in frame.to_dict(orient="records"):
+    together = nn.ModuleDict({str(r): nets[r] for r in runs})
+    if not init:
+        init.update(snapshot(together))
+    frame = analyze(together, "reshape", order=1.0)
+    delta = analyze_delta(together, init, "reshape", order=1.0)
+    for row in structure_rows(frame, delta, epoch):
         run, _, layer = str(row["layer"]).partition(".")
-        values = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}
-        states[int(run)].records.setdefault(RECORD, []).append(
-            {"epoch": epoch, **values, "layer": layer})
+        states[int(run)].records.setdefault(RECORD, []).append({**row, "layer": layer})
 
 
 @torch.no_grad()
