@@ -12,8 +12,9 @@ from rankrobust.models.registry import (
     check_model,
     model_family,
     model_options,
+    parameter_count,
     state_shapes,
 )
 
 __all__ = ["MAX_PARAMETERS", "MLP", "MODELS", "ModelSpec", "CNNSmall", "LeNet5", "Normalize",
-           "build_model", "check_model", "model_family", "model_options", "state_shapes"]
+           "build_model", "check_model", "model_family", "model_options", "parameter_count", "state_shapes"]

@@ -64,7 +64,8 @@ def fit(
     """Load ``dataset``, build ``model`` from ``config.seed`` and train it; test split evaluated.
 
     With ``config.validation_size`` > 0 those training examples are held out (see
-    :func:`split_validation`) and the final metrics gain ``val_loss`` and ``val_acc``.
+    :func:`split_validation`): every epoch's metrics gain ``val_loss`` and ``val_acc`` (the
+    final ones of the model as returned), and ``config.select_epoch`` may keep the best epoch.
     """
     spec = model_spec_for(dataset, model, model_options)
     train_data = load_dataset(dataset, "train", data_dir)
@@ -74,7 +75,7 @@ def fit(
         train_data, val_data = split_validation(train_data, config.validation_size)
     seed_everything(config.seed)
     net = spec.build()
-    result = train(net, train_data, test_data, config)
+    result = train(net, train_data, test_data, config, val_data=val_data)
     if any(P.is_parametrized(m) for m in net.modules()):
         # e.g. W = U·V: from here on the model is the plain architecture with its effective
         # weights (what checkpoints store, attacks see and interventions may cut)
@@ -82,9 +83,9 @@ def fit(
         net = spec.build().to(next(iter(state.values())).device)
         net.load_state_dict(state)
         net.eval()
-    if val_data is not None and result.history:
+    if val_data is not None and result.history:  # the model as returned (after final steps)
         device = next(net.parameters()).device
-        result.history[-1]["val_loss"], result.history[-1]["val_acc"] = evaluate(
+        result.final["val_loss"], result.final["val_acc"] = evaluate(
             net, val_data[0].to(device), val_data[1].to(device), config.eval_batch_size)
     return FitResult(net, spec, config, dataset, result)
 

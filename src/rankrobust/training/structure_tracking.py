@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from rankrobust.attacks.base import eval_mode
 from rankrobust.structure import analyze
 from rankrobust.structure.matrices import ConvMode
 from rankrobust.training.callbacks import Callback, TrainState
@@ -28,8 +29,8 @@ class StructureTracker(Callback):
         self.name = name
 
     def _record(self, state: TrainState, epoch: int) -> None:
-        with torch.no_grad():
-            frame = analyze(state.model, self.conv, order=self.order)
+        with torch.no_grad(), eval_mode(state.model):  # eval: a parametrization (spectral
+            frame = analyze(state.model, self.conv, order=self.order)  # norm) stays as it is
         rows: list[dict[str, Any]] = [
             {"epoch": epoch, **{str(k): (v.item() if hasattr(v, "item") else v) for k, v in row.items()}}
             for row in frame.to_dict(orient="records")
