@@ -190,3 +190,30 @@ def test_selection_settings_are_validated_and_keep_old_run_ids(tmp_path: Path) -
         TrainConfig(validation_size=10, select_epoch="best")  # type: ignore[arg-type]
     assert "select_epoch" not in to_dict(TrainConfig())  # v1 configs hash as before
     assert to_dict(TrainConfig(validation_size=5, select_epoch="val_acc"))["select_epoch"] == "val_acc"
+
+
+def test_runs_command_shows_the_collapse_epoch_and_the_warnings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from rankrobust.cli.main import main
+    from rankrobust.experiments.config import RunConfig
+    from rankrobust.experiments.grid import run_id
+    from rankrobust.experiments.store import ResultsStore
+
+    configs = [RunConfig(dataset="synthetic", train=TrainConfig(seed=s)) for s in (0, 1)]
+    db = tmp_path / "r.sqlite"
+    with ResultsStore(db) as store:
+        store.register(configs)
+        for config, collapsed in zip(configs, (True, False), strict=True):
+            scalars = {"collapsed": 1.0, "collapse_epoch": 3.0} if collapsed else {"collapsed": 0.0}
+            store.record(RunResult(run_id(config), "complete", scalars=scalars,
+                                   warnings=["training collapsed: ..."] if collapsed else []))
+    assert main(["runs", "--db", str(db), "--format", "json"]) == 0
+    rows = {r["run_id"]: r for r in json.loads(capsys.readouterr().out)}
+    first, second = (rows[run_id(c)] for c in configs)
+    assert (first["collapsed"], first["warnings"]) == (3, 1)
+    assert (second["collapsed"], second["warnings"]) == (None, 0)
+    assert main(["runs", "--db", str(db)]) == 0
+    assert "collapsed" in capsys.readouterr().out.splitlines()[0]
