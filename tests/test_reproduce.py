@@ -158,6 +158,7 @@ def test_paper_v2_preset_design() -> None:
     for run in runs:
         seeds.setdefault((run.model, run.method), set()).add(run.seed)
         assert run.dataset == "fashion-mnist" and run.train.validation_size == 5000
+        assert run.train.train_size >= 20_000  # cut 3: a fixed stratified subset, ≥ 20,000
         method = run.train.method
         if method.kind == "adversarial":
             assert run.train.select_epoch == "val_robust_acc"

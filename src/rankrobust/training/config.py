@@ -14,7 +14,8 @@ MAX_SEED = 2**63 - 1  # torch.manual_seed and SQLite INTEGER both stop here
 SELECT_KEYS = ("last", "val_acc", "val_robust_acc")
 # Fields added after the first studies: stored in a config only when set, so that the run ids of
 # the studies that did not know them stay as they were.
-LATER_FIELDS = {"select_epoch": "last", "val_attack_steps": 10, "val_attack_n": 1000}
+LATER_FIELDS = {"select_epoch": "last", "val_attack_steps": 10, "val_attack_n": 1000,
+                "train_size": 0}
 
 
 @dataclass
@@ -42,6 +43,9 @@ class TrainConfig:
     # Training examples held out for model selection (e.g. the report's λ rule): the same
     # examples for every seed and method (a fixed permutation), never trained on.
     validation_size: int = 0
+    # Train on a fixed class-stratified subset of this many of the remaining training examples
+    # (0: all of them); the same subset for every seed and method (training.fit.split_data).
+    train_size: int = 0
     method: TrainingMethod = field(default_factory=Natural)
     # Keep the epoch with the best validation metric ("val_acc", or "val_robust_acc": PGD at the
     # method's training ε) instead of the last one (rankrobust.training.selection).
@@ -69,6 +73,7 @@ class TrainConfig:
         require(self.select_epoch != "val_robust_acc" or self.robust_eps is not None,
                 f"select_epoch 'val_robust_acc' needs a method with a training eps, "
                 f"not {self.method.name!r}")
+        require(self.train_size >= 0, f"train_size must be ≥ 0, got {self.train_size}")
         require(self.val_attack_steps >= 1, f"val_attack_steps must be ≥ 1, got {self.val_attack_steps}")
         require(self.val_attack_n >= 1, f"val_attack_n must be ≥ 1, got {self.val_attack_n}")
 

@@ -55,7 +55,7 @@ from rankrobust.structure import analyze
 from rankrobust.training.callbacks import TrainState
 from rankrobust.training.config import TrainConfig
 from rankrobust.training.evaluate import evaluate
-from rankrobust.training.fit import FitResult, fit, model_spec_for, split_validation
+from rankrobust.training.fit import FitResult, fit, model_spec_for, split_data
 from rankrobust.training.loop import TrainResult, make_schedule
 from rankrobust.training.seeding import seed_everything
 from rankrobust.training.stacked_model import can_stack_network, stack_networks, unstack_into
@@ -201,9 +201,7 @@ def train_stacked(
     spec = model_spec_for(dataset, model, model_options)
     train_data = load_dataset(dataset, "train", data_dir)
     test_x, test_y = load_dataset(dataset, "test", data_dir)
-    val_data = None
-    if first.validation_size > 0:
-        train_data, val_data = split_validation(train_data, first.validation_size)
+    train_data, val_data = split_data(train_data, first)
     nets = []
     for c in runs:
         seed_everything(c.seed)
