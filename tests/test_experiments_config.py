@@ -162,3 +162,19 @@ def test_example_studies_are_valid() -> None:
     assert any(p.name == "smoke.yaml" for p in examples)
     for path in examples:
         assert expand(load_study(path)), path
+
+
+def test_a_variant_may_list_its_own_seeds() -> None:
+    from rankrobust.experiments.config import study_from_dict
+    from rankrobust.experiments.grid import count_runs, expand
+
+    study = study_from_dict({"dataset": "synthetic", "seeds": [0, 1], "variants": [
+        {"name": "key", "seeds": [0, 1, 2, 3, 4]}, {"name": "side", "train": {"epochs": 2}}]})
+    runs = expand(study)
+    assert count_runs(study) == len(runs) == 7
+    assert [r.seed for r in runs if r.variant == "key"] == [0, 1, 2, 3, 4]
+    assert [r.seed for r in runs if r.variant == "side"] == [0, 1]
+    for bad, message in (([], "variants\\[0\\].seeds: expected a non-empty list"),
+                         ([1, 1], "duplicate seeds")):
+        with pytest.raises(ConfigError, match=message):
+            study_from_dict({"variants": [{"name": "v", "seeds": bad}]})

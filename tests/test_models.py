@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rankrobust.errors import ConfigError
-from rankrobust.models import MLP, ModelSpec, build_model
+from rankrobust.models import MLP, ModelSpec, build_model, model_family
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,29 @@ def test_model_spec_roundtrip() -> None:
     again = ModelSpec.from_dict(spec.to_dict())
     assert again == spec
     assert again.build()(torch.rand(1, 1, 16, 16)).shape == (1, 4)
+
+
+def _lenet_count(c1: int, c2: int, f1: int, f2: int) -> int:
+    """Closed form on 1×28×28 (padding 2: 28 → 14 → 10 → 5), 10 classes: weights + biases."""
+    return (c1 * 25 + c1) + (c2 * c1 * 25 + c2) + (c2 * 25 * f1 + f1) + (f1 * f2 + f2) + (f2 * 10 + 10)
+
+
+def test_capacity_matched_pairs_have_parameter_counts_within_15_percent() -> None:
+    from rankrobust.models import parameter_count
+
+    shape = (1, 28, 28)
+    mlp = parameter_count("mlp", shape, 10)
+    assert mlp == 784 * 150 + 150 + 150 * 100 + 100 + 100 * 10 + 10 == 133_860
+    assert parameter_count("mlp-wide", shape, 10) == 784 * 300 + 300 + 300 * 200 + 200 + 2010
+    assert parameter_count("lenet5", shape, 10) == _lenet_count(6, 16, 120, 84) == 61_706
+    assert parameter_count("lenet5-wide", shape, 10) == _lenet_count(9, 24, 180, 126) == 137_914
+    assert parameter_count("lenet5-wider", shape, 10) == _lenet_count(14, 36, 270, 189)
+    for fc, cnn in (("mlp", "lenet5-wide"), ("mlp-wide", "lenet5-wider")):
+        ratio = parameter_count(cnn, shape, 10) / parameter_count(fc, shape, 10)
+        assert 0.85 <= ratio <= 1.15, (fc, cnn, ratio)
+        assert model_family(fc) == "FC" and model_family(cnn) == "CNN"
+    built = build_model("lenet5-wide", shape, 10)  # the count is the built network's
+    assert sum(p.numel() for p in built.parameters()) == 137_914
+    assert ModelSpec("lenet5-wide", shape, 10).parameter_count() == 137_914
+    with pytest.raises(ConfigError, match="takes 2 channels"):
+        build_model("lenet5", shape, 10, channels=[6, 16, 32])

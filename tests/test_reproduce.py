@@ -13,16 +13,19 @@ from rankrobust.experiments.grid import expand, run_id
 from rankrobust.experiments.study import SCALES, reproduce_study
 from rankrobust.methods import METHODS
 
-# Every registered method is in every preset except product-l1 (fully connected models only).
-PRESET_METHODS = set(METHODS) - {"product-l1"}
+# Every registered method is in every preset except product-l1 (fully connected models only);
+# the study-v2 methods only in paper-v2.
+V2_METHODS = {"fgsm-rs", "weight-decay", "spectral-norm"}
+PRESET_METHODS = set(METHODS) - {"product-l1"} - V2_METHODS
 
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_every_preset_expands_to_the_full_design(scale: str) -> None:
     study = reproduce_study(scale)
     runs = expand(study)
-    assert {r.method for r in runs} == PRESET_METHODS
-    assert {r.model for r in runs} == {"mlp", "lenet5"}
+    v2 = scale == "paper-v2"
+    assert {r.method for r in runs} == PRESET_METHODS | (V2_METHODS if v2 else set())
+    assert {r.model for r in runs} == {"mlp", "lenet5-wide" if v2 else "lenet5"}
     assert all(r.train.track_structure for r in runs)
     for r in runs:
         attacks = {(a.attack, a.norm) for a in r.evaluation.attacks}
@@ -45,17 +48,20 @@ def test_every_preset_expands_to_the_full_design(scale: str) -> None:
         assert r.evaluation.deepfool and r.evaluation.spectra
     # every swept method has a grid (at least one point; small/full have ≥ 3 λ's, ≥ 2 ranks;
     # paper, sized for 2 cores, 2 λ's and one rank)
-    for method in PRESET_METHODS:
+    for method in {r.method for r in runs}:
         grid = {tuple(r.train.method.swept_values().items())
                 for r in runs if r.method == method and r.model == "mlp"}
         if not METHODS[method].swept:
             assert len(grid) == 1
         elif scale == "paper":
             assert len(grid) >= (1 if method == "lowrank" else 2), method
+        elif scale == "paper-v2":  # λ paths: 5 points for the key comparison and its control
+            assert len(grid) >= {"lowrank": 1, "l1+nuclear": 5, "weight-decay": 5}.get(method, 3)
         elif scale != "smoke":
             assert len(grid) >= (2 if method == "lowrank" else 3), method
-    per_config = len(runs) // len(study.seeds)
-    assert len(runs) == per_config * len(study.seeds)
+    if not v2:  # paper-v2 gives its key comparisons more seeds (test_paper_v2_...)
+        per_config = len(runs) // len(study.seeds)
+        assert len(runs) == per_config * len(study.seeds)
 
 
 def test_paper_preset_budgets_per_dataset() -> None:
@@ -149,3 +155,62 @@ def test_reproduce_dry_run_prints_the_study_and_writes_nothing(
     assert [run_id(c) for c in expand(parsed)] == [run_id(c) for c in runs]
     assert parsed.base["train"]["epochs"] == 30  # the dataset's overrides are in what is printed
     assert not out.exists()
+
+
+def test_paper_v2_preset_design() -> None:
+    """Matched capacity, 5 seeds where the key comparisons are, log-spaced λ paths, converged
+    adversarial training with a 3-epoch ramp and validation-selected epochs (issue #19)."""
+    from rankrobust.models import parameter_count
+
+    runs = expand(reproduce_study("paper-v2"))
+    fc, cnn = (parameter_count(m, (1, 28, 28), 10, **({"hidden": [150, 100]} if m == "mlp" else {}))
+               for m in ("mlp", "lenet5-wide"))
+    assert abs(cnn / fc - 1) <= 0.15
+    seeds: dict[tuple[str, str], set[int]] = {}
+    for run in runs:
+        seeds.setdefault((run.model, run.method), set()).add(run.seed)
+        assert run.dataset == "fashion-mnist" and run.train.validation_size == 5000
+        assert run.train.train_size >= 20_000  # cut 3: a fixed stratified subset, ≥ 20,000
+        method = run.train.method
+        if method.kind == "adversarial":
+            assert run.train.select_epoch == "val_robust_acc"
+            assert method.warmup_epochs >= 3 and method.eps == pytest.approx(0.1)  # type: ignore[attr-defined]
+            assert run.train.epochs >= 15
+        else:
+            assert run.train.select_epoch == "last" and run.train.epochs >= 20
+    for (_, method), got in seeds.items():
+        key = method in ("natural", "l1+nuclear", "weight-decay", "pgd-adv")
+        assert len(got) == (5 if key else 3), method
+    for method, key in (("l1+nuclear", "lambda_l1"), ("weight-decay", "lambda_wd")):
+        path = sorted({getattr(r.train.method, key) for r in runs if r.method == method})
+        ratios = [b / a for a, b in zip(path, path[1:], strict=False)]
+        assert len(path) >= 5 and max(ratios) / min(ratios) < 1.2  # log-spaced
+    mnist = expand(reproduce_study("paper-v2", "mnist5k"))
+    pgd = next(r for r in mnist if r.method == "pgd-adv")
+    assert pgd.train.method.eps == pytest.approx(0.3)  # type: ignore[attr-defined]
+    assert pgd.train.method.steps >= 10 and pgd.train.method.warmup_epochs >= 5  # type: ignore[attr-defined]
+    strongest = max(r.train.method.lambda_l1 for r in mnist if r.method == "l1+nuclear")  # type: ignore[attr-defined]
+    assert strongest > max(r.train.method.lambda_l1 for r in runs if r.method == "l1+nuclear")  # type: ignore[attr-defined]
+    # --seeds N overrides every variant's own seeds
+    assert {r.seed for r in expand(reproduce_study("paper-v2", seeds=2))} == {0, 1}
+
+
+def test_paper_v2_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reproduce", "--scale", "paper-v2", "--out", str(tmp_path / "o"), "--dry-run",
+                 "--stack"]) == 0
+    head = capsys.readouterr().out.partition("# the study")[0]
+    runs = expand(reproduce_study("paper-v2"))
+    assert head.startswith(f"study reproduce-paper-v2-fashion-mnist: {len(runs)} runs; dry run")
+    assert "lenet5-wide on fashion-mnist, seed 0: natural, l1+nuclear ×5" in head
+    assert not (tmp_path / "o").exists()
+
+
+def test_variant_override_keys_need_an_existing_variant() -> None:
+    from rankrobust.experiments.study import _apply_overrides
+
+    data = {"variants": [{"name": "a", "train": {"epochs": 1}}],
+            "datasets": {"x": {"variants.a.train.epochs": 4, "train.lr": 0.1}}}
+    _apply_overrides(data, "x")
+    assert data == {"variants": [{"name": "a", "train": {"epochs": 4}}], "train": {"lr": 0.1}}
+    with pytest.raises(ConfigError, match="no variant 'b'"):
+        _apply_overrides({"variants": [], "datasets": {"x": {"variants.b.train": {}}}}, "x")

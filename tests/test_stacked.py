@@ -84,6 +84,13 @@ def test_one_seed_many_methods_share_batches_and_match_solo() -> None:
     check_group("mlp", [config(m, track_structure=True) for m in methods], MLP)
 
 
+def test_weight_decay_stacked_matches_solo() -> None:
+    """Two λ × two seeds of weight decay (per-run data order), and one seed beside natural."""
+    methods = [{"name": "weight-decay", "lambda_wd": lam} for lam in (1e-2, 1e-3)]
+    check_group("mlp", [config(m, seed=s, track_structure=True) for m in methods for s in (0, 1)], MLP)
+    check_group("lenet5", [config(methods[0]), config("natural")])
+
+
 def test_pgd_adv_three_seeds_match_solo() -> None:
     method = {"name": "pgd-adv", "eps": 0.1, "steps": 2}
     check_group("mlp", [config(method, seed=s) for s in (0, 1, 2)], MLP)

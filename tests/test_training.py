@@ -114,3 +114,21 @@ def test_fit_holds_out_validation_examples_and_reports_their_accuracy() -> None:
     assert 0.0 <= final["val_acc"] <= 1.0 and final["val_loss"] > 0
     with pytest.raises(ConfigError, match="validation_size"):
         fit("synthetic", "mlp", TrainConfig(epochs=1, progress=False, validation_size=10**6))
+
+
+def test_train_size_keeps_a_fixed_stratified_subset_disjoint_from_validation() -> None:
+    from rankrobust.training.fit import split_data, stratified_subset
+
+    y = torch.tensor([0] * 50 + [1] * 30 + [2] * 20)
+    x = torch.arange(100).float()[:, None]  # the example's index, to see which were kept
+    _, ys = stratified_subset((x, y), 10)
+    assert torch.bincount(ys).tolist() == [5, 3, 2]  # each class's share, exactly
+    _, ys = stratified_subset((x, y), 7)  # 3.5, 2.1, 1.4: largest remainders get the rest
+    assert torch.bincount(ys).tolist() == [4, 2, 1]
+    (xt, yt), val = split_data((x, y), TrainConfig(validation_size=20, train_size=40, seed=1))
+    (xt2, _), _ = split_data((x, y), TrainConfig(validation_size=20, train_size=40, seed=2))
+    assert val is not None and len(xt) == 40 and torch.equal(xt, xt2)  # every seed: one subset
+    assert not set(xt.flatten().tolist()) & set(val[0].flatten().tolist())
+    assert torch.equal(xt.flatten().sort().values, xt.flatten())  # data order kept
+    with pytest.raises(ConfigError, match="train_size 81 must be in 1..80"):
+        split_data((x, y), TrainConfig(validation_size=20, train_size=81))

@@ -28,12 +28,15 @@ def register(subparsers: Any) -> None:
     p.add_argument("--scale", default="small",
                    help="smoke ≈ 1 min (synthetic data); small = MNIST-5k, 3 seeds, ≤ 15 min on "
                    "2 cores; paper = the paper's ε on Fashion-MNIST (60k), 3 seeds, ≤ 2 h on 2 "
-                   "cores; full = GPU or Ray cluster (default small)")
+                   "cores; paper-v2 = capacity-matched FC/CNN, converged training with "
+                   "validation-selected epochs, λ paths, weight-decay and spectral-norm controls, "
+                   "5 seeds for the key comparisons, ≈ 8 h on 2 cores; full = GPU or Ray "
+                   "cluster (default small)")
     p.add_argument("--dataset", default=None,
                    help="synthetic | mnist5k | fashion-mnist | mnist | cifar10 (default: "
                    "synthetic for smoke, mnist5k for small, fashion-mnist for paper, mnist for "
                    "full)")
-    p.add_argument("--seeds", type=int, default=None, help="number of seeds (default: the scale's)")
+    p.add_argument("--seeds", type=int, default=None, help="number of seeds, for every variant (default: the scale's)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce-SCALE)")
     p.add_argument("--data-dir", default=None, help="folder with dataset files (mnist, cifar10, ...)")
     p.add_argument("--executor", choices=["local", "ray"], default="local")

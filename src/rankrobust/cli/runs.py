@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from rankrobust.cli.common import emit_frame
 from rankrobust.errors import ConfigError
 
 SHOWN = ["run_id", "status", "study", "label", "method", "seed", "clean_accuracy",
-         "train_seconds", "eval_seconds", "attempts", "node", "worker_pid", "error"]
+         "train_seconds", "eval_seconds", "attempts", "collapsed", "warnings", "node", "worker_pid",
+         "error"]
 NODE_CHARS = 12  # a Ray node id (56 hex digits) in the table: its first digits, as `ray status`
 STATUSES = ["pending", "running", "complete", "failed"]
 
@@ -18,7 +20,8 @@ STATUSES = ["pending", "running", "complete", "failed"]
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "runs", help="list the runs of a results database",
-        description="List runs (id, status, label, method, seed, accuracy, timings, the Ray node "
+        description="List runs (id, status, label, method, seed, accuracy, timings, the epoch "
+        "where training collapsed, the number of warnings (--all-columns: their text), the Ray node "
         "and worker pid that ran each, error).",
     )
     p.add_argument("--db", default="results.sqlite", help="results database (default ./results.sqlite)")
@@ -35,8 +38,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"no results database at {args.db} (run `rankrobust sweep` first or give --db)")
     with ResultsStore(args.db, readonly=True) as store:  # never writes, works on read-only files
         frame = store.runs(status=args.status)
+        scalars = store.scalars(list(frame["run_id"]))
+    epochs = scalars[scalars["name"] == "collapse_epoch"].set_index("run_id")["value"]
+    frame.insert(len(frame.columns) - 1, "collapsed", frame["run_id"].map(epochs).astype("Int64"))
     if not args.all_columns:
-        frame = frame[SHOWN]
+        frame = frame[SHOWN].assign(warnings=frame["warnings"].map(_count))
     if args.format == "table" and frame.empty:
         print("no runs")
         return 0
@@ -45,3 +51,14 @@ def run(args: argparse.Namespace) -> int:
         frame["worker_pid"] = frame["worker_pid"].astype("Int64")
     emit_frame(frame, args.format)
     return 0
+
+
+def _count(stored: Any) -> int:
+    """How many warnings a run's stored ``warnings`` (a JSON list, or NULL) holds."""
+    if not isinstance(stored, str):
+        return 0
+    try:
+        items = json.loads(stored)
+    except ValueError:
+        return 1
+    return len(items) if isinstance(items, list) else 1

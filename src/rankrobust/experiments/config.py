@@ -6,8 +6,8 @@ evaluation (attacks × ε lists, DeepFool ρ_adv, spectra) and execution-only fi
 checkpointing, labels) that do not enter the run id.
 
 A *study* file (YAML) holds one base run config plus ``seeds``, a ``grid`` of dotted keys → lists
-(their cross product), and optional ``variants`` (named partial overrides, each with its own grid),
-see :func:`rankrobust.experiments.grid.expand`.
+(their cross product), and optional ``variants`` (named partial overrides, each with its own grid
+and optionally its own ``seeds``), see :func:`rankrobust.experiments.grid.expand`.
 """
 
 from __future__ import annotations
@@ -251,6 +251,17 @@ def _check_grid(grid: Any, where: str) -> dict[str, list[Any]]:
     return dict(grid)
 
 
+def _check_seeds(seeds: Any, where: str) -> list[int]:
+    """``seeds`` if it is a non-empty list of distinct integers in 0..2⁶³−1, else ConfigError."""
+    require(isinstance(seeds, list) and bool(seeds),
+            f"{where}: expected a non-empty list of integers in 0..2**63-1, got {brief(seeds)}")
+    for seed in seeds:
+        check_seed(seed, where)
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{where}: duplicate seeds in {brief(seeds)}")
+    return seeds
+
+
 def study_to_dict(study: StudyConfig) -> dict[str, Any]:
     """The study as the plain data of a study file: ``study_from_dict(study_to_dict(s)) == s``."""
     data: dict[str, Any] = {"name": study.name, **copy.deepcopy(study.base),
@@ -276,13 +287,7 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
             raise ConfigError(f"unknown key {brief(str(key))}{closest(str(key), valid)}")
     name = data.get("name", default_name)
     require(isinstance(name, str) and bool(name), f"name: expected a non-empty string, got {brief(name)}")
-    seeds = data.get("seeds", [0])
-    require(isinstance(seeds, list) and bool(seeds),
-            f"seeds: expected a non-empty list of integers in 0..2**63-1, got {brief(seeds)}")
-    for seed in seeds:
-        check_seed(seed, "seeds")
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds: duplicate seeds in {brief(seeds)}")
+    seeds = _check_seeds(data.get("seeds", [0]), "seeds")
     max_runs = data.get("max_runs", DEFAULT_MAX_RUNS)
     if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
         raise ConfigError(f"max_runs: expected an integer ≥ 1, got {brief(max_runs)}")
@@ -299,11 +304,13 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
         require(isinstance(vname, str) and bool(vname), f"{where}: needs a non-empty 'name'")
         require(vname not in names, f"{where}: duplicate variant name {brief(vname)}")
         names.append(str(vname))
-        vvalid = ["name", "grid", *RUN_KEYS]
+        vvalid = ["name", "grid", "seeds", *RUN_KEYS]
         for key in variant:
             if key not in vvalid:
                 raise ConfigError(f"unknown key '{where}.{key}'{closest(str(key), vvalid)}")
         _check_grid(variant.get("grid"), f"{where}.grid")
+        if "seeds" in variant:  # this variant's own seeds instead of the study's
+            _check_seeds(variant["seeds"], f"{where}.seeds")
     per_model = data.get("per_model_options") or {}
     if not isinstance(per_model, dict) or not all(isinstance(v, dict) for v in per_model.values()):
         raise ConfigError("per_model_options: expected a mapping model name → options mapping")

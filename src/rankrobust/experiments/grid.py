@@ -1,7 +1,8 @@
 """Grid expansion and stable run ids.
 
 ``expand(study)`` yields, for each variant (or the study itself when it has none), the cross
-product of the study's and the variant's ``grid`` (dotted key → list of values), times ``seeds``.
+product of the study's and the variant's ``grid`` (dotted key → list of values), times ``seeds``
+(the variant's own ``seeds`` where it lists them).
 Only ``grid`` values expand: list-valued options (``epsilons``, ``hidden``) stay as given.
 
 ``run_id(config)`` = first 16 hex digits of SHA-256 over the canonical JSON (sorted keys, no
@@ -92,13 +93,18 @@ def _check_grid_key(key: str, where: str) -> None:
         raise ConfigError(f"{where}.{key}: list seeds under 'seeds:' instead")
 
 
+def _seeds(study: StudyConfig, variant: dict[str, Any]) -> list[int]:
+    """A variant's own ``seeds`` if it lists them, else the study's."""
+    return list(variant.get("seeds") or study.seeds)
+
+
 def count_runs(study: StudyConfig) -> int:
     """How many runs ``study`` expands to before duplicates are merged: per variant, the product
     of its grid's list lengths times the number of seeds. Nothing is expanded."""
     total = 0
     for variant in list(study.variants) or [{"name": ""}]:
         grid = {**study.grid, **(variant.get("grid") or {})}
-        total += math.prod(len(values) for values in grid.values()) * len(study.seeds)
+        total += math.prod(len(values) for values in grid.values()) * len(_seeds(study, variant))
     return total
 
 
@@ -137,14 +143,14 @@ def expand(study: StudyConfig, max_runs: int | None = None) -> list[RunConfig]:
     seen: set[str] = set()
     for variant in variants:
         vname = str(variant.get("name", ""))
-        overrides = {k: v for k, v in variant.items() if k not in ("name", "grid")}
+        overrides = {k: v for k, v in variant.items() if k not in ("name", "grid", "seeds")}
         base = deep_merge(study.base, overrides)
         grid = {**study.grid, **(variant.get("grid") or {})}
         for key in grid:
             _check_grid_key(key, f"variants[{vname}].grid" if vname else "grid")
         keys = list(grid)
         for point in itertools.product(*(grid[k] for k in keys)):
-            for seed in study.seeds:
+            for seed in _seeds(study, variant):
                 data = copy.deepcopy(base)
                 for key, value in zip(keys, point, strict=True):
                     set_dotted(data, key, value)

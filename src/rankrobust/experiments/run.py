@@ -44,6 +44,7 @@ from rankrobust.robustness.summaries import summarize
 from rankrobust.structure import spectra
 from rankrobust.training.fit import FitResult
 from rankrobust.training.seeding import seed_everything
+from rankrobust.training.selection import collapse_warning, detect_collapse
 from rankrobust.training.stacked import fit_many
 
 Status = Literal["complete", "failed"]
@@ -101,7 +102,7 @@ class RunResult:
     worker_pid: int | None = None  # the process that ran it
     lost: bool = False  # not a failure of the run: its node or worker went away (retry it)
     checkpoint: str | None = None
-    warnings: list[str] = field(default_factory=list)  # robustness sanity-check warnings
+    warnings: list[str] = field(default_factory=list)  # sanity-check and collapse warnings
 
     @property
     def ok(self) -> bool:
@@ -134,10 +135,12 @@ def _per_point(attack: str, norm: str, curve: Any, result: RunResult) -> None:
         result.scalars[f"{attack}_{norm}_{name}"] = value if math.isfinite(value) else math.nan
 
 
-def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
+def _evaluate(config: RunConfig, model: Any, result: RunResult) -> float:
     """Robustness curves (with per-input ε_min and summaries of the first autoattack curve per
-    norm), ρ_adv, intervention tables and spectra of ``model`` into ``result``."""
+    norm), ρ_adv, intervention tables and spectra of ``model`` into ``result``; returns the
+    seconds spent in the sanity checks (part of the evaluation)."""
     ev = config.evaluation
+    checks_seconds = 0.0
     if ev.attacks or ev.deepfool or ev.interventions:
         x, y = load_dataset(config.dataset, "test", config.data_dir)
         curves = []
@@ -162,10 +165,12 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
                 n = spec.n or ev.n  # checks compare curves made on the same points only
                 others = [c for s, c in zip(ev.attacks, curves, strict=True)
                           if c is not frame and (s.n or ev.n) == n]
+                t0 = time.perf_counter()
                 result.warnings += sanity_checks(
                     model, (x, y), frame, batch_size=ev.batch_size, n=n, seed=config.seed,
                     reference=pd.concat(others, ignore_index=True) if others else None,
                     model_checks=spec.norm not in checked_norms)
+                checks_seconds += time.perf_counter() - t0
                 checked_norms.add(spec.norm)
         if ev.deepfool:
             seed_everything(config.seed)
@@ -181,6 +186,21 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> None:
             result.interventions += [_plain(row) for row in table.to_dict(orient="records")]
     if ev.spectra:
         result.spectra = {k: [float(s) for s in v] for k, v in spectra(model).items()}
+    return checks_seconds
+
+
+def _training_facts(fitted: FitResult, result: RunResult) -> None:
+    """Scalars and warnings about how training went: ``best_epoch`` (the epoch the model holds),
+    ``collapsed`` (1.0/0.0; with ``collapse_epoch``) and a warning line when it collapsed."""
+    trained = fitted.result
+    history = trained.history
+    result.scalars["best_epoch"] = float(trained.best_epoch or len(history))
+    collapses = detect_collapse(history, fitted.spec.num_classes)
+    result.scalars["collapsed"] = 1.0 if collapses else 0.0
+    if collapses:
+        result.scalars["collapse_epoch"] = float(collapses[0][0])
+        result.warnings.append(collapse_warning(collapses, fitted.spec.num_classes,
+                                                trained.best_epoch))
 
 
 def _complete(config: RunConfig, fitted: FitResult | BaseException, started_at: str) -> RunResult:
@@ -200,12 +220,18 @@ def _complete(config: RunConfig, fitted: FitResult | BaseException, started_at: 
             train_seconds=fitted.result.seconds, versions=package_versions(),
         )
         result.clean_accuracy = float(final["test_acc"]) if "test_acc" in final else None
-        for key in ("test_acc", "test_loss", "train_loss", "train_acc", "val_acc", "val_loss"):
+        for key in ("test_acc", "test_loss", "train_loss", "train_acc", "val_acc", "val_loss",
+                    "val_robust_acc"):
             if key in final and math.isfinite(float(final[key])):
                 result.scalars[f"final_{key}"] = float(final[key])
+        _training_facts(fitted, result)
         t0 = time.perf_counter()
-        _evaluate(config, fitted.model, result)
+        checks_seconds = _evaluate(config, fitted.model, result)
         result.eval_seconds = time.perf_counter() - t0
+        # where the hours go: training (this run's share of a stack), evaluation, sanity checks
+        result.scalars["time_train_s"] = float(fitted.result.seconds)
+        result.scalars["time_eval_s"] = result.eval_seconds - checks_seconds
+        result.scalars["time_checks_s"] = checks_seconds
         if config.save_checkpoints and config.output_dir:
             meta = {"run_id": rid, "dataset": config.dataset, "run_config": to_dict(config),
                     "train_config": to_dict(config.train), "metrics": final}

@@ -7,11 +7,13 @@ their ε grids. :func:`reproduce_study` fills in what the command line chooses:
   ``fashion-mnist`` for ``paper`` and ``mnist`` for ``full``;
 - per-dataset overrides: a preset's ``datasets: {NAME: {dotted.key: value}}`` section (e.g. more
   epochs and a smaller validation split on MNIST-5k), applied before validation;
-- the models: a fully connected ``mlp`` and a CNN, ``lenet5`` (``cnn-small`` on CIFAR-10);
+- the models: a fully connected ``mlp`` and a CNN, ``lenet5`` (``cnn-small`` on CIFAR-10),
+  unless the preset's ``grid.model`` names them (``paper-v2``: capacity-matched pairs);
 - budgets: a preset writes its ε's at MNIST scale (0.3); :data:`EPS_SCALE` divides them on data
   whose models break at smaller ε: Fashion-MNIST by 3 (0.3 → 0.1, its usual training budget),
   CIFAR-10 by ≈ 9.4 (0.3 → 8/255). Our choice, as the paper trains on MNIST only;
-- ``seeds``: N seeds 0..N−1 (the preset's count by default).
+- ``seeds``: N seeds 0..N−1 for every variant (by default the preset's, per variant where a
+  variant lists its own).
 
 :func:`run_reproduce` runs the sweep (resumable: rerunning skips finished runs) into
 ``OUT/results.sqlite``; ``rankrobust reproduce`` then builds the report in ``OUT/report/``.
@@ -34,10 +36,10 @@ from rankrobust.experiments.config import (
 )
 from rankrobust.experiments.sweep import SweepSummary, run_sweep
 
-SCALES = ("smoke", "small", "paper", "full")
+SCALES = ("smoke", "small", "paper", "paper-v2", "full")
 DATASETS = ("synthetic", "mnist5k", "fashion-mnist", "mnist", "cifar10")
 DEFAULT_DATASET = {"smoke": "synthetic", "small": "mnist5k", "paper": "fashion-mnist",
-                   "full": "mnist"}
+                   "paper-v2": "fashion-mnist", "full": "mnist"}
 PRESET_DIR = Path(__file__).parent / "presets"
 CIFAR_EPS_SCALE = 0.3 / (8 / 255)  # ≈ 9.4: MNIST ε 0.3 ↔ CIFAR-10 ε 8/255
 EPS_SCALE = {"fashion-mnist": 3.0, "cifar10": CIFAR_EPS_SCALE}  # MNIST-scale ε ÷ this
@@ -61,11 +63,20 @@ def load_preset(scale: str) -> dict[str, Any]:
 
 
 def _apply_overrides(data: dict[str, Any], dataset: str) -> None:
-    """Apply (then drop) the preset's ``datasets:`` overrides for ``dataset`` (dotted keys)."""
+    """Apply (then drop) the preset's ``datasets:`` overrides for ``dataset`` (dotted keys).
+
+    ``variants.NAME.rest`` sets ``rest`` in the variant called NAME (e.g.
+    ``variants.pgd-adv.train.method.steps: 10``; variant names may hold dots only there)."""
     overrides = data.pop("datasets", None) or {}
     for key, value in (overrides.get(dataset) or {}).items():
-        *parents, leaf = key.split(".")
         node = data
+        if key.startswith("variants."):
+            name, _, key = key.removeprefix("variants.").partition(".")
+            found = [v for v in data.get("variants", []) if v.get("name") == name]
+            if not found or not key:
+                raise ConfigError(f"datasets.{dataset}: no variant {name!r} to set {key!r} in")
+            node = found[0]
+        *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = value
@@ -114,9 +125,13 @@ def reproduce_study(
             raise ConfigError(f"--seeds must be in 1..{cap:,} (the run cap; --max-runs raises "
                               f"it), got {seeds}")
         data["seeds"] = list(range(seeds))
+        for variant in data.get("variants", []):  # --seeds N: every variant N seeds
+            variant.pop("seeds", None)
     data["dataset"] = dataset
     data["name"] = f"{data.get('name', 'reproduce')}-{dataset}"
-    data.setdefault("grid", {})["model"] = models_for(dataset)
+    grid = data.setdefault("grid", {})
+    if "model" not in grid or dataset == "cifar10":  # a preset may name its (matched) models
+        grid["model"] = models_for(dataset)
     if data_dir is not None:
         data["data_dir"] = str(data_dir)
     _apply_overrides(data, dataset)

@@ -11,6 +11,7 @@ read it from :data:`METHODS`. Registry order (this file's import order) is displ
 from rankrobust.methods import (  # noqa: F401, I001
     natural,
     fgsm_adv,
+    fgsm_rs,
     pgd_adv,
     trades,
     l1,
@@ -18,6 +19,8 @@ from rankrobust.methods import (  # noqa: F401, I001
     l1_nuclear,
     product_l1,
     lowrank,
+    weight_decay,
+    spectral_norm,
 )
 from rankrobust.methods.base import (
     KINDS,

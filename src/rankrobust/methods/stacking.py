@@ -8,6 +8,7 @@ are computed at once, with per-run parameters (λ) broadcast over the run axis:
   sum has, for run k's weights, exactly run k's solo gradient;
 * ``l1``: λ_k Σ‖W_k‖₁ (subgradient, gradient λ_k sign W_k added to the block's ``.grad`` after
   the backward pass) or the soft-threshold W ← sign W · max(|W| − lr·λ_k, 0);
+* ``weight-decay``: λ_k Σ‖W_k‖²_F, gradient 2λ_k W_k added to the block's ``.grad``;
 * ``nuclear`` (and ``l1+nuclear``, nuclear first): the solo schedule of
   :func:`rankrobust.methods.nuclear.nuclear_penalty_hooks` — matrix i decomposed when
   (step + offset_i) mod k_i = 0, accumulated thresholds τ_k = λ_k Σ lr_t — with one batched
@@ -16,7 +17,8 @@ are computed at once, with per-run parameters (λ) broadcast over the run axis:
 
 Runs of one *block* (:func:`stack_key`: same method and non-swept parameters) are contiguous in
 the stack, so a block's weights are views P[a:b] of the stacked parameters (:class:`StackedRef`).
-Methods with other hooks (trades, fgsm-adv, lowrank, product-l1) return None here and train solo.
+Methods with other hooks (trades, fgsm-adv, fgsm-rs, lowrank, spectral-norm, product-l1) and any
+method not named here return None and train solo.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from rankrobust.methods.l1_nuclear import L1Nuclear
 from rankrobust.methods.natural import Natural
 from rankrobust.methods.nuclear import SVD_MIN_EVERY, Nuclear, auto_svd_every
 from rankrobust.methods.pgd_adv import SEED_OFFSET, PGDAdv
+from rankrobust.methods.weight_decay import WeightDecay
 from rankrobust.structure.spectrum import FLOAT64_MAX_SIDE, gram_eigh
 
 
@@ -136,6 +139,8 @@ def stack_key(method: TrainingMethod) -> Hashable | None:
     if isinstance(method, L1Nuclear):
         return (L1Nuclear.name, method.l1_mode, method.nuclear_mode, method.nuclear_method,
                 method.svd_every, method.layers)
+    if isinstance(method, WeightDecay):
+        return (WeightDecay.name, method.layers)
     if isinstance(method, (Natural, PGDAdv)):
         return ("none",)
     return None
@@ -226,6 +231,23 @@ def l1_stacked(refs: list[StackedRef], lam: torch.Tensor, mode: str) -> StackedP
     if mode == "subgradient":
         return StackedPenalty({"l1": term}, [gradient])
     return StackedPenalty({"l1": term}, prox_steps=[prox])
+
+
+def l2_stacked(refs: list[StackedRef], lam: torch.Tensor) -> StackedPenalty:
+    """λ_k Σ‖W_k‖²_F per run (S,), ``lam`` (S,) float64; its gradient 2λ_k W_k."""
+    lam32 = lam.float()
+
+    @torch.no_grad()
+    def term(info: StepInfo) -> torch.Tensor:
+        total = torch.stack([r.block().square().flatten(1).sum(1) for r in refs]).sum(0)  # (S,)
+        return total * lam32.to(total.device)
+
+    def gradient() -> None:
+        for ref in refs:
+            w = ref.block().detach()
+            add_gradient(ref, 2 * w * lam32.to(w.device).view(-1, *[1] * (w.ndim - 1)))
+
+    return StackedPenalty({"l2": term}, [gradient])
 
 
 def _oriented(result: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -360,6 +382,8 @@ def stacked_penalty(
 
     if isinstance(first, L1):
         return l1_stacked(select(first.layers), lam("lambda_l1"), first.l1_mode)
+    if isinstance(first, WeightDecay):
+        return l2_stacked(select(first.layers), lam("lambda_wd"))
     if isinstance(first, Nuclear):
         return nuclear_stacked(select(first.layers), lam("lambda_nuclear"), first.nuclear_mode,
                                first.nuclear_method, first.svd_every)

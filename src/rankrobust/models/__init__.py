@@ -13,9 +13,10 @@ from rankrobust.models.registry import (
     check_model,
     model_family,
     model_options,
+    parameter_count,
     state_shapes,
 )
 
 __all__ = ["MAX_PARAMETERS", "MLP", "MODELS", "ModelAdapter", "ModelSpec", "CNNSmall", "LeNet5",
-           "Normalization", "Normalize",
-           "build_model", "check_model", "model_family", "model_options", "state_shapes"]
+           "Normalization", "Normalize", "build_model", "check_model", "model_family",
+           "model_options", "parameter_count", "state_shapes"]

@@ -37,3 +37,17 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(self.normalize(x).flatten(1))
+
+
+class MLPWide(MLP):
+    """The MLP with 300-200 hidden units: the FC half of the second capacity-matched pair."""
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        num_classes: int,
+        hidden: Sequence[int] = (300, 200),
+        mean: Sequence[float] = (0.0,),
+        std: Sequence[float] = (1.0,),
+    ) -> None:
+        super().__init__(in_shape, num_classes, hidden, mean, std)

@@ -24,10 +24,15 @@ from torch import nn
 from rankrobust.configuration import brief
 from rankrobust.errors import ConfigError
 from rankrobust.models.cnn_small import CNNSmall
-from rankrobust.models.lenet import LeNet5
-from rankrobust.models.mlp import MLP
+from rankrobust.models.lenet import LeNet5, LeNet5Wide, LeNet5Wider
+from rankrobust.models.mlp import MLP, MLPWide
 
-MODELS: dict[str, Callable[..., nn.Module]] = {"mlp": MLP, "lenet5": LeNet5, "cnn-small": CNNSmall}
+# Capacity-matched pairs (parameters within ±15 % on 1×28×28, 10 classes; see models.lenet):
+# mlp ↔ lenet5-wide, mlp-wide ↔ lenet5-wider.
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": MLP, "lenet5": LeNet5, "cnn-small": CNNSmall, "lenet5-wide": LeNet5Wide,
+    "mlp-wide": MLPWide, "lenet5-wider": LeNet5Wider,
+}
 
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: larger networks are refused
 MAX_SIZE = 1 << 20  # any one size: channels, height, width, classes, hidden units, widths, fc
@@ -172,13 +177,25 @@ def meta_model(name: str, in_shape: Sequence[int], num_classes: int, **options: 
 _META_MODELS: dict[str, nn.Module] = {}
 
 
+def parameter_count(
+    name: str, in_shape: Sequence[int], num_classes: int, **options: Any
+) -> int:
+    """Trainable parameters of the model (weights and biases; not buffers), counted on the
+    meta device: no memory is spent, sizes are checked as :func:`build_model` checks them."""
+    check_model(name, in_shape, num_classes, options)
+    with torch.device("meta"):
+        meta = _construct(name, in_shape, num_classes, options)
+    return sum(p.numel() for p in meta.parameters() if p.requires_grad)
+
+
 def build_model(
     name: str, in_shape: Sequence[int], num_classes: int, **options: Any
 ) -> nn.Module:
     """Build a network that maps x (B, C, H, W) in [0, 1] to logits (B, num_classes).
 
     Options: ``mean``/``std`` (the first layer's normalization) for every model; ``hidden`` for
-    ``mlp`` (default (150, 100)); ``widths`` and ``fc`` for ``cnn-small``. Sizes are checked
+    ``mlp`` (default (150, 100)) and ``mlp-wide`` (300, 200); ``channels`` and ``fc`` for the
+    ``lenet5`` family; ``widths`` and ``fc`` for ``cnn-small``. Sizes are checked
     first and the parameter count is capped (see the module docstring): ConfigError, one line.
     """
     state_shapes(name, in_shape, num_classes, **options)
@@ -201,6 +218,10 @@ class ModelSpec:
         opts = {k: list(v) if isinstance(v, tuple) else v for k, v in self.options.items()}
         return {"name": self.name, "in_shape": list(self.in_shape), "num_classes": self.num_classes,
                 "options": opts}
+
+    def parameter_count(self) -> int:
+        """Trainable parameters of the model this spec builds (see :func:`parameter_count`)."""
+        return parameter_count(self.name, self.in_shape, self.num_classes, **self.options)
 
     def state_shapes(self) -> dict[str, tuple[int, ...]]:
         """{state-dict key: shape} of the model this spec builds (see :func:`state_shapes`)."""

@@ -54,6 +54,41 @@ def split_validation(data: Data, size: int) -> tuple[Data, Data]:
     return (x[keep], y[keep]), (x[held], y[held])
 
 
+SUBSET_SEED = 20200312  # fixed: every run of a study trains on the same subset
+
+
+def stratified_subset(data: Data, size: int) -> Data:
+    """``size`` examples of ``data`` with each class's share kept (a fixed choice, in data order).
+
+    Class c of n_c of n examples gets ⌊size·n_c/n⌋ plus one for the classes with the largest
+    remainders until the quotas sum to ``size``; its examples are the first of a fixed
+    permutation (seed :data:`SUBSET_SEED`).
+    """
+    x, y = data
+    if not 0 < size <= len(x):
+        raise ConfigError(f"train_size {size} must be in 1..{len(x)} (the training images left)")
+    classes, counts = torch.unique(y, return_counts=True)
+    exact = counts.double() * size / len(x)
+    quota = exact.floor().long()
+    short = size - int(quota.sum())
+    quota[torch.argsort(exact - quota, descending=True, stable=True)[:short]] += 1
+    perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED))
+    keep = [perm[y[perm] == c][:q] for c, q in zip(classes.tolist(), quota.tolist(), strict=True)]
+    idx = torch.cat(keep).sort().values
+    return x[idx], y[idx]
+
+
+def split_data(data: Data, config: TrainConfig) -> tuple[Data, Data | None]:
+    """(training data, validation data or None) of a run: ``validation_size`` held out first
+    (:func:`split_validation`), then ``train_size`` > 0 keeps a stratified subset of the rest."""
+    val = None
+    if config.validation_size > 0:
+        data, val = split_validation(data, config.validation_size)
+    if config.train_size > 0:
+        data = stratified_subset(data, config.train_size)
+    return data, val
+
+
 def fit(
     dataset: str,
     model: str,
@@ -64,17 +99,16 @@ def fit(
     """Load ``dataset``, build ``model`` from ``config.seed`` and train it; test split evaluated.
 
     With ``config.validation_size`` > 0 those training examples are held out (see
-    :func:`split_validation`) and the final metrics gain ``val_loss`` and ``val_acc``.
+    :func:`split_validation`): every epoch's metrics gain ``val_loss`` and ``val_acc`` (the
+    final ones of the model as returned), and ``config.select_epoch`` may keep the best epoch.
     """
     spec = model_spec_for(dataset, model, model_options)
     train_data = load_dataset(dataset, "train", data_dir)
     test_data = load_dataset(dataset, "test", data_dir)
-    val_data = None
-    if config.validation_size > 0:
-        train_data, val_data = split_validation(train_data, config.validation_size)
+    train_data, val_data = split_data(train_data, config)
     seed_everything(config.seed)
     net = spec.build()
-    result = train(net, train_data, test_data, config)
+    result = train(net, train_data, test_data, config, val_data=val_data)
     if any(P.is_parametrized(m) for m in net.modules()):
         # e.g. W = U·V: from here on the model is the plain architecture with its effective
         # weights (what checkpoints store, attacks see and interventions may cut)
@@ -82,9 +116,9 @@ def fit(
         net = spec.build().to(next(iter(state.values())).device)
         net.load_state_dict(state)
         net.eval()
-    if val_data is not None and result.history:
+    if val_data is not None and result.history:  # the model as returned (after final steps)
         device = next(net.parameters()).device
-        result.history[-1]["val_loss"], result.history[-1]["val_acc"] = evaluate(
+        result.final["val_loss"], result.final["val_acc"] = evaluate(
             net, val_data[0].to(device), val_data[1].to(device), config.eval_batch_size)
     return FitResult(net, spec, config, dataset, result)
 

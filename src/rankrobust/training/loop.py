@@ -19,6 +19,7 @@ from rankrobust.training.callbacks import Callback, TrainState
 from rankrobust.training.config import TrainConfig
 from rankrobust.training.evaluate import evaluate
 from rankrobust.training.seeding import seed_everything
+from rankrobust.training.selection import EpochSelector
 from rankrobust.training.structure_tracking import StructureTracker
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -26,15 +27,23 @@ Data = tuple[torch.Tensor, torch.Tensor]
 
 @dataclass
 class TrainResult:
-    """Per-epoch metrics (``history``), callback tables (``records``) and the total time."""
+    """Per-epoch metrics (``history``), callback tables (``records``) and the total time.
+
+    ``best_epoch``: the 1-based epoch whose weights the model holds when ``select_epoch``
+    chose one on the validation split (None: the last epoch's).
+    """
 
     history: list[dict[str, Any]]
     records: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     seconds: float = 0.0
+    best_epoch: int | None = None
 
     @property
     def final(self) -> dict[str, Any]:
-        return self.history[-1] if self.history else {}
+        """The metrics of the epoch whose weights the model holds (the selected one, or the last)."""
+        if not self.history:
+            return {}
+        return self.history[self.best_epoch - 1] if self.best_epoch else self.history[-1]
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -69,6 +78,7 @@ def train(
     config: TrainConfig | None = None,
     callbacks: Sequence[Callback] = (),
     objective: Objective | None = None,
+    val_data: Data | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``train_data`` = (x (N, C, H, W) in [0, 1], y (N,)).
 
@@ -78,6 +88,12 @@ def train(
     each optimizer step, and final steps after the last epoch. Structure tracking (when
     ``config.track_structure``) runs before any extra ``callbacks``. An explicit ``objective``
     replaces the method's. Raises TrainingDivergedError on a NaN/inf loss.
+
+    With ``val_data`` every epoch's metrics gain ``val_loss`` and ``val_acc`` (and
+    ``val_robust_acc`` when ``config.select_epoch`` selects on it); with ``select_epoch`` ≠
+    "last" the weights of the best epoch on that metric are restored after the last epoch,
+    before the method's final steps (:mod:`rankrobust.training.selection`). ``test_data`` only
+    gives the per-epoch test curve: selection never reads it.
     """
     config = config or TrainConfig()
     device = resolve_device(config.device)
@@ -97,6 +113,7 @@ def train(
     penalty = method.regularize(model)
     all_callbacks = [*([StructureTracker()] if config.track_structure else []), *callbacks]
     state = TrainState(model, optimizer, config, device, steps_per_epoch=steps_per_epoch)
+    selector = make_selector(config, val_data)
 
     start = time.perf_counter()
     for cb in all_callbacks:
@@ -157,6 +174,8 @@ def train(
                 metrics["test_loss"], metrics["test_acc"] = evaluate(
                     model, test_data[0], test_data[1], config.eval_batch_size
                 )
+            if selector is not None:
+                metrics.update(selector.observe(model, epoch + 1))
             metrics["epoch_seconds"] = time.perf_counter() - epoch_start
             for name, value in term_sums.items():
                 metrics[f"penalty_{name}"] = float(value) / steps_per_epoch
@@ -167,6 +186,7 @@ def train(
             if "test_acc" in metrics:
                 shown["test_acc"] = f"{metrics['test_acc']:.3f}"
             bar.set_postfix(shown)
+        best = selector.restore(model) if selector is not None else None
         for final in penalty.final_steps:
             final()
         for cb in all_callbacks:
@@ -174,4 +194,16 @@ def train(
     finally:
         bar.close()
         model.eval()
-    return TrainResult(state.history, state.records, time.perf_counter() - start)
+    return TrainResult(state.history, state.records, time.perf_counter() - start, best)
+
+
+def make_selector(config: TrainConfig, val_data: Data | None) -> EpochSelector | None:
+    """The per-epoch validation of a run (None without validation data)."""
+    if val_data is None:
+        if config.select_epoch != "last":
+            raise DataError(f"select_epoch {config.select_epoch!r} needs validation data")
+        return None
+    key = None if config.select_epoch == "last" else config.select_epoch
+    robust = config.robust_eps if key == "val_robust_acc" else None
+    return EpochSelector(val_data, key, robust, config.val_attack_steps, config.val_attack_n,
+                         config.eval_batch_size)

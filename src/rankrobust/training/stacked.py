@@ -55,7 +55,7 @@ from rankrobust.structure import analyze, analyze_delta, snapshot
 from rankrobust.training.callbacks import TrainState
 from rankrobust.training.config import TrainConfig
 from rankrobust.training.evaluate import evaluate
-from rankrobust.training.fit import FitResult, fit, model_spec_for, split_validation
+from rankrobust.training.fit import FitResult, fit, model_spec_for, split_data
 from rankrobust.training.loop import TrainResult, make_schedule
 from rankrobust.training.seeding import seed_everything
 from rankrobust.training.stacked_model import can_stack_network, stack_networks, unstack_into
@@ -91,7 +91,14 @@ def can_stack(configs: Sequence[TrainConfig]) -> bool:
     okeys = {objective_key(c.method) for c in configs}
     loops = {compat_key("", "", None, None, c) for c in configs}
     return (None not in okeys and len(okeys) == 1 and len(loops) == 1
-            and all(stack_key(c.method) is not None for c in configs))
+            and all(stacks(c) for c in configs))
+
+
+def stacks(config: TrainConfig) -> bool:
+    """Whether a run may join a stack: its method's objective and penalty stack, and it keeps its
+    last epoch (epoch selection, :mod:`rankrobust.training.selection`, trains solo)."""
+    return (objective_key(config.method) is not None and stack_key(config.method) is not None
+            and config.select_epoch == "last")
 
 
 def can_stack_model(dataset: str, model: str, model_options: dict[str, Any] | None = None) -> bool:
@@ -117,7 +124,7 @@ def stack_groups(runs: Sequence[RunLike], max_size: int = DEFAULT_MAX_GROUP) -> 
         if mkey not in models:
             models[mkey] = can_stack_model(run.dataset, run.model, run.model_options)
         okey = objective_key(method)
-        if okey is None or stack_key(method) is None or not models[mkey]:
+        if not stacks(run.train) or not models[mkey]:
             groups.append([i])
             continue
         key = compat_key(run.dataset, run.model, run.model_options, run.data_dir, run.train)
@@ -194,9 +201,7 @@ def train_stacked(
     spec = model_spec_for(dataset, model, model_options)
     train_data = load_dataset(dataset, "train", data_dir)
     test_x, test_y = load_dataset(dataset, "test", data_dir)
-    val_data = None
-    if first.validation_size > 0:
-        train_data, val_data = split_validation(train_data, first.validation_size)
+    train_data, val_data = split_data(train_data, first)
     nets = []
     for c in runs:
         seed_everything(c.seed)
@@ -261,6 +266,9 @@ def train_stacked(
                 correct += (logits.detach().argmax(-1) == yb).sum(0)
                 bar.update(1)
             test_loss, test_acc = evaluate_stacked(net, test_x, test_y, k, first.eval_batch_size)
+            if val_data is not None:
+                val_loss, val_acc = evaluate_stacked(net, val_data[0], val_data[1], k,
+                                                     first.eval_batch_size)
             seconds = (time.perf_counter() - epoch_start) / k
             for r in range(k):
                 if r in failed:
@@ -276,8 +284,10 @@ def train_stacked(
                     "penalty": float(pen_sum[r]) / steps_per_epoch,
                     "train_acc": float(correct[r]) / n,
                     "test_loss": float(test_loss[r]), "test_acc": float(test_acc[r]),
-                    "epoch_seconds": seconds,
                 }
+                if val_data is not None:  # as solo: rankrobust.training.selection.EpochSelector
+                    metrics["val_loss"], metrics["val_acc"] = float(val_loss[r]), float(val_acc[r])
+                metrics["epoch_seconds"] = seconds
                 for name in next(p.loss_terms for a, b, p in penalties if a <= r < b):  # solo order
                     metrics[f"penalty_{name}"] = float(term_sums[name][r]) / steps_per_epoch
                 states[r].history.append(metrics)

@@ -34,15 +34,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankrobust.models.cnn_small import CNNSmall
-from rankrobust.models.lenet import LeNet5
-from rankrobust.models.mlp import MLP
+from rankrobust.models.lenet import LeNet5, LeNet5Wide, LeNet5Wider
+from rankrobust.models.mlp import MLP, MLPWide
 from rankrobust.models.normalize import Normalize
 from rankrobust.models.pooling import MaxPool2x2
 
 # Modules without parameters whose forward acts per sample and per channel (or elementwise).
 RUN_SAFE: tuple[type[nn.Module], ...] = (
     nn.Sequential, nn.Identity, nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU,
-    nn.MaxPool2d, MaxPool2x2, nn.AvgPool2d, MLP, LeNet5, CNNSmall,
+    nn.MaxPool2d, MaxPool2x2, nn.AvgPool2d, MLP, MLPWide, LeNet5, LeNet5Wide, LeNet5Wider, CNNSmall,
 )
 STACKED_TYPES: tuple[type[nn.Module], ...] = (nn.Linear, nn.Conv2d, Normalize)
 

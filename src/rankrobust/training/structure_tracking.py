@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 
+from rankrobust.attacks.base import eval_mode
 from rankrobust.structure import analyze, analyze_delta, snapshot
 from rankrobust.structure.matrices import ConvMode
 from rankrobust.training.callbacks import Callback, TrainState
@@ -32,8 +33,8 @@ class StructureTracker(Callback):
         self.init: dict[str, torch.Tensor] = {}
 
     def _record(self, state: TrainState, epoch: int) -> None:
-        with torch.no_grad():
-            frame = analyze(state.model, self.conv, order=self.order)
+        with torch.no_grad(), eval_mode(state.model):  # eval: a parametrization (spectral
+            frame = analyze(state.model, self.conv, order=self.order)  # norm) stays as it is
             delta = analyze_delta(state.model, self.init, self.conv, order=self.order)
         state.records.setdefault(self.name, []).extend(structure_rows(frame, delta, epoch))
 
