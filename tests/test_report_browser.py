@@ -47,7 +47,7 @@ def test_every_image_loads_and_claims_table_is_present(report: Path, tmp_path: P
     found = re.search(r'<html[^>]*data-images="(\d+)/(\d+)"', dom)
     assert found, "the page's load script did not run"
     loaded, total = int(found.group(1)), int(found.group(2))
-    assert total == len(list((report.parent / "figures").glob("*.png"))) == 7
+    assert total == len(list((report.parent / "figures").glob("*.png"))) == 8
     assert loaded == total
     table = re.search(r'<table id="claims-table">(.*?)</table>', dom, re.S)
     assert table, "claims table missing"
@@ -58,10 +58,10 @@ def test_every_image_loads_and_claims_table_is_present(report: Path, tmp_path: P
 
 
 def test_a_missing_image_is_detected(report: Path, tmp_path: Path) -> None:
-    """The check can fail: remove one PNG from a copy and the page reports 6/7."""
+    """The check can fail: remove one PNG from a copy and the page reports 7/8."""
     copy = tmp_path / "copy"
     shutil.copytree(report.parent, copy)
     (copy / "figures" / "spectra.png").unlink()
     dom = dump_dom(copy / "report.html", tmp_path / "profile")
-    assert 'data-images="6/7"' in dom
-    assert "1 of 7 figures failed to load" in dom
+    assert 'data-images="7/8"' in dom
+    assert "1 of 8 figures failed to load" in dom

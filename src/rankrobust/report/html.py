@@ -54,11 +54,28 @@ window.addEventListener('load', function () {
 """
 
 
+# A code span (n backticks, content, exactly n backticks) or a backslash-escaped punctuation mark.
+_TOKEN = re.compile(r"(?<!`)(`+)(?!`)(.+?)(?<!`)\1(?!`)|\\([!-/:-@\[-`{-~])", re.S)
+
+
+def _code_span(content: str) -> str:
+    if content.startswith(" ") and content.endswith(" ") and content.strip(" "):
+        content = content[1:-1]  # CommonMark strips one space on each side
+    return f"<code>{html.escape(content)}</code>"
+
+
 def inline(text: str) -> str:
-    """Escape ``text`` and turn ``**bold**`` and ```code``` into tags."""
-    out = html.escape(text)
+    """The report's markup (see :mod:`.document`) as HTML: code spans, backslash escapes and
+    ``**bold**``; everything else escaped."""
+    tokens: list[str] = []
+
+    def stash(match: re.Match[str]) -> str:
+        tokens.append(_code_span(match.group(2)) if match.group(1) else html.escape(match.group(3)))
+        return f"\x00{len(tokens) - 1}\x00"
+
+    out = html.escape(_TOKEN.sub(stash, text.replace("\x00", "\ufffd")))
     out = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", out)
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", out)
+    return re.sub("\x00(\\d+)\x00", lambda m: tokens[int(m.group(1))], out)
 
 
 def table_html(table: Table) -> str:

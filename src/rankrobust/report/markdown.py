@@ -1,4 +1,9 @@
-"""Render a :class:`~rankrobust.report.document.Document` as GitHub-flavoured Markdown."""
+"""Render a :class:`~rankrobust.report.document.Document` as GitHub-flavoured Markdown.
+
+Block text is already markup (see :mod:`.document`); table cells come escaped from
+:func:`~rankrobust.report.document.cell_rows`, and only their pipes are escaped here (GFM
+reads ``\\|`` as a pipe inside a cell, code spans included).
+"""
 
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from rankrobust.report.document import (
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
+    return text.replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def table_markdown(table: Table) -> str:
