@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pandas as pd
+from matplotlib import rc_context
 
 from rankrobust.report.context import Context, make_context
 from rankrobust.report.document import Block, Document, Figure, Heading, Paragraph
@@ -21,13 +22,16 @@ from rankrobust.report.tables import StudyTables, load_tables
 
 FIGURE_DIR = "figures"
 TITLE = "Low-rank weights and adversarial robustness: the reproduction"
+# Stored names (models, methods, layers) are drawn as they are: "$" is no mathtext delimiter.
+PLAIN_TEXT = {"text.parse_math": False}
 __all__ = ["FIGURE_DIR", "FIGURE_NAMES", "build_document", "build_report"]
 
 
 def _figure(section: Section, ctx: Context) -> Block:
     """The section's figure, drawn into the context's figure folder, or a note saying why not."""
     assert section.figure is not None and section.plot is not None
-    path = section.plot(ctx, ctx.figure_dir / section.figure)
+    with rc_context(PLAIN_TEXT):
+        path = section.plot(ctx, ctx.figure_dir / section.figure)
     if path is None:
         return Paragraph(section.missing or f"(No data for this figure: {section.caption})")
     return Figure(f"{FIGURE_DIR}/{path.name}", section.caption)

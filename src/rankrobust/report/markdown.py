@@ -15,6 +15,7 @@ from rankrobust.report.document import (
     Paragraph,
     Table,
     cell_rows,
+    plain,
 )
 
 
@@ -27,7 +28,7 @@ def table_markdown(table: Table) -> str:
     cols = [str(c) for c in table.frame.columns]
     rows = cell_rows(table)
     numeric = [table.frame[c].dtype.kind in "fiu" for c in table.frame.columns]
-    lines = ["| " + " | ".join(_cell(c) for c in cols) + " |",
+    lines = ["| " + " | ".join(_cell(plain(c)) for c in cols) + " |",
              "| " + " | ".join("---:" if n else "---" for n in numeric) + " |"]
     lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)

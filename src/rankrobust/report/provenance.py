@@ -60,7 +60,7 @@ def _wall_time(sessions: pd.DataFrame) -> list[str]:
     ended = sessions["seconds"].notna()
     parts = []
     if ended.any():
-        total = math.fsum(float(s) for s in sessions.loc[ended, "seconds"])
+        total = sum(float(s) for s in sessions.loc[ended, "seconds"])  # inf on overflow
         if math.isfinite(total):
             parts.append(f"Wall time **{duration(total)}**, summed over {int(ended.sum())} sweep "
                          f"session(s) (table below; a study resumes across sessions).")
@@ -93,7 +93,8 @@ def _text(value: Any) -> Markup:
 
 def _session_row(rec: dict[Any, Any]) -> dict[str, Markup]:
     ended = not _missing(rec.get("seconds"))
-    counts = (f"{rec['runs_executed']} / {rec.get('runs_failed', 0)}"
+    failed = rec.get("runs_failed")
+    counts = (f"{int(rec['runs_executed'])} / {0 if _missing(failed) else int(failed)}"
               if not _missing(rec.get("runs_executed")) else "– (killed or still running)")
     executor = (f"{_text(rec.get('executor'))} × {_text(rec.get('workers'))} on "
                 f"{_text(rec.get('host'))} ({_text(rec.get('cpus'))} CPUs)")

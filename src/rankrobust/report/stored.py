@@ -172,10 +172,10 @@ def validate_sessions(sessions: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
             missing = value is None or (isinstance(value, float) and math.isnan(value))
             try:
                 if not missing:  # the store decoded the record already
-                    check(value, schema)
+                    check(value, schema, column)
                 values.append(None if missing else value)
             except SchemaError as err:
-                notes.append(f"session {key}: {column} dropped ({err})")
+                notes.append(f"session {key}: {err} (shown as –)")
                 values.append(None)
         out[column] = pd.Series(values, index=out.index, dtype=object)
     return out, notes
