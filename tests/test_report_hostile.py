@@ -108,7 +108,7 @@ def _cli(db: Path, out: Path, capsys: pytest.CaptureFixture[str]) -> tuple[int, 
 @pytest.mark.parametrize(("sql", "needle"), [
     ("UPDATE runs SET config = json_set(config, '$.evaluation.attacks[0]', 'pgd')",
      "stored config is not valid: evaluation.attacks[0]: expected an object, got \"pgd\""),
-    ("UPDATE runs SET warnings = '5'", "stored warnings is not valid: the value: expected a list"),
+    ("UPDATE runs SET warnings = '5'", "stored warnings is not valid: expected a list, got 5"),
     ("UPDATE runs SET warnings = '[1]'", "warnings is not valid: [0]: expected text, got 1"),
     ("UPDATE runs SET config = json_set(config, '$.train.epochs', -1)", "train.epochs"),
     ("UPDATE runs SET config = json_set(config, '$.evaluation.sanity_checks', 3)",

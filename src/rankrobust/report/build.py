@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib import rc_context
 
 from rankrobust.report.context import Context, make_context
-from rankrobust.report.document import Block, Document, Figure, Heading, Paragraph
+from rankrobust.report.document import Block, Document, Figure, Group, Heading, Paragraph
 from rankrobust.report.html import render_html
 from rankrobust.report.markdown import render_markdown
 from rankrobust.report.sections import FIGURE_NAMES, SECTIONS, Section
@@ -23,7 +24,7 @@ from rankrobust.report.tables import StudyTables, load_tables
 FIGURE_DIR = "figures"
 TITLE = "Low-rank weights and adversarial robustness: the reproduction"
 # Stored names (models, methods, layers) are drawn as they are: "$" is no mathtext delimiter.
-PLAIN_TEXT = {"text.parse_math": False}
+PLAIN_TEXT: Any = {"text.parse_math": False}
 __all__ = ["FIGURE_DIR", "FIGURE_NAMES", "build_document", "build_report"]
 
 
@@ -43,9 +44,10 @@ def section_blocks(section: Section, ctx: Context) -> list[Block]:
         return []
     blocks: list[Block] = [Heading(section.title)] if section.title else []
     blocks += section.prose(ctx)
-    if section.figure is not None:
-        blocks.append(_figure(section, ctx))
-    return blocks + section.after(ctx)
+    shown = [_figure(section, ctx)] if section.figure is not None else []
+    if section.beside:
+        return [*blocks, Group([*shown, *section.after(ctx)])]
+    return blocks + shown + section.after(ctx)
 
 
 def build_document(tables: StudyTables, figure_dir: Path, source: str = ""

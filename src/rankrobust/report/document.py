@@ -96,7 +96,15 @@ class Table:
     formats: dict[str, Callable[[Any], str]] = field(default_factory=dict)
 
 
-Block = Heading | Paragraph | Bullets | Figure | Table
+@dataclass
+class Group:
+    """Blocks shown side by side where the page is wide enough (HTML), one after another in
+    Markdown: e.g. a figure beside the table it summarizes."""
+
+    blocks: list[Block]
+
+
+Block = Heading | Paragraph | Bullets | Figure | Table | Group
 
 
 @dataclass
@@ -108,7 +116,13 @@ class Document:
         self.blocks.extend(blocks)
 
     def figures(self) -> list[str]:
-        return [b.src for b in self.blocks if isinstance(b, Figure)]
+        return [b.src for b in flatten(self.blocks) if isinstance(b, Figure)]
+
+
+def flatten(blocks: list[Block]) -> list[Block]:
+    """``blocks`` with every :class:`Group` replaced by its blocks."""
+    return [b for block in blocks
+            for b in (flatten(block.blocks) if isinstance(block, Group) else [block])]
 
 
 def format_cell(value: Any, formatter: Callable[[Any], str] | None = None) -> str:

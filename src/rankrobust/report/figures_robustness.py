@@ -84,13 +84,19 @@ def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_frontier(points: pd.DataFrame, paths: pd.DataFrame, path: Path) -> Path | None:
     """Clean accuracy (x) vs robust-accuracy area (y), one panel per dataset · model: every run a
-    faint point, each method's settings (mean over seeds) joined weakest to strongest."""
+    faint point, each method's settings (mean over seeds) joined weakest to strongest.
+    Degenerate runs (near chance) are left out, and counted in the panel's title."""
+    if "degenerate" in points:
+        left_out = points[points["degenerate"].astype(bool)]
+        points = points[~points["degenerate"].astype(bool)]
+    else:
+        left_out = points.iloc[:0]
     if points.empty or points["area"].notna().sum() == 0:
         return None
     panels = sorted({(str(d), str(m)) for d, m in zip(points["dataset"], points["model"],
                                                        strict=True)},
                     key=lambda p: (p[0], family(p[1]) != "FC", p[1]))
-    fig, axes = _grid(1, len(panels), w=4.6, h=3.6)
+    fig, axes = _grid(1, len(panels), w=3.5, h=3.0)
     for ax, (dataset, model) in zip(axes[0], panels, strict=True):
         sub = points[(points["dataset"] == dataset) & (points["model"] == model)]
         line = paths[(paths["dataset"] == dataset) & (paths["model"] == model)]
@@ -104,10 +110,11 @@ def plot_frontier(points: pd.DataFrame, paths: pd.DataFrame, path: Path) -> Path
         first = sub.iloc[0]
         ax.set_xlabel("clean accuracy")
         ax.set_ylabel(f"robust-accuracy area over [0, {first['eps_train']:g}]")
-        ax.set_title(f"{dataset} · {model} ({family(model)}), {attack_label(first['attack'], 'inf')}",
-                     fontsize=9)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Accuracy–robustness frontier: every run (dots), each method's path (lines)")
+        gone = ((left_out["dataset"] == dataset) & (left_out["model"] == model)).sum()
+        ax.set_title(f"{model} ({family(model)}) · {dataset}\n{attack_label(first['attack'], 'inf')}"
+                     + (f"; {gone} degenerate run(s) left out" if gone else ""), fontsize=8)
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle("Accuracy–robustness frontier", fontsize=10)
     return _save(fig, path)
 
 

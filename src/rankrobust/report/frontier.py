@@ -28,7 +28,7 @@ import pandas as pd
 from rankrobust.report.summary import ATTACK_STRENGTH, methods_of_kind, strength
 
 FRONTIER_COLUMNS = ["run_id", "dataset", "model", "method", "setting", "seed", "clean_accuracy",
-                    "method_params", "area", "attack", "eps_train", "eps_end"]
+                    "method_params", "degenerate", "area", "attack", "eps_train", "eps_end"]
 
 
 def eps_train(runs: pd.DataFrame, robustness: pd.DataFrame) -> float:
@@ -106,7 +106,8 @@ def frontier(summary: pd.DataFrame, robustness: pd.DataFrame) -> pd.DataFrame:
             area, end = robust_area(curve["epsilon"].to_numpy(float),
                                     curve["robust_accuracy"].to_numpy(float),
                                     _clean(curve, run), budget)
-            rows.append({**{k: run.get(k) for k in FRONTIER_COLUMNS[:8]}, "area": area,
+            rows.append({**{k: run.get(k) for k in FRONTIER_COLUMNS[:8]},
+                         "degenerate": bool(run.get("degenerate", False)), "area": area,
                          "attack": attack, "eps_train": budget, "eps_end": end})
     return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
 
@@ -121,9 +122,12 @@ def path_order(method: str, params: Any) -> tuple[Any, ...]:
 
 
 def frontier_paths(points: pd.DataFrame) -> pd.DataFrame:
-    """Mean clean accuracy and area per (dataset, model, method, parameter set), each method's
-    settings in :func:`path_order`: the path the figure joins."""
+    """Mean clean accuracy and area per (dataset, model, method, parameter set) over the runs
+    that are not degenerate, each method's settings in :func:`path_order`: the path the figure
+    joins."""
     columns = ["dataset", "model", "method", "setting", "clean_accuracy", "area", "seeds"]
+    if "degenerate" in points:
+        points = points[~points["degenerate"].astype(bool)]
     if points.empty:
         return pd.DataFrame(columns=columns)
     order = pd.Series([path_order(m, p) for m, p in zip(points["method"], points["method_params"],

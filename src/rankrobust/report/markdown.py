@@ -8,9 +8,11 @@ reads ``\\|`` as a pipe inside a cell, code spans included).
 from __future__ import annotations
 
 from rankrobust.report.document import (
+    Block,
     Bullets,
     Document,
     Figure,
+    Group,
     Heading,
     Paragraph,
     Table,
@@ -34,19 +36,22 @@ def table_markdown(table: Table) -> str:
     return "\n".join(lines)
 
 
+def block_markdown(block: Block) -> str:
+    """One block as Markdown (a :class:`Group`'s blocks one after another)."""
+    if isinstance(block, Heading):
+        return "#" * max(2, min(block.level, 6)) + " " + block.text
+    if isinstance(block, Paragraph):
+        return block.text
+    if isinstance(block, Bullets):
+        return "\n".join(f"- {item}" for item in block.items)
+    if isinstance(block, Figure):
+        return f"![{block.caption}]({block.src})\n\n*{block.caption}*"
+    if isinstance(block, Group):
+        return "\n\n".join(block_markdown(b) for b in block.blocks)
+    text = table_markdown(block)
+    return f"{text}\n\n*{block.caption}*" if block.caption else text
+
+
 def render_markdown(doc: Document) -> str:
     """The whole document as Markdown text (images referenced by relative path)."""
-    parts = [f"# {doc.title}"]
-    for block in doc.blocks:
-        if isinstance(block, Heading):
-            parts.append("#" * max(2, min(block.level, 6)) + " " + block.text)
-        elif isinstance(block, Paragraph):
-            parts.append(block.text)
-        elif isinstance(block, Bullets):
-            parts.append("\n".join(f"- {item}" for item in block.items))
-        elif isinstance(block, Figure):
-            parts.append(f"![{block.caption}]({block.src})\n\n*{block.caption}*")
-        elif isinstance(block, Table):
-            text = table_markdown(block)
-            parts.append(f"{text}\n\n*{block.caption}*" if block.caption else text)
-    return "\n\n".join(parts) + "\n"
+    return "\n\n".join([f"# {doc.title}", *map(block_markdown, doc.blocks)]) + "\n"

@@ -16,11 +16,9 @@ PIPELINE = ("**Pipeline check, not a result.** Every run of this study used the 
             "computes every effect, and give no verdict on the paper's claims.")
 
 FRONTIER_CAPTION = (
-    "Accuracy–robustness frontier per dataset and model: clean accuracy against the "
-    "robust-accuracy area over [0, ε_train] (the strongest attack's curve with ≥ 2 budgets, "
-    "named in each panel; ε 0 = clean accuracy; divided by ε_train: the curve's average "
-    "height). Dots: every run; lines: each method's settings (λ, rank, ε_train), mean over "
-    "seeds, weakest to strongest. Up and to the right is better.")
+    "Clean accuracy vs robust-accuracy area over [0, ε_train] (average height of the strongest "
+    "attack's curve with ≥ 2 budgets, from clean accuracy at ε 0). Dots: runs; lines: each "
+    "method's settings (λ, rank, ε_train), weakest to strongest. Up and right is better.")
 
 LAMBDA_RULE = (
     "Rule: for each model and each method with a swept setting (a λ grid, or a rank budget), "

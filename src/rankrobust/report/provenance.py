@@ -93,7 +93,7 @@ def _text(value: Any) -> Markup:
 
 def _session_row(rec: dict[Any, Any]) -> dict[str, Markup]:
     ended = not _missing(rec.get("seconds"))
-    failed = rec.get("runs_failed")
+    failed: Any = rec.get("runs_failed")
     counts = (f"{int(rec['runs_executed'])} / {0 if _missing(failed) else int(failed)}"
               if not _missing(rec.get("runs_executed")) else "– (killed or still running)")
     executor = (f"{_text(rec.get('executor'))} × {_text(rec.get('workers'))} on "

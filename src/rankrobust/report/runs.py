@@ -14,6 +14,7 @@ from rankrobust.report.summary import (
     DEGENERATE_MARGIN,
     attack_label,
     chance_level,
+    family,
     method_label,
     method_order,
     setting,
@@ -88,7 +89,9 @@ def headline(chosen: pd.DataFrame, robustness: pd.DataFrame, selection: pd.DataF
                                              ["dataset", "model", "method"]].to_numpy()))
                 if len(selection) else set())
     columns: dict[str, dict[str, str]] = {}
-    for (dataset, model), group in chosen.groupby(["dataset", "model"], sort=True):
+    groups = sorted(chosen.groupby(["dataset", "model"]), key=lambda g: (
+        str(g[0][0]), family(str(g[0][1])) != "FC", str(g[0][1])))
+    for (dataset, model), group in groups:
         own = curves[curves["run_id"].isin(set(group["run_id"]))]
         if own.empty:
             continue

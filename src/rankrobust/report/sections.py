@@ -61,6 +61,7 @@ class Section:
     after: Blocks = _nothing
     applies: Callable[[Context], bool] = _always
     missing: str = ""  # shown instead of the figure when its plot has no data
+    beside: bool = False  # the figure and the ``after`` blocks side by side (HTML)
 
 
 def _signed(value: Any) -> str:
@@ -225,7 +226,7 @@ def choices(ctx: Context) -> list[Block]:
 SECTIONS: tuple[Section, ...] = (
     Section(None, intro),
     Section("Summary", verdicts, "frontier.png", plot_frontier, prose.FRONTIER_CAPTION,
-            after=headline_table),
+            after=headline_table, beside=True),
     Section("Claims in detail", claims_detail),
     Section("Evaluation", evaluation),
     Section("Robustness", figure="fooling_ratio.png", plot=plot_curves,

@@ -73,7 +73,7 @@ def _show(value: Any) -> str:
 
 
 def _fail(path: str, expected: str, value: Any) -> SchemaError:
-    return SchemaError(f"{path or 'the value'}: expected {expected}, got {_show(value)}")
+    return SchemaError(f"{path + ': ' if path else ''}expected {expected}, got {_show(value)}")
 
 
 def check(value: Any, schema: Any, path: str = "") -> None:
@@ -85,7 +85,7 @@ def check(value: Any, schema: Any, path: str = "") -> None:
                 check(value, option, path)
                 return
             except SchemaError as err:
-                errors.append(str(err).split(": expected ", 1)[-1].split(", got ")[0])
+                errors.append(str(err).split("expected ", 1)[-1].split(", got ")[0])
         raise _fail(path, " or ".join(errors), value)
     if isinstance(schema, Obj):
         if not isinstance(value, dict):
