@@ -42,6 +42,8 @@ code { background: #f5f5f5; padding: 0 0.2em; }
 .group { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
 .group > div { flex: 1 1 360px; min-width: 0; }
 .group > div:first-child { flex: 1.5 1 480px; }
+.group table { font-size: 0.82em; }
+h1 { font-size: 1.7em; margin-bottom: 0.3em; }
 .group figure { margin-top: 0.5em; }
 #image-warning { display: none; background: #f7d4d4; padding: 0.5em; border: 1px solid #b2182b; }
 """
