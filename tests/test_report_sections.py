@@ -196,3 +196,19 @@ def test_point_robustness_plot_and_section(tmp_path: Path, monkeypatch: pytest.M
 def _markdown(db: Path, out: Path) -> str:
     build_report(db, out)
     return (out / "report.md").read_text()
+
+
+def test_attack_gaps_say_how_far_a_weaker_attack_overstates() -> None:
+    from rankrobust.report.evaluation import attack_gaps, gap_sentence
+
+    rows = [("natural", a, eps, ra) for a, eps, ra in (
+        ("autoattack", 0.3, 0.10), ("pgd", 0.3, 0.19), ("pgd", 0.1, 0.5), ("fgsm", 0.3, 0.40))]
+    rows += [("pgd-adv", "autoattack", 0.3, 0.50), ("pgd-adv", "pgd", 0.3, 0.68)]
+    curves = pd.DataFrame([{"dataset": "d", "model": "mlp", "method": m, "attack": a, "norm": "inf",
+                            "epsilon": e, "robust_accuracy": r, "run_id": m} for m, a, e, r in rows])
+    gaps = attack_gaps(curves)
+    assert gaps["overstated (points)"].round(6).tolist() == [9.0, 30.0, 18.0]
+    assert list(gaps["attack"]) == ["PGD ℓ∞", "FGSM ℓ∞", "PGD ℓ∞"]
+    sentence = gap_sentence(gaps)
+    assert "PGD ℓ∞ by +9.0 to +18.0 points (at ε 0.3)" in sentence and "AutoAttack ℓ∞" in sentence
+    assert attack_gaps(curves[curves["attack"] == "pgd"]).empty

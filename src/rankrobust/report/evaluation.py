@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from rankrobust.report.document import code, plain
-from rankrobust.report.summary import method_label, method_order
+from rankrobust.report.summary import ATTACK_STRENGTH, attack_label, method_label, method_order
 
 SETTING_COLUMNS = ["attack", "norm", "steps", "restarts", "points", "epsilons", "options"]
 
@@ -107,3 +107,50 @@ def member_sentence(members: pd.DataFrame, member: str = "square") -> str:
     return (f"{name}, run on the inputs the gradient-based members left unbroken, broke "
             f"**{total}** of them in all ({spread} per method, over {runs} runs): the gradient "
             "attacks missed inputs that a gradient-free search found.")
+
+
+def attack_gaps(curves: pd.DataFrame) -> pd.DataFrame:
+    """How much each weaker ℓ∞ attack overstates robust accuracy against the strongest one
+    stored at the same ε: per dataset, model, method and shared ε, the mean robust accuracy
+    under each attack and ``overstated`` = weaker − strongest, in points (mean over the runs)."""
+    linf = curves[curves["norm"].astype(str) == "inf"] if len(curves) else curves
+    if linf.empty or "robust_accuracy" not in linf:
+        return pd.DataFrame()
+    rank = {a: i for i, a in enumerate(ATTACK_STRENGTH)}
+    attacks = sorted(set(map(str, linf["attack"])), key=lambda a: rank.get(a, len(rank)))
+    if len(attacks) < 2 or attacks[0] not in rank:
+        return pd.DataFrame()
+    strongest = attacks[0]
+    means = (linf.groupby(["dataset", "model", "method", "epsilon", "attack"])["robust_accuracy"]
+             .mean().unstack("attack"))
+    rows = []
+    order = {m: i for i, m in enumerate(method_order())}
+    records = sorted(means.reset_index().to_dict(orient="records"), key=lambda r: (
+        str(r["dataset"]), str(r["model"]), order.get(str(r["method"]), len(order)), r["epsilon"]))
+    for row in records:
+        if pd.isna(row.get(strongest)):
+            continue
+        for weaker in attacks[1:]:
+            if pd.notna(row.get(weaker)):
+                rows.append({"dataset": row["dataset"], "model": row["model"],
+                             "method": method_label(str(row["method"])), "ε": row["epsilon"],
+                             "attack": attack_label(weaker, "inf"),
+                             "robust accuracy": row[weaker], f"vs {attack_label(strongest, 'inf')}":
+                             row[strongest], "overstated (points)": 100 * (row[weaker] - row[strongest])})
+    return pd.DataFrame(rows)
+
+
+def gap_sentence(gaps: pd.DataFrame) -> str:
+    """'PGD ℓ∞ overstated robust accuracy by a to b points against AutoAttack ℓ∞ ...', one
+    clause per weaker attack, from :func:`attack_gaps`."""
+    if gaps.empty:
+        return ""
+    versus = next(c for c in gaps.columns if c.startswith("vs "))[3:]
+    parts = []
+    for attack, g in gaps.groupby("attack", sort=False):
+        low, high = g["overstated (points)"].min(), g["overstated (points)"].max()
+        parts.append(f"{attack} by {low:+.1f} to {high:+.1f} points (at ε "
+                     f"{', '.join(f'{e:g}' for e in sorted(g['ε'].unique()))})")
+    return (f"Robust accuracy under a weaker attack minus under {versus} at the same budget, "
+            f"over methods and models: {'; '.join(parts)}. Positive: the weaker attack overstates "
+            "robustness.")

@@ -27,8 +27,10 @@ from rankrobust.report.context import Context
 from rankrobust.report.correlation import spearman_table
 from rankrobust.report.document import Block, Bullets, Paragraph, Table, code, plain
 from rankrobust.report.evaluation import (
+    attack_gaps,
     attack_settings,
     autoattack_members,
+    gap_sentence,
     member_sentence,
     sanity_statement,
     sanity_warnings,
@@ -127,6 +129,14 @@ def evaluation(ctx: Context) -> list[Block]:
     if not settings.empty:
         blocks.append(Table(settings, "attack-settings",
                             "Evaluation settings: attack, norm, steps, restarts, test points, ε grid."))
+    gaps = attack_gaps(ctx.robustness)
+    if not gaps.empty:
+        blocks.append(Paragraph(gap_sentence(gaps)))
+        blocks.append(Table(gaps, "attack-gaps", "Robust accuracy per attack at the budgets the "
+                            "strongest attack shares with weaker ones, at the settings the claims "
+                            "compare (mean over seeds).", {"robust accuracy": pct,
+                                                           **{c: pct for c in gaps.columns
+                                                              if c.startswith("vs ")}}))
     members = autoattack_members(ctx.curves)
     if not members.empty:
         blocks.append(Paragraph(member_sentence(members)))
