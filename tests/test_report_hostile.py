@@ -28,7 +28,7 @@ from rankrobust.report.tables import StudyTables, load_tables
 from test_report_sections import small_db
 
 HOSTILE = ("x`<script>alert(1)</script>`` | <img src=x onerror=alert(1)>\n# owned\n"
-           "| a | b |\n```\n[l](javascript:alert(1)) **b** _i_ &lt; \\ $x$ 1. ~~s~~")
+           "| a | b |\n```\n[l](javascript:alert(1)) **b** _i_ &lt; \\ $\\bad{$ 1. ~~s~~")
 RAW = ("<script", "<img", "](javascript", "&lt;")
 RUN_TEXT = ("error", "study", "variant", "label", "host", "checkpoint", "python_version",
             "torch_version", "numpy_version", "rankrobust_version", "traceback", "registered_at")
@@ -72,6 +72,12 @@ def _hostile_db(path: Path) -> Path:
                     "config = json_set(config, '$.dataset', ?, '$.model', ?)",
                     (*[HOSTILE] * len(RUN_TEXT), json.dumps([HOSTILE]), *[HOSTILE] * 4))
         con.execute("UPDATE robustness SET extra = ?", (json.dumps({HOSTILE: HOSTILE}),))
+        con.execute("UPDATE robustness SET attack = ? WHERE attack = 'fgsm'", (HOSTILE,))
+        con.execute("UPDATE structure SET layer = ?, kind = ?, shape = ? WHERE layer = 'net.0'",
+                    (HOSTILE,) * 3)
+        con.execute("UPDATE runs SET config = json_set(config, '$.evaluation.attacks[0].options',"
+                    " json(?), '$.evaluation.attacks[0].attack', ?)",
+                    (json.dumps({HOSTILE: HOSTILE}), HOSTILE))
     con.close()
     return path
 

@@ -149,8 +149,8 @@ def gap_sentence(gaps: pd.DataFrame) -> str:
     parts = []
     for attack, g in gaps.groupby("attack", sort=False):
         low, high = g["overstated (points)"].min(), g["overstated (points)"].max()
-        parts.append(f"{attack} by {low:+.1f} to {high:+.1f} points (at ε "
+        parts.append(f"{plain(attack)} by {low:+.1f} to {high:+.1f} points (at ε "
                      f"{', '.join(f'{e:g}' for e in sorted(g['ε'].unique()))})")
-    return (f"Robust accuracy under a weaker attack minus under {versus} at the same budget, "
+    return (f"Robust accuracy under a weaker attack minus under {plain(versus)} at the same budget, "
             f"over methods and models: {'; '.join(parts)}. Positive: the weaker attack overstates "
             "robustness.")
