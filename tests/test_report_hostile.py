@@ -82,6 +82,7 @@ def _hostile_db(path: Path) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore:constrained_layout not applied:UserWarning")  # long names
 def test_hostile_text_in_every_stored_field_stays_inert_in_markdown(tmp_path: Path) -> None:
     from rankrobust.report.sections import SECTIONS
 
