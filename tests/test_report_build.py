@@ -103,7 +103,7 @@ def test_every_figure_exists_and_is_referenced_in_html_and_md(report_dir: Path) 
     pngs = sorted(p.name for p in (report_dir / "figures").glob("*.png"))
     assert set(pngs) == {"lambda_selection.png", "structure_by_layer.png", "structure_epochs.png",
                          "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png",
-                         "training_curves.png"}
+                         "training_curves.png", "frontier.png"}
     for name in pngs:
         assert (report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="figures/{name}"' in html
@@ -167,7 +167,7 @@ def test_cli_report_prints_the_path_and_fails_in_one_line(
 
 
 def test_figures_without_data_are_skipped_and_said_so(tmp_path: Path) -> None:
-    from rankrobust.report import figures
+    from rankrobust.report import figures, figures_robustness
     from rankrobust.report.build import build_document
     from rankrobust.report.markdown import render_markdown
     from rankrobust.report.tables import StudyTables
@@ -175,7 +175,8 @@ def test_figures_without_data_are_skipped_and_said_so(tmp_path: Path) -> None:
     empty = pd.DataFrame(columns=["run_id", "model", "method", "seed", "epoch", "layer", "attack",
                                   "norm", "epsilon", "fooling_ratio", "singular_value", "index"])
     for plot in (figures.plot_structure_by_layer, figures.plot_structure_epochs,
-                 figures.plot_fooling_curves, figures.plot_spectra, figures.plot_training_curves):
+                 figures_robustness.plot_fooling_curves, figures.plot_spectra,
+                 figures.plot_training_curves):
         assert plot(empty, tmp_path / "x.png") is None
     doc, claims = build_document(StudyTables(), tmp_path / "figs")
     assert claims.empty and not doc.figures()

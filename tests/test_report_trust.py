@@ -13,7 +13,7 @@ from rankrobust.experiments.config import run_config_from_dict
 from rankrobust.experiments.grid import run_id
 from rankrobust.experiments.run import RunResult
 from rankrobust.experiments.store import ResultsStore
-from rankrobust.report.build import FIGURE_NAMES, attack_settings, build_report
+from rankrobust.report.build import FIGURE_NAMES, build_report
 from rankrobust.report.claims import (
     FAILS,
     HOLDS,
@@ -24,6 +24,7 @@ from rankrobust.report.claims import (
     robustness_metrics,
     verdict,
 )
+from rankrobust.report.evaluation import attack_settings
 from rankrobust.report.figures import _ci
 from rankrobust.report.summary import run_summary
 from rankrobust.report.tables import StudyTables
@@ -146,7 +147,8 @@ def test_attack_settings_table_lists_steps_points_and_grid() -> None:
         {"attack": "pgd", "norm": "inf", "epsilons": [0.1, 0.3], "options": {"steps": 20, "restarts": 1}},
         {"attack": "autoattack", "norm": "inf", "epsilons": [0.1], "n": 100,
          "options": {"n_targets": 3, "n_queries": 500}}]}})
-    table = attack_settings(pd.DataFrame({"config": [config, config]}))
+    parsed = json.loads(config)  # configs reach the report parsed and checked (report.stored)
+    table = attack_settings(pd.DataFrame({"config": [parsed, parsed]}))
     assert table.iloc[0].to_dict() == {"attack": "pgd", "norm": "inf", "steps": 20, "restarts": 1,
                                        "points": 300, "epsilons": "0.1, 0.3", "options": "–"}
     # an attack on fewer points says so, with the options that set its strength

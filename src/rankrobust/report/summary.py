@@ -51,6 +51,19 @@ LAMBDA_TOLERANCE = 0.02
 DEGENERATE_MARGIN = 0.10
 # Attacks by strength: the report's primary robustness metric uses the first one a study stored.
 ATTACK_STRENGTH = ("autoattack", "apgd-t", "apgd-ce", "pgd", "fgsm")
+ATTACK_NAMES = {"autoattack": "AutoAttack", "apgd-t": "APGD-T", "apgd-ce": "APGD-CE",
+                "apgd-dlr": "APGD-DLR", "pgd": "PGD", "fgsm": "FGSM", "square": "Square",
+                "deepfool": "DeepFool"}
+
+
+def attack_label(attack: str, norm: str | None = None) -> str:
+    """'PGD ℓ∞', 'FGM ℓ2' (FGSM's ℓ2 form), or the stored name for an attack we do not know."""
+    name = ATTACK_NAMES.get(attack, str(attack))
+    if norm is None:
+        return name
+    if attack == "fgsm" and str(norm) != "inf":
+        name = "FGM"
+    return f"{name} ℓ{'∞' if str(norm) == 'inf' else norm}"
 
 
 def method_order() -> list[str]:
