@@ -239,6 +239,8 @@ def run_sweep(
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
     with exclusive(db_path), ResultsStore(db_path) as store:
         store.register(configs)
+        if study.margins is not None:
+            store.declare_margins(study.margins)
         complete = failed = 0
         key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
         session = session_record(command, executor if isinstance(executor, str)
