@@ -83,6 +83,9 @@ CLAIM_TEXT = {
     "C6": "structure-specific: at the same clean accuracy, ℓ1 + nuclear's robustness gain over "
           "natural training exceeds weight decay's",
 }
+EMPTY_REASON = {"C3": "no dataset with both an FC and a CNN model",
+                "C5": "no intervention tables of natural and adversarial runs",
+                "C6": "no weight-decay runs"}
 CLAIM_COLUMNS = ["claim", "scope", "metric", "comparison", "role", "effect", "ci_low", "ci_high",
                  "t_low", "t_high", "relative", "n", "se_point", "margin", "test", "verdict",
                  "small", "borderline", "note"]
@@ -207,6 +210,8 @@ def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC,
     added to that scope's rows (e.g. collapsed runs left out).
     """
     metrics = metrics if metrics is not None else [(metric, +1)]
+    # the primary metric: the first where higher = more robust, else the only kind there is
+    primary = next((c for c, sign in metrics if sign < 0), metrics[0][0] if metrics else None)
     s = _Scorer(runs, points or {}, margins or DEFAULT_MARGINS, resamples, paths, scope_notes or {})
     rows: list[dict[str, object] | None] = []
     label, adversarial = method_label, methods_of_kind("adversarial")
@@ -220,7 +225,7 @@ def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC,
                                      s.arm(dataset, model, adv, col), s.arm(dataset, model, NATURAL, col),
                                      -1, "structure", dataset, note=note))
         for col, sign in metrics:
-            role = "primary" if sign < 0 else "secondary"
+            role = "primary" if col == primary else "secondary"
             reg = s.arm(dataset, model, COMBINED, col)
             rows.append(s.paired("C2", scope, col, f"{combined} − {natural}", reg,
                                  s.arm(dataset, model, NATURAL, col), -sign, "robustness", dataset,
@@ -229,13 +234,13 @@ def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC,
                 rows.append(s.paired("C4", scope, col, f"{combined} − {label(adv)}", reg,
                                      s.arm(dataset, model, adv, col), sign, "robustness", dataset,
                                      role, note))
-                if sign < 0:
+                if col == primary:
                     rows.append(_matched_c4(s, dataset, model, adv, col, scope, note))
-            if sign < 0:
+            if col == primary:
                 rows += _c6(s, dataset, model, col, scope, note)
     for dataset in sorted(runs["dataset"].unique()) if len(runs) else []:
         for col, sign in metrics:
-            rows += _c3(s, str(dataset), col, sign)
+            rows += _c3(s, str(dataset), col, sign, col == primary)
     table = pd.DataFrame([r for r in rows if r is not None], columns=CLAIM_COLUMNS)
     order = {c: i for i, c in enumerate(CLAIM_TEXT)}
     return table.sort_values("claim", key=lambda x: x.map(order), kind="stable").reset_index(drop=True)
@@ -265,11 +270,8 @@ def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
     metric = f"{col} at matched clean accuracy"
     reg_area, reg_clean = s.arm(dataset, model, COMBINED, col), s.arm(dataset, model, COMBINED, CLEAN)
     path = s.path(dataset, model, WEIGHT_DECAY, col)
-    if reg_area is None:
-        return []
-    if not path and s.arm(dataset, model, WEIGHT_DECAY, col) is None:
-        return [_void("C6", scope, metric, comparison, NOT_TESTABLE,
-                      "; ".join(filter(None, [note, "no weight-decay runs"])))]
+    if reg_area is None or (not path and s.arm(dataset, model, WEIGHT_DECAY, col) is None):
+        return []  # no weight-decay runs: the claim says "not testable" (claim_verdicts)
     rows: list[dict[str, object] | None] = [
         s.paired("C6", scope, col, comparison + " at the chosen λ", reg_area,
                  s.arm(dataset, model, WEIGHT_DECAY, col), +1, "robustness", dataset, "secondary", note)]
@@ -286,7 +288,8 @@ def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
     return rows
 
 
-def _c3(s: _Scorer, dataset: str, col: str, sign: int) -> list[dict[str, object] | None]:
+def _c3(s: _Scorer, dataset: str, col: str, sign: int,
+        primary: bool) -> list[dict[str, object] | None]:
     """C3: the C2 gain of CNN minus FC (mean over each family's models); absolute + relative."""
     terms: dict[str, list[tuple[Arm, Arm]]] = {"FC": [], "CNN": []}
     models = sorted(s.runs.loc[s.runs["dataset"] == dataset, "model"].unique())
@@ -301,7 +304,7 @@ def _c3(s: _Scorer, dataset: str, col: str, sign: int) -> list[dict[str, object]
     direction = -sign  # the gain reg − nat, in "more robust" units
     comparison = (f"({method_label(COMBINED)} − {method_label(NATURAL)}) CNN − FC" if sign < 0
                   else f"({method_label(NATURAL)} − {method_label(COMBINED)}) CNN − FC")
-    role = "primary" if sign < 0 else "secondary"
+    role = "primary" if primary else "secondary"
     rows: list[dict[str, object] | None] = []
     for relative in (False, True):
         weighted: list[tuple[float, Arm]] = []
@@ -312,9 +315,9 @@ def _c3(s: _Scorer, dataset: str, col: str, sign: int) -> list[dict[str, object]
                 weighted += [(direction * w * scale / k, reg), (-direction * w * scale / k, nat)]
         nat_arms = [nat for fam in terms for _, nat in terms[fam]]
         eff = contrast(weighted, s.contexts[dataset], True, math.nan)
-        ref = Arm((), np.array([]), n=min(a.n for a in nat_arms))
         ref_mean = float(np.mean([a.mean for a in nat_arms]))
-        margin = s.margins.robustness.value(ref_mean, ref.n) if not relative else math.nan
+        margin = (s.margins.robustness.value(ref_mean, min(a.n for a in nat_arms)) if not relative
+                  else math.nan)
         void = all(at_bound(r.mean, n.mean) for fam in terms for r, n in terms[fam])
         metric = f"relative gain in {col} (÷ natural's mean)" if relative else f"gain in {col}"
         rows.append(_row("C3", f"{dataset} · CNN vs FC", metric,
@@ -433,10 +436,11 @@ def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
         if "role" in sub:
             sub = sub[sub["role"] != "secondary"]
         verdicts = sub["verdict"].tolist()
-        result = combine(verdicts)
+        result = combine(verdicts) if verdicts else NOT_TESTABLE
         border = int(sub["borderline"].fillna(False).astype(bool).sum()) if "borderline" in sub else 0
         counts = pd.Series(verdicts, dtype=object).value_counts()
-        detail = ", ".join(f"{k} {v}" for k, v in counts.items()) or "no rows"
+        detail = ", ".join(f"{k} {v}" for k, v in counts.items()) or \
+            f"no rows: {EMPTY_REASON.get(claim, 'no runs to compare')}"
         out.append({"claim": claim, "statement": text, "rows": len(sub),
                     "verdict": result + (" (borderline)" if border else ""),
                     "borderline": border, "detail": detail})
