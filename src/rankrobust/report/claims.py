@@ -33,7 +33,7 @@ import pandas as pd
 from rankrobust.experiments.margins import DEFAULT_MARGINS, Margins
 from rankrobust.methods.l1_nuclear import L1Nuclear
 from rankrobust.report.contrasts import Arm, Context, PathPoint, contrast, make_arm, matched, pair
-from rankrobust.report.frontier import interpolate_path
+from rankrobust.report.rows import CLAIM_COLUMNS, margin_for, row, void
 from rankrobust.report.stats import (
     FAILS,
     HOLDS,
@@ -46,17 +46,16 @@ from rankrobust.report.stats import (
     Effect,
     at_bound,
     combine,
-    is_borderline,
-    is_small,
     paired_effect,
     t_interval,
     verdict,
     welch_effect,
 )
 from rankrobust.report.summary import NATURAL, family, method_label, methods_of_kind
+from rankrobust.report.truncation import RANK_TOLERANCE, evaluate_c5
 
 __all__ = ["CLAIM_COLUMNS", "CLAIM_TEXT", "COMBINED", "Effect", "FAILS", "HOLDS", "INCONCLUSIVE",
-           "NEGLIGIBLE", "NOT_MEASURABLE", "NOT_TESTABLE", "VERDICTS", "WEIGHT_DECAY",
+           "NEGLIGIBLE", "NOT_MEASURABLE", "NOT_TESTABLE", "RANK_TOLERANCE", "VERDICTS", "WEIGHT_DECAY",
            "claim_verdicts", "combine", "evaluate_c5", "evaluate_claims", "paired_effect",
            "robustness_metrics", "t_interval", "verdict", "welch_effect"]
 
@@ -66,7 +65,6 @@ PRIMARY_METRIC = "fr_auc_pgd_inf"  # legacy default of evaluate_claims
 CLEAN = "clean_accuracy"
 # methods whose path starts at natural training (λ = 0): every penalty, and weight decay
 PENALTIES = frozenset([*methods_of_kind("regularized"), WEIGHT_DECAY])
-RANK_TOLERANCE = 0.02  # C5: a truncation within ±2 % of the target effective rank
 # The old fixed margins, still named by report/build.py's notes until it prints
 # scoring.margins_table (the rows' ``margin`` column holds the margins in force).
 STRUCTURE_MARGIN, FOOLING_MARGIN = 0.005, 0.01
@@ -86,9 +84,6 @@ CLAIM_TEXT = {
 EMPTY_REASON = {"C3": "no dataset with both an FC and a CNN model",
                 "C5": "no intervention tables of natural and adversarial runs",
                 "C6": "no weight-decay runs"}
-CLAIM_COLUMNS = ["claim", "scope", "metric", "comparison", "role", "effect", "ci_low", "ci_high",
-                 "t_low", "t_high", "relative", "n", "se_point", "margin", "test", "verdict",
-                 "small", "borderline", "note"]
 # C1 metrics: (column of the runs table, label); absent columns are skipped
 STRUCTURE_METRICS = (("erank", "mean normalized effective rank of W"),
                      ("esparsity", "mean normalized effective sparsity of W"),
@@ -100,40 +95,6 @@ def robustness_metrics(attack: str, norm: str = "inf") -> list[tuple[str, int]]:
     """[(fooling-ratio area, +1), (robust-accuracy area, −1)] of ``attack`` (sign +1: lower =
     more robust). In :func:`evaluate_claims` the −1 metric is primary, the +1 one secondary."""
     return [(f"fr_auc_{attack}_{norm}", +1), (f"ra_auc_{attack}_{norm}", -1)]
-
-
-def _row(claim: str, scope: str, metric: str, comparison: str, eff: Effect, direction: int,
-         margin: float, *, role: str = "primary", means: tuple[float, float] | None = None,
-         note: str = "", forced: str | None = None) -> dict[str, object]:
-    """One claims row; ``means`` (both arms' rates) trigger the floor/ceiling rule."""
-    if forced is not None:
-        v = forced
-    elif means is not None and all(math.isfinite(m) for m in means) and at_bound(*means):
-        v = NOT_MEASURABLE
-        note = "; ".join(filter(None, [note, f"both arms at the floor or ceiling "
-                                             f"({means[0]:.3f}, {means[1]:.3f})"]))
-    else:
-        v = verdict(eff, direction, margin if math.isfinite(margin) else 0.0)
-    small = v in (HOLDS, FAILS) and is_small(eff, margin)
-    return {"claim": claim, "scope": scope, "metric": metric, "comparison": comparison,
-            "role": role, "effect": eff.estimate, "ci_low": eff.ci_low, "ci_high": eff.ci_high,
-            "t_low": eff.t_low, "t_high": eff.t_high, "relative": eff.relative, "n": eff.n,
-            "se_point": eff.se_point, "margin": margin, "test": eff.test, "verdict": v,
-            "small": small, "borderline": v not in (NOT_MEASURABLE, NOT_TESTABLE) and is_borderline(eff),
-            "note": note}
-
-
-def _void(claim: str, scope: str, metric: str, comparison: str, v: str, note: str,
-          role: str = "primary") -> dict[str, object]:
-    return _row(claim, scope, metric, comparison, Effect(math.nan, math.nan, math.nan, 0, "–"),
-                +1, math.nan, role=role, note=note, forced=v)
-
-
-def _margin(margins: Margins, fam: str, reference: Arm | None) -> float:
-    if reference is None:
-        return math.nan
-    m = margins.structure if fam == "structure" else margins.robustness
-    return m.value(reference.mean, reference.n)
 
 
 class _Scorer:
@@ -168,7 +129,7 @@ class _Scorer:
         a, b = pair([a, b])
         rate = fam == "robustness"
         eff = contrast([(1.0, a), (-1.0, b)], self.contexts[dataset], rate, b.mean)
-        return _row(claim, scope, metric, comparison, eff, direction, _margin(self.margins, fam, b),
+        return row(claim, scope, metric, comparison, eff, direction, margin_for(self.margins, fam, b),
                     role=role, means=(a.mean, b.mean) if rate else None, note=note)
 
     def path(self, dataset: str, model: str, method: str, column: str) -> list[PathPoint]:
@@ -257,10 +218,10 @@ def _matched_c4(s: _Scorer, dataset: str, model: str, adv: str, col: str, scope:
     eff, why = matched(PathPoint(ref_area, ref_clean), path, s.contexts[dataset], +1)
     comparison = f"{method_label(COMBINED)} − {method_label(adv)} at {method_label(adv)}'s clean accuracy"
     if why:
-        return _void("C4", scope, f"{col} at matched clean accuracy", comparison, NOT_TESTABLE,
+        return void("C4", scope, f"{col} at matched clean accuracy", comparison, NOT_TESTABLE,
                      "; ".join(filter(None, [note, why])))
-    return _row("C4", scope, f"{col} at matched clean accuracy", comparison, eff, -1,
-                _margin(s.margins, "robustness", ref_area), note=note)
+    return row("C4", scope, f"{col} at matched clean accuracy", comparison, eff, -1,
+                margin_for(s.margins, "robustness", ref_area), note=note)
 
 
 def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
@@ -276,15 +237,15 @@ def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
         s.paired("C6", scope, col, comparison + " at the chosen λ", reg_area,
                  s.arm(dataset, model, WEIGHT_DECAY, col), +1, "robustness", dataset, "secondary", note)]
     if reg_clean is None or not path:
-        rows.append(_void("C6", scope, metric, comparison, NOT_TESTABLE,
+        rows.append(void("C6", scope, metric, comparison, NOT_TESTABLE,
                           "; ".join(filter(None, [note, "no weight-decay path on the frontier"]))))
         return rows
     reg_area, reg_clean = pair([reg_area, reg_clean])
     eff, why = matched(PathPoint(reg_area, reg_clean), path, s.contexts[dataset], -1)
     full = comparison + f" at {method_label(COMBINED)}'s clean accuracy"
-    rows.append(_void("C6", scope, metric, full, NOT_TESTABLE, "; ".join(filter(None, [note, why])))
-                if why else _row("C6", scope, metric, full, eff, +1,
-                                 _margin(s.margins, "robustness", reg_area), note=note))
+    rows.append(void("C6", scope, metric, full, NOT_TESTABLE, "; ".join(filter(None, [note, why])))
+                if why else row("C6", scope, metric, full, eff, +1,
+                                 margin_for(s.margins, "robustness", reg_area), note=note))
     return rows
 
 
@@ -320,110 +281,12 @@ def _c3(s: _Scorer, dataset: str, col: str, sign: int,
                   else math.nan)
         void = all(at_bound(r.mean, n.mean) for fam in terms for r, n in terms[fam])
         metric = f"relative gain in {col} (÷ natural's mean)" if relative else f"gain in {col}"
-        rows.append(_row("C3", f"{dataset} · CNN vs FC", metric,
+        rows.append(row("C3", f"{dataset} · CNN vs FC", metric,
                          comparison + (", relative" if relative else ""), eff, +1, margin,
                          role="secondary" if relative else role,
                          forced=NOT_MEASURABLE if void else None,
                          note="every model's arms at the floor or ceiling" if void else ""))
     return rows
-
-
-def _match_rank(natural: pd.DataFrame, target: float, tolerance: float) -> float:
-    """Robust accuracy of the natural net's measured truncation nearest ``target`` erank, if it
-    lies within ±``tolerance`` (relative); NaN otherwise (no interpolation)."""
-    gap = (natural["normalized_effective_rank"] - target).abs()
-    if gap.empty or not math.isfinite(target) or gap.min() > tolerance * abs(target):
-        return math.nan
-    return float(natural["robust_accuracy"].to_numpy(float)[int(np.argmin(gap.to_numpy(float)))])
-
-
-def _c5_arms(group: pd.DataFrame, adv: str, tolerance: float) -> tuple[dict[object, float], ...]:
-    """Per seed: truncated natural at adv's rank, adv, natural read at adv's clean accuracy."""
-    natural = group[group["method"] == NATURAL]
-    full = group[(group["method"] == adv) & (group["keep"] == 1.0)]
-    truncated: dict[object, float] = {}
-    reference: dict[object, float] = {}
-    at_clean: dict[object, float] = {}
-    for seed, own in full.groupby("seed"):
-        nat = natural[natural["seed"] == seed]
-        if nat.empty:
-            continue
-        reference[seed] = float(own["robust_accuracy"].mean())
-        truncated[seed] = _match_rank(nat, float(own["normalized_effective_rank"].mean()), tolerance)
-        if "clean_accuracy" in nat and nat["clean_accuracy"].notna().all():
-            at_clean[seed] = interpolate_path(nat["clean_accuracy"], nat["robust_accuracy"],
-                                              float(own["clean_accuracy"].mean()))
-    return truncated, reference, at_clean
-
-
-def _seed_arm(values: Mapping[object, float], n: float) -> Arm | None:
-    kept = {k: v for k, v in values.items() if math.isfinite(v)}
-    if not kept:
-        return None
-    seeds = tuple(sorted(kept, key=str))
-    return Arm(seeds, np.array([kept[k] for k in seeds]), n=n)
-
-
-def evaluate_c5(interventions: pd.DataFrame, *, margins: Margins | None = None,
-                tolerance: float = RANK_TOLERANCE, resamples: int = RESAMPLES) -> pd.DataFrame:
-    """C5 rows (:data:`CLAIM_COLUMNS`) from the intervention tables (runs' identity merged in).
-
-    Per (dataset, model, attack, norm, ε) and adversarial method: each seed's natural network
-    truncated (whole-model SVD, layer "all") at the measured keep level whose mean normalized
-    effective rank is within ±``tolerance`` (relative) of the adversarial net's, against that
-    net under the same attack (effect truncated − adversarial, claimed < 0). No interpolation,
-    and every seed needs its measured match (keeping only the seeds that happen to match would
-    select them by outcome): otherwise the row says "not measured at this keep grid". Where adversarial training did not lower the rank below natural's
-    untruncated one, the row is "not testable". A secondary row reads the natural net's
-    truncation path at the adversarial net's clean accuracy (linear in clean accuracy).
-    """
-    rows: list[dict[str, object]] = []
-    if interventions.empty:
-        return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    margins = margins or DEFAULT_MARGINS
-    svd = interventions[(interventions["intervention"] == "svd") & (interventions["layer"] == "all")]
-    ctx = Context(sorted(svd["seed"].unique(), key=str), None, resamples)
-    for (dataset, model, attack, norm, eps), group in svd.groupby(
-            ["dataset", "model", "attack", "norm", "epsilon"]):
-        scope = f"{dataset} · {model} ({family(str(model))})"
-        metric = f"robust accuracy, {attack} ℓ{'∞' if norm == 'inf' else norm} ε={eps:g}"
-        n = float(group["n"].min()) if "n" in group and group["n"].notna().any() else math.nan
-        nat_full = group[(group["method"] == NATURAL) & (group["keep"] == 1.0)]
-        for adv in reversed(methods_of_kind("adversarial")):
-            full = group[(group["method"] == adv) & (group["keep"] == 1.0)]
-            if nat_full.empty or full.empty:
-                continue
-            comparison = (f"{method_label(NATURAL)} truncated to {method_label(adv)}'s erank − "
-                          f"{method_label(adv)}")
-            rank_adv = float(full["normalized_effective_rank"].mean())
-            rank_nat = float(nat_full["normalized_effective_rank"].mean())
-            if not rank_adv < rank_nat:
-                rows.append(_void("C5", scope, metric, comparison, NOT_TESTABLE,
-                                  f"{method_label(adv)}'s effective rank {rank_adv:.3f} is not lower "
-                                  f"than natural's {rank_nat:.3f}: no truncation needed"))
-                continue
-            truncated, reference, at_clean = _c5_arms(group, adv, tolerance)
-            ref = _seed_arm(reference, n)
-            for values, name, role in ((truncated, comparison, "primary"),
-                                       (at_clean, f"{method_label(NATURAL)} truncated to "
-                                        f"{method_label(adv)}'s clean accuracy − {method_label(adv)}",
-                                        "secondary")):
-                arm = _seed_arm(values, n)
-                if arm is None or ref is None or len(arm.seeds) < len(reference):
-                    missing = len(reference) - (len(arm.seeds) if arm is not None else 0)
-                    why = (f"not measured at this keep grid ({missing} of {len(reference)} seeds "
-                           f"have no truncation within ±{100 * tolerance:g} % of the target rank)"
-                           if role == "primary" else
-                           f"{missing} of {len(reference)} seeds' truncation paths do not reach "
-                           "the adversarial net's clean accuracy")
-                    rows.append(_void("C5", scope, metric, name, NOT_TESTABLE, why, role))
-                    continue
-                arm, paired_ref = pair([arm, ref])
-                eff = contrast([(1.0, arm), (-1.0, paired_ref)], ctx, True, paired_ref.mean)
-                rows.append(_row("C5", scope, metric, name, eff, -1,
-                                 _margin(margins, "robustness", paired_ref), role=role,
-                                 means=(arm.mean, paired_ref.mean)))
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
 def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:

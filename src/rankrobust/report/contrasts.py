@@ -103,10 +103,11 @@ class Context:
                               arm.seeds, arm.points if arm.matrix is not None else None)
 
 
-def _test(arms: Sequence[Arm], rate: bool) -> str:
+def _test(arms: Sequence[Arm], noise_sd: float) -> str:
+    """How an interval was made: per-point bootstrap, seeds + binomial noise, or seeds only."""
     if all(a.matrix is not None for a in arms):
         return BOOTSTRAP
-    return APPROXIMATE if rate else SEEDS_ONLY
+    return APPROXIMATE if math.isfinite(noise_sd) else SEEDS_ONLY
 
 
 def contrast(terms: Sequence[tuple[float, Arm]], ctx: Context, rate: bool,
@@ -114,7 +115,7 @@ def contrast(terms: Sequence[tuple[float, Arm]], ctx: Context, rate: bool,
     """Σ w · mean(arm) with its bootstrap CI; terms are used as given (pair them first)."""
     arms = [a for _, a in terms]
     if any(len(a.seeds) == 0 for a in arms):
-        return Effect(math.nan, math.nan, math.nan, 0, _test(arms, rate))
+        return Effect(math.nan, math.nan, math.nan, 0, "–")
     per_point = all(a.matrix is not None for a in arms)
     if not per_point:
         terms = [(w, replace(a, matrix=None, points=None)) for w, a in terms]
@@ -130,8 +131,8 @@ def contrast(terms: Sequence[tuple[float, Arm]], ctx: Context, rate: bool,
     common = [s for s in arms[0].seeds if all(s in a.seeds for a in arms[1:])]
     per_seed = np.array([sum(w * a.per_seed[a.seeds.index(s)] for w, a in terms) for s in common])
     n = min(len(a.seeds) for a in arms)
-    return bootstrap_effect(float(estimate), np.asarray(draws), point_draws, n, _test(arms, rate),
-                            reference, sd, per_seed)
+    return bootstrap_effect(float(estimate), np.asarray(draws), point_draws, n,
+                            _test(arms, sd), reference, sd, per_seed)
 
 
 @dataclass(frozen=True)
@@ -179,5 +180,5 @@ def matched(ref: PathPoint, path: Sequence[PathPoint], ctx: Context, sign: int) 
         draws = draws + ctx.full.noise(sd)
     n = min(len(ref.area.seeds), max(len(p.area.seeds) for p in path))
     estimate = sign * (value - ref.area.mean)
-    test = _test(use, True) + ", path read by linear interpolation in clean accuracy"
+    test = _test(use, sd) + ", path read by linear interpolation in clean accuracy"
     return bootstrap_effect(estimate, draws, point_draws, n, test, ref.area.mean, sd), ""
