@@ -176,3 +176,21 @@ def test_a_study_declares_margins_and_the_store_keeps_the_first(tmp_path: Path) 
         record = store.declared_margins()
     assert record is not None and "declared_at" in json.loads(record)
     assert margins_from_json(record).structure == Margin("natural-share", 0.01)
+
+
+def test_a_sweep_stores_the_declared_margins_before_its_runs(tmp_path: Path) -> None:
+    from rankrobust.experiments import run_sweep
+    from rankrobust.report.scoring import margins_table, read_margins
+
+    study = {"name": "m", "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [4]},
+             "train": {"epochs": 1, "batch_size": 128, "device": "cpu"}, "evaluation": {"n": 16},
+             "margins": {"robustness": {"scale": "natural-share", "factor": 0.05}}}
+    run_sweep(study_from_dict(study), out=tmp_path, progress=False)
+    db = tmp_path / "results.sqlite"
+    margins = read_margins(str(db))
+    assert margins.source == "declared" and margins.robustness == Margin("natural-share", 0.05)
+    table = margins_table(margins).set_index("family")
+    assert table.loc["robustness", "source"] == "declared" and "5 %" in table.loc["robustness", "rule"]
+    study["margins"] = {"robustness": {"scale": "natural-share", "factor": 0.5}}
+    with pytest.raises(ConfigError, match="fixed before the run"):
+        run_sweep(study_from_dict(study), out=tmp_path, progress=False)

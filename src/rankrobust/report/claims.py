@@ -32,7 +32,16 @@ import pandas as pd
 
 from rankrobust.experiments.margins import DEFAULT_MARGINS, Margins
 from rankrobust.methods.l1_nuclear import L1Nuclear
-from rankrobust.report.contrasts import Arm, Context, PathPoint, contrast, make_arm, matched, pair
+from rankrobust.report.contrasts import (
+    Arm,
+    Context,
+    PathPoint,
+    contrast,
+    index_points,
+    make_arm,
+    matched,
+    pair,
+)
 from rankrobust.report.rows import CLAIM_COLUMNS, margin_for, row, void
 from rankrobust.report.stats import (
     FAILS,
@@ -102,13 +111,15 @@ class _Scorer:
 
     def __init__(self, runs: pd.DataFrame, points: Mapping[str, pd.DataFrame], margins: Margins,
                  resamples: int, paths: pd.DataFrame | None, notes: Mapping[tuple[str, str], str]) -> None:
-        self.runs, self.points, self.margins, self.paths = runs, points, margins, paths
+        self.runs, self.margins, self.paths = runs, margins, paths
+        self.points = {col: index_points(frame) for col, frame in points.items()}
         self.notes = notes
         self.contexts: dict[str, Context] = {}
         every = pd.concat([runs, paths]) if paths is not None else runs
         for dataset, group in every.groupby("dataset"):
-            ids = set(group["run_id"]) if "run_id" in group else set()
-            pts = sorted({int(p) for f in points.values() for p in f.loc[f["run_id"].isin(ids), "point"]})
+            ids = set(group["run_id"].astype(str)) if "run_id" in group else set()
+            pts = sorted({int(p) for per_run in self.points.values() for rid, values in per_run.items()
+                          if rid in ids for p in values.index})
             self.contexts[str(dataset)] = Context(sorted(every["seed"].unique()), pts or None, resamples)
 
     def arm(self, dataset: str, model: str, method: str, column: str,

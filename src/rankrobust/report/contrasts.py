@@ -10,7 +10,7 @@ one :class:`~rankrobust.report.stats.Resampler` per dataset (see :mod:`rankrobus
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -50,15 +50,22 @@ class Arm:
         rows = [self.seeds.index(s) for s in seeds]
         if self.matrix is None or points is None or self.points is None:
             return Arm(tuple(seeds), self.per_seed[rows], None, None, self.n)
-        cols = [self.points.index(p) for p in points]
+        where = {p: i for i, p in enumerate(self.points)}
+        cols = [where[p] for p in points]
         m = self.matrix[np.ix_(rows, cols)]
         return Arm(tuple(seeds), self.per_seed[rows], m, tuple(points), float(len(points)))
 
 
-def make_arm(runs: pd.DataFrame, column: str, points: pd.DataFrame | None = None,
+def index_points(values: pd.DataFrame) -> dict[str, pd.Series]:
+    """run_id → that run's per-point values (a Series indexed by point), from a table with
+    columns run_id, point, value."""
+    return {str(rid): g.set_index("point")["value"].astype(float) for rid, g in values.groupby("run_id")}
+
+
+def make_arm(runs: pd.DataFrame, column: str, points: Mapping[str, pd.Series] | None = None,
              n_column: str | None = None) -> Arm | None:
-    """The arm of ``runs`` (one scope) on ``column``; per-point ``points`` (run_id, point, value)
-    when given; None when no run has a value."""
+    """The arm of ``runs`` (one scope) on ``column``, with per-point values (:func:`index_points`)
+    when every seed has them; None when no run has a value."""
     if column not in runs.columns:
         return None
     valid = runs.dropna(subset=[column])
@@ -68,11 +75,14 @@ def make_arm(runs: pd.DataFrame, column: str, points: pd.DataFrame | None = None
     seeds = tuple(per_seed.index)
     n = float(valid[n_column].min()) if n_column and n_column in valid and valid[n_column].notna().any() \
         else math.nan
-    if points is not None:
-        sub = points[points["run_id"].isin(valid["run_id"])].merge(valid[["run_id", "seed"]], on="run_id")
-        if not sub.empty:
-            grid = sub.pivot_table(index="seed", columns="point", values="value", aggfunc="mean")
-            grid = grid.reindex(list(seeds)).dropna(axis=1)
+    if points:
+        rows = {}
+        for seed, g in valid.groupby("seed"):
+            own = [points[str(r)] for r in g["run_id"] if str(r) in points]
+            if own:
+                rows[seed] = pd.concat(own, axis=1).mean(axis=1) if len(own) > 1 else own[0]
+        if len(rows) == len(seeds):
+            grid = pd.DataFrame([rows[s] for s in seeds]).dropna(axis=1)  # (S, P)
             if grid.shape[1] > 0:
                 return Arm(seeds, per_seed.to_numpy(float), grid.to_numpy(float),
                            tuple(int(p) for p in grid.columns), float(grid.shape[1]))
@@ -84,9 +94,8 @@ def pair(arms: Sequence[Arm]) -> list[Arm]:
     seeds = [s for s in arms[0].seeds if all(s in a.seeds for a in arms[1:])]
     points: list[int] | None = None
     if all(a.matrix is not None for a in arms):
-        first = arms[0].points or ()
-        points = [p for p in first if all(p in (a.points or ()) for a in arms[1:])]
-        points = points or None
+        others = [set(a.points or ()) for a in arms[1:]]
+        points = [p for p in arms[0].points or () if all(p in o for o in others)] or None
     return [a.restrict(seeds, points) for a in arms]
 
 

@@ -210,6 +210,9 @@ def _point_values(points: pd.DataFrame, curves: pd.DataFrame, eps: dict[tuple[st
     missing = [c for c in POINT_COLUMNS if c not in points]
     if missing:
         raise DataError(f"per-point results lack column {missing[0]!r} (need {', '.join(POINT_COLUMNS)})")
+    emin = pd.to_numeric(points["eps_min"], errors="coerce")
+    if bool((emin < 0).any()) or bool((points["eps_min"].notna() & emin.isna()).any()):
+        raise DataError("per-point results: eps_min must be a budget ≥ 0 or empty (never broken)")
     joined = points.merge(runs[["run_id", "dataset", "model"]], on="run_id")
     per = point_areas(joined, curves, eps, attack)
     if per.empty:

@@ -208,6 +208,8 @@ class Resampler:
         self.point_counts = (rng.multinomial(m, np.full(m, 1.0 / m), size=resamples).astype(float)
                              if m else None)  # (B, P)
         self._noise = np.random.default_rng([seed, 1]).standard_normal(resamples)
+        self._all_points = tuple(self.point_index)
+        self._cache: dict[tuple[int, ...], tuple[np.ndarray, np.ndarray]] = {}
 
     def mean(self, values: np.ndarray, seeds: Sequence[object],
              points: Sequence[int] | None = None) -> np.ndarray:
@@ -219,10 +221,24 @@ class Resampler:
             x = x.reshape(len(seeds), -1).mean(axis=1)  # (S,)
             with np.errstate(invalid="ignore", divide="ignore"):
                 return (c @ x) / c.sum(axis=1)
-        p = self.point_counts[:, [self.point_index[int(i)] for i in points]]  # (B, P)
-        num = np.einsum("bs,sp,bp->b", c, x, p)
+        p, p_total = self._points(points)  # (B, P), (B,)
+        num = np.einsum("bp,bp->b", c @ x, p)  # Σ_s Σ_i c_s X[s, i] p_i
         with np.errstate(invalid="ignore", divide="ignore"):
-            return num / (c.sum(axis=1) * p.sum(axis=1))
+            return num / (c.sum(axis=1) * p_total)
+
+    def _points(self, points: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """The point counts of ``points`` (columns in that order) and their row sums, cached:
+        the arms of a table mostly share one point set."""
+        key = tuple(int(i) for i in points)
+        if key not in self._cache:
+            assert self.point_counts is not None
+            if key == self._all_points:
+                p = self.point_counts
+            else:
+                p = self.point_counts[:, [self.point_index[i] for i in key]]
+            self._cache = {key: (p, p.sum(axis=1))} if len(self._cache) > 8 else self._cache
+            self._cache[key] = (p, p.sum(axis=1))
+        return self._cache[key]
 
     def noise(self, sd: float) -> np.ndarray:
         """(B,) draws of N(0, sd²), the same standard normals for every row of a table."""
