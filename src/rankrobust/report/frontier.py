@@ -115,7 +115,8 @@ def choose_attack(curves: pd.DataFrame, eps_train: Mapping[Scope, float],
 
 def run_areas(curves: pd.DataFrame, eps_train: Mapping[Scope, float], attack: str,
               norm: str = "inf") -> pd.DataFrame:
-    """One row per run: run_id, area (over [0, ε_train]), clean (on the attack's points), n."""
+    """One row per run: run_id, area (robust accuracy over [0, ε_train]), fr_area (the fooling
+    ratio's, FR(0) = 0), clean (on the attack's points), n."""
     rows = []
     sel = curves[(curves["attack"] == attack) & (curves["norm"] == norm)]
     for (run, dataset, model), g in sel.groupby(["run_id", "dataset", "model"]):
@@ -126,9 +127,10 @@ def run_areas(curves: pd.DataFrame, eps_train: Mapping[Scope, float], attack: st
                  float(g["clean_accuracy"].dropna().iloc[0]) if g["clean_accuracy"].notna().any()
                  else math.nan)
         n = float(g["n"].max()) if "n" in g and g["n"].notna().any() else math.nan
+        fr = g["fooling_ratio"].to_numpy(float) if "fooling_ratio" in g else np.full(len(g), np.nan)
         rows.append({"run_id": run, "area": area_over(g["epsilon"], ra, clean, e),
-                     "clean": clean, "n": n})
-    return pd.DataFrame(rows, columns=["run_id", "area", "clean", "n"])
+                     "fr_area": area_over(g["epsilon"], fr, 0.0, e), "clean": clean, "n": n})
+    return pd.DataFrame(rows, columns=["run_id", "area", "fr_area", "clean", "n"])
 
 
 def point_areas(points: pd.DataFrame, curves: pd.DataFrame, eps_train: Mapping[Scope, float],

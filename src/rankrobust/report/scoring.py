@@ -170,9 +170,11 @@ def score_claims(tables: StudyTables, *, points: pd.DataFrame | None = None,
     values = pd.DataFrame(columns=["run_id", "area", "clean"])
     if attack is not None:
         col = f"robust-accuracy area [0, ε_train], {attack}"
+        fr_col = f"fooling-ratio area [0, ε_train], {attack}"
         values = run_areas(curves, eps, attack)
-        ok = ok.merge(values.rename(columns={"area": col, "n": "n_points"}), on="run_id", how="left")
-        metrics.append((col, -1))
+        ok = ok.merge(values.rename(columns={"area": col, "fr_area": fr_col, "n": "n_points"}),
+                      on="run_id", how="left")
+        metrics += [(col, -1), (fr_col, +1)]
         notes.append(why + f" ε_train: {', '.join(f'{d} · {m} {e:g}' for (d, m), e in sorted(eps.items()))}.")
         if points is not None:
             point_values = _point_values(points, curves, eps, attack, done.runs, col)
@@ -182,11 +184,8 @@ def score_claims(tables: StudyTables, *, points: pd.DataFrame | None = None,
     else:
         notes.append(f"No robust-accuracy area: {why}; the areas over the stored grids are used.")
     fallback = primary_attack(summary)
-    if fallback is not None:
-        if attack is None:
-            metrics.append((f"ra_auc_{fallback}_inf", -1))
-        metrics.append((f"fr_auc_{attack or fallback}_inf" if f"fr_auc_{attack}_inf" in ok
-                        else f"fr_auc_{fallback}_inf", +1))
+    if attack is None and fallback is not None:  # areas over the stored grids
+        metrics += [(f"ra_auc_{fallback}_inf", -1), (f"fr_auc_{fallback}_inf", +1)]
     ok = _at_eps_train(ok, eps)
     chosen = comparison_runs(ok, select_lambdas(ok))
     if "clean" in ok:  # matched rows compare clean accuracy on the attack's points
