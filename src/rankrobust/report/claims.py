@@ -122,9 +122,9 @@ class _Scorer:
                           if rid in ids for p in values.index})
             self.contexts[str(dataset)] = Context(sorted(every["seed"].unique()), pts or None, resamples)
 
-    def arm(self, dataset: str, model: str, method: str, column: str,
-            frame: pd.DataFrame | None = None) -> Arm | None:
-        f = self.runs if frame is None else frame
+    def arm(self, dataset: str, model: str, method: str, column: str) -> Arm | None:
+        """The comparison runs of ``method`` in (dataset, model) on ``column``."""
+        f = self.runs
         sel = f[(f["dataset"] == dataset) & (f["model"] == model) & (f["method"] == method)]
         return make_arm(sel, column, self.points.get(column), "n_points")
 
@@ -141,7 +141,7 @@ class _Scorer:
         rate = fam == "robustness"
         eff = contrast([(1.0, a), (-1.0, b)], self.contexts[dataset], rate, b.mean)
         return row(claim, scope, metric, comparison, eff, direction, margin_for(self.margins, fam, b),
-                    role=role, means=(a.mean, b.mean) if rate else None, note=note)
+                   role=role, means=(a.mean, b.mean) if rate else None, note=note)
 
     def path(self, dataset: str, model: str, method: str, column: str) -> list[PathPoint]:
         """The method's settings (by method_params) as path points, from the frontier runs; a
@@ -230,9 +230,9 @@ def _matched_c4(s: _Scorer, dataset: str, model: str, adv: str, col: str, scope:
     comparison = f"{method_label(COMBINED)} − {method_label(adv)} at {method_label(adv)}'s clean accuracy"
     if why:
         return void("C4", scope, f"{col} at matched clean accuracy", comparison, NOT_TESTABLE,
-                     "; ".join(filter(None, [note, why])))
+                    "; ".join(filter(None, [note, why])))
     return row("C4", scope, f"{col} at matched clean accuracy", comparison, eff, -1,
-                margin_for(s.margins, "robustness", ref_area), note=note)
+               margin_for(s.margins, "robustness", ref_area), note=note)
 
 
 def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
@@ -249,14 +249,14 @@ def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
                  s.arm(dataset, model, WEIGHT_DECAY, col), +1, "robustness", dataset, "secondary", note)]
     if reg_clean is None or not path:
         rows.append(void("C6", scope, metric, comparison, NOT_TESTABLE,
-                          "; ".join(filter(None, [note, "no weight-decay path on the frontier"]))))
+                         "; ".join(filter(None, [note, "no weight-decay path on the frontier"]))))
         return rows
     reg_area, reg_clean = pair([reg_area, reg_clean])
     eff, why = matched(PathPoint(reg_area, reg_clean), path, s.contexts[dataset], -1)
     full = comparison + f" at {method_label(COMBINED)}'s clean accuracy"
     rows.append(void("C6", scope, metric, full, NOT_TESTABLE, "; ".join(filter(None, [note, why])))
                 if why else row("C6", scope, metric, full, eff, +1,
-                                 margin_for(s.margins, "robustness", reg_area), note=note))
+                                margin_for(s.margins, "robustness", reg_area), note=note))
     return rows
 
 
@@ -290,13 +290,13 @@ def _c3(s: _Scorer, dataset: str, col: str, sign: int,
         ref_mean = float(np.mean([a.mean for a in nat_arms]))
         margin = (s.margins.robustness.value(ref_mean, min(a.n for a in nat_arms)) if not relative
                   else math.nan)
-        void = all(at_bound(r.mean, n.mean) for fam in terms for r, n in terms[fam])
+        floor = all(at_bound(r.mean, n.mean) for fam in terms for r, n in terms[fam])
         metric = f"relative gain in {col} (÷ natural's mean)" if relative else f"gain in {col}"
         rows.append(row("C3", f"{dataset} · CNN vs FC", metric,
-                         comparison + (", relative" if relative else ""), eff, +1, margin,
-                         role="secondary" if relative else role,
-                         forced=NOT_MEASURABLE if void else None,
-                         note="every model's arms at the floor or ceiling" if void else ""))
+                        comparison + (", relative" if relative else ""), eff, +1, margin,
+                        role="secondary" if relative else role,
+                        forced=NOT_MEASURABLE if floor else None,
+                        note="every model's arms at the floor or ceiling" if floor else ""))
     return rows
 
 

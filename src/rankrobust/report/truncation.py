@@ -67,8 +67,9 @@ def evaluate_c5(interventions: pd.DataFrame, *, margins: Margins | None = None,
     effective rank is within ±``tolerance`` (relative) of the adversarial net's, against that
     net under the same attack (effect truncated − adversarial, claimed < 0). No interpolation,
     and every seed needs its measured match (keeping only the seeds that happen to match would
-    select them by outcome): otherwise the row says "not measured at this keep grid". Where adversarial training did not lower the rank below natural's
-    untruncated one, the row is "not testable". A secondary row reads the natural net's
+    select them by outcome): otherwise the row says "not measured at this keep grid". Where
+    adversarial training did not lower the rank below natural's untruncated one, the row is
+    "not testable". A secondary row reads the natural net's
     truncation path at the adversarial net's clean accuracy (linear in clean accuracy).
     """
     rows: list[dict[str, object]] = []
@@ -93,8 +94,8 @@ def evaluate_c5(interventions: pd.DataFrame, *, margins: Margins | None = None,
             rank_nat = float(nat_full["normalized_effective_rank"].mean())
             if not rank_adv < rank_nat:
                 rows.append(void("C5", scope, metric, comparison, NOT_TESTABLE,
-                                  f"{method_label(adv)}'s effective rank {rank_adv:.3f} is not lower "
-                                  f"than natural's {rank_nat:.3f}: no truncation needed"))
+                                 f"{method_label(adv)}'s effective rank {rank_adv:.3f} is not lower "
+                                 f"than natural's {rank_nat:.3f}: no truncation needed"))
                 continue
             truncated, reference, at_clean = _c5_arms(group, adv, tolerance)
             ref = _seed_arm(reference, n)
@@ -115,6 +116,6 @@ def evaluate_c5(interventions: pd.DataFrame, *, margins: Margins | None = None,
                 arm, paired_ref = pair([arm, ref])
                 eff = contrast([(1.0, arm), (-1.0, paired_ref)], ctx, True, paired_ref.mean)
                 rows.append(row("C5", scope, metric, name, eff, -1,
-                                 margin_for(margins, "robustness", paired_ref), role=role,
-                                 means=(arm.mean, paired_ref.mean)))
+                                margin_for(margins, "robustness", paired_ref), role=role,
+                                means=(arm.mean, paired_ref.mean)))
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
