@@ -286,3 +286,26 @@ def test_the_demo_on_two_machines_gives_the_same_verdicts_or_borderline() -> Non
     both = claims["verdict_x"].str.contains("borderline") & claims["verdict_y"].str.contains("borderline")
     assert (same | both).all(), claims
     assert one.attack == "pgd" and "autoattack" in one.notes[0]  # one ε only: PGD's curve
+
+
+def test_declared_margins_decide_negligible_and_are_printed() -> None:
+    from rankrobust.experiments.margins import Margin, Margins
+    from rankrobust.report.scoring import margins_table
+
+    rows = [{"dataset": "d", "model": "mlp", "method": m, "seed": s, "run_id": f"{m}{s}",
+             "area": 0.40 + (0.004 if m == "l1+nuclear" else 0.0) + 0.003 * ((s * 7 + len(m)) % 3 - 1),
+             "n_points": 1000} for m in ("natural", "l1+nuclear") for s in range(5)]
+    runs = pd.DataFrame(rows)
+    wide = Margins(Margin("natural-share", 0.25), Margin("natural-share", 0.02), "declared")
+
+    def c2(margins: Any) -> pd.Series:
+        table = evaluate_claims(runs, metrics=[("area", -1)], margins=margins)
+        return table[table["claim"] == "C2"].iloc[0]
+
+    default, declared = c2(None), c2(wide)
+    assert declared["margin"] == pytest.approx(0.25 * 0.40, rel=0.01)
+    assert default["margin"] == pytest.approx(2 * math.sqrt(0.4 * 0.6 / 1000), rel=0.01)
+    assert declared["ci_low"] < 0 < declared["ci_high"] and declared["verdict"] == "negligible"
+    assert default["verdict"] == "inconclusive"
+    printed = margins_table(wide)
+    assert list(printed["source"]) == ["declared", "declared"] and "25 %" in printed.iloc[0]["rule"]

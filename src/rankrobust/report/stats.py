@@ -8,7 +8,9 @@ every arm and seed: the same points in every arm), and takes each arm's weighted
 Σ_s Σ_i c_s p_i X[s, i] / (Σ c · Σ p). The CI is the 2.5 % / 97.5 % percentile of
 :data:`RESAMPLES` resamples drawn from a fixed generator seed, so a table is reproduced exactly.
 Points are crossed with seeds (every run is evaluated on the same points), which is why one
-point draw serves all seeds.
+point draw serves all seeds. With few seeds the percentile interval of the seed level is
+narrow (3 seeds give 10 distinct seed draws: roughly [min, max] of the per-seed effects), so
+the paired Student-t interval is kept beside it (``t_low``, ``t_high``).
 
 Without per-point values (a database that stores only curves) each arm is a seeds × 1 matrix
 and the point level is approximated by **binomial point noise**: each resample adds
