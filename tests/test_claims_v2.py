@@ -309,3 +309,12 @@ def test_declared_margins_decide_negligible_and_are_printed() -> None:
     assert default["verdict"] == "inconclusive"
     printed = margins_table(wide)
     assert list(printed["source"]) == ["declared", "declared"] and "25 %" in printed.iloc[0]["rule"]
+
+
+def test_an_empty_study_has_no_rows_and_says_why() -> None:
+    from rankrobust.report.scoring import score_claims
+    from rankrobust.report.tables import StudyTables
+
+    result = score_claims(StudyTables())
+    assert result.rows.empty and set(result.verdicts["verdict"]) == {NOT_TESTABLE}
+    assert "no weight-decay runs" in result.verdicts.set_index("claim").loc["C6", "detail"]
