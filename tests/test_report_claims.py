@@ -17,6 +17,7 @@ from rankrobust.report.claims import (
     HOLDS,
     INCONCLUSIVE,
     NEGLIGIBLE,
+    NOT_TESTABLE,
     Effect,
     claim_verdicts,
     combine,
@@ -85,7 +86,9 @@ def test_verdict_margin_and_combination() -> None:
     assert verdict(tiny, -1) == INCONCLUSIVE
     assert combine([HOLDS, HOLDS]) == HOLDS
     assert combine([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE
-    assert combine([FAILS, INCONCLUSIVE]) == FAILS
+    # changed rule (#18): an inconclusive row does not say "does not hold"
+    assert combine([FAILS, INCONCLUSIVE]) == INCONCLUSIVE
+    assert combine([FAILS, FAILS]) == FAILS
     assert combine([]) == INCONCLUSIVE
 
 
@@ -141,11 +144,11 @@ def _claim_runs(adv_rank: float, reg_fr: float) -> pd.DataFrame:
 
 
 def test_claims_hold_fail_and_are_reported_honestly() -> None:
-    good = evaluate_claims(_claim_runs(adv_rank=0.6, reg_fr=0.4))
+    good = evaluate_claims(_claim_runs(adv_rank=0.6, reg_fr=0.4), metrics=[("fr_auc_pgd_inf", +1)])
     assert claim_verdicts(good).set_index("claim")["verdict"].to_dict() == {
         "C1": HOLDS, "C2": HOLDS, "C3": HOLDS, "C4": HOLDS,
-        "C5": INCONCLUSIVE}  # no intervention tables: C5 has no rows
-    bad = evaluate_claims(_claim_runs(adv_rank=0.95, reg_fr=0.6))
+        "C5": NOT_TESTABLE, "C6": NOT_TESTABLE}  # no intervention tables, no weight decay
+    bad = evaluate_claims(_claim_runs(adv_rank=0.95, reg_fr=0.6), metrics=[("fr_auc_pgd_inf", +1)])
     rank_rows = bad[(bad["claim"] == "C1") & bad["metric"].str.contains("rank")]
     assert (rank_rows["verdict"] == FAILS).all() and (rank_rows["effect"] > 0).all()
     summary = claim_verdicts(bad).set_index("claim")["verdict"]

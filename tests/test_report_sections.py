@@ -17,7 +17,7 @@ from rankrobust.report import sections
 from rankrobust.report.build import FIGURE_NAMES, build_report
 from rankrobust.report.evaluation import autoattack_members, member_sentence
 from rankrobust.report.figures_robustness import _points_panel, plot_point_robustness
-from rankrobust.report.frontier import frontier_attack, frontier_paths, robust_area
+from rankrobust.report.frontier import area_over, choose_attack, frontier
 from rankrobust.report.runs import FALLBACK_MARK, headline, run_table
 from rankrobust.report.tables import StudyTables, load_tables
 from test_report_build import _config, _result
@@ -116,32 +116,35 @@ def test_a_new_section_is_one_row(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 # -- frontier -----------------------------------------------------------------------------------
 def test_robust_area_is_the_trapezoid_from_clean_accuracy_to_eps_train() -> None:
     # (0, 0.9) → (0.05, 0.6) → (0.1, 0.4): ((0.9+0.6)/2·0.05 + (0.6+0.4)/2·0.05) / 0.1 = 0.625
-    area, end = robust_area(np.array([0.05, 0.1, 0.2]), np.array([0.6, 0.4, 0.1]), 0.9, 0.1)
-    assert (area, end) == (pytest.approx(0.625), 0.1)
+    assert area_over([0.05, 0.1, 0.2], [0.6, 0.4, 0.1], 0.9, 0.1) == pytest.approx(0.625)
     # a network no attack moves keeps its clean accuracy; a linear fall to 0 halves it
-    assert robust_area(np.array([0.1]), np.array([0.8]), 0.8, 0.1)[0] == pytest.approx(0.8)
-    assert robust_area(np.array([0.05, 0.1]), np.array([0.4, 0.0]), 0.8, 0.1)[0] == pytest.approx(0.4)
-    assert np.isnan(robust_area(np.array([0.3]), np.array([0.1]), 0.9, 0.1)[0])
+    assert area_over([0.1], [0.8], 0.8, 0.1) == pytest.approx(0.8)
+    assert area_over([0.05, 0.1], [0.4, 0.0], 0.8, 0.1) == pytest.approx(0.4)
+    assert np.isnan(area_over([0.05], [0.1], 0.9, 0.1))  # the curve stops short of ε_train
 
 
 def test_frontier_uses_the_strongest_attack_with_a_curve() -> None:
     rows = [("a", "autoattack", 0.1), *[("a", "pgd", e) for e in (0.02, 0.05, 0.1)]]
-    curves = pd.DataFrame(rows, columns=["run_id", "attack", "epsilon"])
-    assert frontier_attack(curves, ["a"], 0.1) == "pgd"  # AutoAttack has one budget only
-    grid = pd.DataFrame([("a", "autoattack", e) for e in (0.025, 0.05, 0.075, 0.1)],
-                        columns=["run_id", "attack", "epsilon"])
-    assert frontier_attack(pd.concat([curves, grid]), ["a"], 0.1) == "autoattack"
-    assert frontier_attack(curves[curves["attack"] == "autoattack"], ["a"], 0.1) == "autoattack"
+    curves = pd.DataFrame(rows, columns=["run_id", "attack", "epsilon"]).assign(
+        norm="inf", dataset="d", model="m")
+    eps = {("d", "m"): 0.1}
+    attack, note = choose_attack(curves, eps)
+    assert attack == "pgd" and "autoattack" in note  # AutoAttack has one budget only
+    grid = curves.iloc[:1].loc[[0] * 4].assign(epsilon=[0.025, 0.05, 0.075, 0.1])
+    assert choose_attack(pd.concat([curves, grid]), eps)[0] == "autoattack"
+    assert choose_attack(curves[curves["attack"] == "autoattack"], eps)[0] is None
 
 
 def test_frontier_paths_join_settings_weakest_first() -> None:
-    points = pd.DataFrame([
-        {"dataset": "d", "model": "m", "method": "l1", "setting": f"λ={lam:g}", "seed": s,
-         "method_params": {"lambda_l1": lam}, "clean_accuracy": 0.9 - lam, "area": 0.5 + lam}
-        for lam in (1e-3, 1e-4, 3e-3) for s in (0, 1)])
-    paths = frontier_paths(points)
-    assert list(paths["setting"]) == ["λ=0.0001", "λ=0.001", "λ=0.003"]
-    assert paths["seeds"].tolist() == [2, 2, 2]
+    runs = pd.DataFrame([
+        {"run_id": f"{lam}-{s}", "dataset": "d", "model": "m", "method": "l1", "seed": s,
+         "method_params": json.dumps({"lambda_l1": lam}), "degenerate": lam > 2e-3}
+        for lam in (1e-3, 1e-4, 3e-3, 1e-2) for s in (0, 1)])
+    values = pd.DataFrame({"run_id": runs["run_id"], "area": 0.5, "clean": 0.9})
+    paths = frontier(runs[runs["method_params"] != json.dumps({"lambda_l1": 1e-2})], values)
+    # weakest λ first; the degenerate setting (λ 0.003) is left out
+    assert list(paths["setting"]) == ["lambda_l1=0.0001", "lambda_l1=0.001"]
+    assert paths["seeds"].tolist() == [2, 2]
 
 
 # -- figures and tables -------------------------------------------------------------------------
@@ -162,7 +165,7 @@ def test_the_headline_table_flags_a_fallback_setting() -> None:
                            "robust_accuracy": [0.2, 0.025]})
     selection = pd.DataFrame({"dataset": ["d"], "model": ["mlp"], "method": ["lowrank"],
                               "fallback": [True]})
-    table = headline(chosen, curves, selection, "pgd").set_index("method")
+    table = headline(chosen, curves, selection, "pgd", {("d", "mlp"): 0.1}).set_index("method")
     assert table.loc["low-rank U·V"].tolist() == [f"80.0 % {FALLBACK_MARK}", f"2.5 % {FALLBACK_MARK}"]
     assert table.loc["natural"].tolist() == ["90.0 %", "20.0 %"]
 

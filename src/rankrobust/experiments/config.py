@@ -26,6 +26,7 @@ from rankrobust.configuration import brief, clip, closest, from_dict, require
 from rankrobust.data import DATASETS, dataset_info
 from rankrobust.data.files import read_regular
 from rankrobust.errors import ConfigError
+from rankrobust.experiments.margins import parse_margins
 from rankrobust.interventions import INTERVENTIONS
 from rankrobust.models import MODELS
 from rankrobust.models.registry import model_options, state_shapes
@@ -208,9 +209,11 @@ class StudyConfig:
     variants: tuple[dict[str, Any], ...] = ()
     per_model_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     max_runs: int = DEFAULT_MAX_RUNS  # refuse a study that expands to more runs
+    # the claims' equivalence margins as written (rankrobust.experiments.margins); None: defaults
+    margins: dict[str, Any] | None = None
 
 
-STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options", "max_runs")
+STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options", "max_runs", "margins")
 RUN_KEYS = tuple(f for f in RunConfig.__dataclass_fields__ if f not in ("study", "variant", "label", "output_dir"))
 
 
@@ -239,6 +242,8 @@ def study_to_dict(study: StudyConfig) -> dict[str, Any]:
         data["variants"] = copy.deepcopy(list(study.variants))
     if study.max_runs != DEFAULT_MAX_RUNS:
         data["max_runs"] = study.max_runs
+    if study.margins is not None:
+        data["margins"] = copy.deepcopy(study.margins)
     return data
 
 
@@ -291,8 +296,12 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     train = data.get("train")
     if isinstance(train, dict) and "seed" in train:
         raise ConfigError("train.seed: list the seeds under 'seeds:' instead")
+    margins = data.get("margins")
+    if margins is not None:
+        parse_margins(margins)  # ConfigError naming the field
     base = {k: v for k, v in data.items() if k in RUN_KEYS}
-    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs)
+    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs,
+                       copy.deepcopy(margins))
 
 
 _SafeLoader: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml: fast, nesting capped

@@ -237,6 +237,8 @@ def run_sweep(
         check_ray_address(address)  # fail in seconds, before the database is touched
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
     with exclusive(db_path), ResultsStore(db_path) as store:
+        if study.margins is not None:  # fixed before any result: refused if changed later
+            store.declare_margins(study.margins)
         store.register(configs)
         complete = failed = 0
         key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"

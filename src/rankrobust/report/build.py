@@ -14,10 +14,12 @@ from typing import Any
 import pandas as pd
 from matplotlib import rc_context
 
+from rankrobust.experiments.margins import Margins
 from rankrobust.report.context import Context, make_context
 from rankrobust.report.document import Block, Document, Figure, Group, Heading, Paragraph
 from rankrobust.report.html import render_html
 from rankrobust.report.markdown import render_markdown
+from rankrobust.report.scoring import read_margins
 from rankrobust.report.sections import FIGURE_NAMES, SECTIONS, Section
 from rankrobust.report.tables import StudyTables, load_tables
 
@@ -50,10 +52,11 @@ def section_blocks(section: Section, ctx: Context) -> list[Block]:
     return blocks + shown + section.after(ctx)
 
 
-def build_document(tables: StudyTables, figure_dir: Path, source: str = ""
-                   ) -> tuple[Document, pd.DataFrame]:
-    """The report and its claims table, drawing figures into ``figure_dir``."""
-    ctx = make_context(tables, figure_dir, source)
+def build_document(tables: StudyTables, figure_dir: Path, source: str = "",
+                   margins: Margins | None = None) -> tuple[Document, pd.DataFrame]:
+    """The report and its claims rows, drawing figures into ``figure_dir``; ``margins``: the
+    study's declared equivalence margins (the defaults when None)."""
+    ctx = make_context(tables, figure_dir, source, margins)
     doc = Document(TITLE)
     for section in SECTIONS:
         doc.add(*section_blocks(section, ctx))
@@ -68,7 +71,8 @@ def build_report(db_path: str | os.PathLike[str], out_dir: str | os.PathLike[str
     figure_dir.mkdir(parents=True, exist_ok=True)
     for name in FIGURE_NAMES:  # ours only: a figure a rebuild no longer draws must not linger
         (figure_dir / name).unlink(missing_ok=True)
-    doc, claims = build_document(tables, figure_dir, source=str(db_path))
+    doc, claims = build_document(tables, figure_dir, source=str(db_path),
+                                 margins=read_margins(str(db_path)))
     (out / "report.md").write_text(render_markdown(doc), encoding="utf-8")
     claims.to_csv(out / "claims.csv", index=False)
     html_path = out / "report.html"

@@ -7,13 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from rankrobust.report.claims import (
-    claim_verdicts,
-    evaluate_c5,
-    evaluate_claims,
-    robustness_metrics,
-)
-from rankrobust.report.frontier import frontier, frontier_paths
+from rankrobust.experiments.margins import Margins
+from rankrobust.report.scoring import ClaimsResult, score_claims
+from rankrobust.report.stats import RESAMPLES
 from rankrobust.report.summary import (
     comparison_runs,
     final_structure,
@@ -43,6 +39,7 @@ class Context:
     attack: str
     claims: pd.DataFrame
     verdicts: pd.DataFrame
+    scored: ClaimsResult
     pipeline: bool
     structure: pd.DataFrame
     final: pd.DataFrame
@@ -74,8 +71,27 @@ def is_pipeline_check(runs: pd.DataFrame) -> bool:
     return len(runs) > 0 and set(runs["dataset"].astype(str)) <= {"synthetic"}
 
 
-def make_context(tables: StudyTables, figure_dir: Path, source: str = "") -> Context:
-    """Summaries, λ choice, claims and the joined frames of ``tables``."""
+def frontier_points(summary: pd.DataFrame, scored: ClaimsResult) -> pd.DataFrame:
+    """Every run with its robust-accuracy area (:attr:`ClaimsResult.areas`), clean accuracy on the
+    attack's points, the attack and its scope's ε_train: the dots of the frontier figure."""
+    columns = ["run_id", "dataset", "model", "method", "seed", "degenerate", "clean_accuracy",
+               "area", "attack", "eps_train"]
+    if summary.empty or scored.areas.empty or scored.attack is None:
+        return pd.DataFrame(columns=columns)
+    out = summary.drop(columns=["clean_accuracy"]).merge(
+        scored.areas[["run_id", "area", "clean"]].rename(columns={"clean": "clean_accuracy"}),
+        on="run_id")
+    out["attack"] = scored.attack
+    out["eps_train"] = [scored.eps_train.get((str(d), str(m)), float("nan"))
+                        for d, m in zip(out["dataset"], out["model"], strict=True)]
+    return out[columns]
+
+
+def make_context(tables: StudyTables, figure_dir: Path, source: str = "",
+                 margins: Margins | None = None, resamples: int = RESAMPLES) -> Context:
+    """Summaries, λ choice, claims (:func:`~rankrobust.report.scoring.score_claims`, with the
+    per-point budgets where the store keeps them and the study's declared ``margins``) and the
+    joined frames of ``tables``."""
     done = tables.completed()
     summary = run_summary(done)
     selection = select_lambdas(summary)
@@ -83,21 +99,22 @@ def make_context(tables: StudyTables, figure_dir: Path, source: str = "") -> Con
     ids = set(chosen["run_id"])
     attack = primary_attack(summary) or "pgd"
     interventions = with_runs(done.interventions, done.runs)
-    claims = pd.concat([evaluate_claims(chosen, metrics=robustness_metrics(attack)),
-                        evaluate_c5(interventions)], ignore_index=True)
-    verdicts = claim_verdicts(claims)
+    per_point = done.points if not done.points.empty else None
+    scored = score_claims(tables, points=per_point, margins=margins, resamples=resamples)
+    claims, verdicts = scored.rows.copy(), scored.verdicts.copy()
     pipeline = is_pipeline_check(done.runs)
     if pipeline:  # no verdicts on the paper from synthetic data
         claims["verdict"] = PIPELINE_VERDICT
         verdicts["verdict"] = PIPELINE_VERDICT
     structure = with_runs(done.structure, done.runs)
     robustness = with_runs(done.robustness, done.runs)
-    points = frontier(summary, robustness)
     return Context(
         tables=tables, done=done, source=source, figure_dir=figure_dir, summary=summary,
         selection=selection, chosen=chosen, attack=attack, claims=claims, verdicts=verdicts,
-        pipeline=pipeline, structure=structure, final=_of(final_structure(structure), ids),
-        robustness=_of(robustness, ids), curves=robustness, epochs=_of(with_runs(done.epoch_metrics, done.runs), ids),
+        scored=scored, pipeline=pipeline, structure=structure,
+        final=_of(final_structure(structure), ids), robustness=_of(robustness, ids),
+        curves=robustness, epochs=_of(with_runs(done.epoch_metrics, done.runs), ids),
         spectra=_of(with_runs(done.spectra, done.runs), ids), interventions=interventions,
-        points=with_runs(done.points, done.runs), frontier=points, paths=frontier_paths(points),
+        points=with_runs(done.points, done.runs), frontier=frontier_points(summary, scored),
+        paths=scored.frontier,
     )

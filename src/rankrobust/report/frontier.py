@@ -1,145 +1,213 @@
-"""The accuracy–robustness frontier: clean accuracy against robust-accuracy area, per run.
+"""Robust-accuracy area over [0, ε_train] and the accuracy–robustness frontier.
 
-For a run with robust-accuracy curve ra(ε) of an ℓ∞ attack and clean accuracy a₀ (on the same
-points, the curve's value at ε = 0), the **robust-accuracy area** over [0, ε_train] is
+**Area.** For a run whose robust accuracy RA(ε) was stored at budgets ε₁ < ε₂ < … of one attack,
+A = (1/ε_train) ∫₀^ε_train RA(ε) dε by the trapezoid rule over the nodes 0, the stored budgets
+below ε_train, and ε_train itself, with RA(0) = the clean accuracy on the same points and
+RA(ε_train) read off the curve (linear between its neighbours when ε_train is not stored).
+A ∈ [0, 1]: 1 is a network that no budget up to ε_train breaks. ε_train is the budget the
+adversarial runs of the same dataset and model trained at (their ``eps``, median), unless given.
 
-    A = (1/ε_end) ∫₀^ε_end ra(ε) dε,   ra(0) = a₀,   ε_end = min(ε_train, largest stored ε),
+Per test point i with minimal breaking budget e_i (0: misclassified clean, NaN: never broken up
+to the largest budget tried), RA_i(ε) = 1[e_i > ε or e_i is NaN]; its area A_i uses the same
+nodes (the run's stored budgets, or the distinct e_i where no curve is stored), so that the
+mean of A_i over points equals the run's A.
 
-by the trapezoid rule over the stored budgets in (0, ε_train]: the curve's average height, in
-[0, 1], equal to a₀ for a network no attack moves and about a₀/2 for one that falls linearly
-to 0 at ε_train. ε_train is the largest training budget (``eps``) of the adversarial runs of
-the same dataset and model; without adversarial runs, the largest budget the attack stored.
+**Primary attack.** The strongest attack (AutoAttack > APGD-T > APGD-CE > PGD > FGSM) whose every
+run stores a *curve* up to ε_train: at least two budgets in (0, ε_train] and one ≥ ε_train. An
+attack stored at one budget only (e.g. AutoAttack at ε_train) is passed over for the next one,
+and :func:`choose_attack` says so in its note.
 
-The attack (one per dataset and model, so that every point of a panel is measured alike) is the
-strongest one (:data:`~rankrobust.report.summary.ATTACK_STRENGTH`) whose curve has at least two
-budgets in (0, ε_train] for every run; failing that, the best curve available: the one with the
-most such budgets, the stronger on a tie.
+**Frontier.** Per (dataset, model, method) a *path*: one point (mean clean accuracy, mean area
+over seeds) per setting (λ, ε_train, rank), weakest setting first (:func:`path_order`).
+:func:`interpolate_path` reads a path at a clean
+accuracy c by linear interpolation between the two path points (sorted by clean accuracy) that
+bracket c, and is NaN where c lies outside the path's range: those paths do not overlap there.
 """
 
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 
-from rankrobust.report.summary import ATTACK_STRENGTH, methods_of_kind, strength
+from rankrobust.report.summary import ATTACK_STRENGTH, methods_of_kind, setting, strength
 
-FRONTIER_COLUMNS = ["run_id", "dataset", "model", "method", "setting", "seed", "clean_accuracy",
-                    "method_params", "degenerate", "area", "attack", "eps_train", "eps_end"]
-
-
-def eps_train(runs: pd.DataFrame, robustness: pd.DataFrame) -> float:
-    """The largest ``eps`` of the adversarial runs in ``runs``; else the largest ℓ∞ budget of
-    ``robustness``; NaN when neither is stored."""
-    adversarial = runs[runs["method"].isin(methods_of_kind("adversarial"))]
-    stored = [p.get("eps") for p in adversarial.get("method_params", pd.Series(dtype=object))
-              if isinstance(p, dict)]
-    budgets = [float(b) for b in stored if isinstance(b, (int, float)) and b > 0]
-    if budgets:
-        return max(budgets)
-    linf = robustness[robustness["norm"] == "inf"] if "norm" in robustness else robustness.iloc[:0]
-    return float(linf["epsilon"].max()) if len(linf) else float("nan")
+Scope = tuple[str, str]  # (dataset, model)
+_TOL = 1e-9
 
 
-def robust_area(epsilon: np.ndarray, robust: np.ndarray, clean: float, eps_max: float
-                ) -> tuple[float, float]:
-    """(area A, ε_end) of the module doc for one curve; (NaN, NaN) without a budget in
-    (0, eps_max] or without a finite clean accuracy."""
-    eps, ra = np.asarray(epsilon, float), np.asarray(robust, float)
-    keep = (eps > 0) & (eps <= eps_max * (1 + 1e-9)) & np.isfinite(ra)
-    if not keep.any() or not math.isfinite(clean):
-        return float("nan"), float("nan")
-    order = np.argsort(eps[keep])
-    xs = np.concatenate([[0.0], eps[keep][order]])
-    ys = np.concatenate([[clean], ra[keep][order]])
-    end = float(xs[-1])
-    return float(np.sum((ys[1:] + ys[:-1]) * np.diff(xs)) / 2.0) / end, end
+def params_of(text: Any) -> dict[str, Any]:
+    """A run's method parameters, stored as JSON text or already parsed ({} when neither)."""
+    try:
+        data = json.loads(text) if isinstance(text, str) else dict(text or {})
+    except (TypeError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
-def _budgets(curves: pd.DataFrame, run_ids: list[str], attack: str, eps_max: float) -> int:
-    """The fewest budgets in (0, eps_max] that ``attack`` stored for any of ``run_ids``."""
-    sub = curves[(curves["attack"] == attack) & (curves["epsilon"] > 0)
-                 & (curves["epsilon"] <= eps_max * (1 + 1e-9))]
-    counts = sub.groupby("run_id")["epsilon"].nunique()
-    return min((int(counts.get(r, 0)) for r in run_ids), default=0)
-
-
-def frontier_attack(curves: pd.DataFrame, run_ids: list[str], eps_max: float) -> str | None:
-    """The attack of the module doc for these runs' ℓ∞ ``curves`` (None: no curve at all)."""
-    stored = [a for a in ATTACK_STRENGTH if (curves["attack"] == a).any()]
-    stored += sorted(set(map(str, curves["attack"])) - set(stored))
-    counts = {a: _budgets(curves, run_ids, a, eps_max) for a in stored}
-    for attack in stored:
-        if counts[attack] >= 2:
-            return attack
-    best = max(stored, key=lambda a: (counts[a], -stored.index(a)), default=None)
-    return best if best is not None and counts[best] > 0 else None
-
-
-def _clean(curve: pd.DataFrame, run: dict[Any, Any]) -> float:
-    """Clean accuracy on the curve's own points where stored, else the run's."""
-    if "clean_accuracy" in curve and curve["clean_accuracy"].notna().any():
-        return float(curve["clean_accuracy"].astype(float).mean())
-    return float(run.get("clean_accuracy", float("nan")))
-
-
-def frontier(summary: pd.DataFrame, robustness: pd.DataFrame) -> pd.DataFrame:
-    """One row per run of ``summary`` (run_id, dataset, model, method, setting, seed,
-    clean_accuracy): its robust-accuracy area and how it was measured (:data:`FRONTIER_COLUMNS`)."""
-    rows: list[dict[str, Any]] = []
-    if summary.empty or robustness.empty or "robust_accuracy" not in robustness:
-        return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
-    linf = robustness[robustness["norm"] == "inf"]
-    for _, group in summary.groupby(["dataset", "model"], sort=True):
-        ids = list(group["run_id"])
-        curves = linf[linf["run_id"].isin(ids)]
-        budget = eps_train(group, curves)
-        attack = frontier_attack(curves, ids, budget) if math.isfinite(budget) else None
-        if attack is None:
+def eps_train_of(runs: pd.DataFrame, given: float | None = None) -> dict[Scope, float]:
+    """ε_train per (dataset, model): ``given``, else the median ``eps`` of the adversarial runs."""
+    out: dict[Scope, float] = {}
+    adversarial = set(methods_of_kind("adversarial"))
+    for (dataset, model), group in runs.groupby(["dataset", "model"]):
+        if given is not None:
+            out[(str(dataset), str(model))] = float(given)
             continue
-        own = curves[curves["attack"] == attack]
-        for run in group.to_dict(orient="records"):
-            curve = own[own["run_id"] == run["run_id"]]
-            area, end = robust_area(curve["epsilon"].to_numpy(float),
-                                    curve["robust_accuracy"].to_numpy(float),
-                                    _clean(curve, run), budget)
-            rows.append({**{k: run.get(k) for k in FRONTIER_COLUMNS[:8]},
-                         "degenerate": bool(run.get("degenerate", False)), "area": area,
-                         "attack": attack, "eps_train": budget, "eps_end": end})
-    return pd.DataFrame(rows, columns=FRONTIER_COLUMNS)
+        params = group.get("method_params", pd.Series("{}", index=group.index))
+        eps = [float(params_of(p).get("eps", math.nan)) for m, p in zip(group["method"], params, strict=True)
+               if m in adversarial]
+        eps = [e for e in eps if math.isfinite(e) and e > 0]
+        if eps:
+            out[(str(dataset), str(model))] = float(np.median(eps))
+    return out
+
+
+def has_curve(epsilons: ArrayLike, eps_train: float) -> bool:
+    """At least two budgets in (0, ε_train] and one that reaches ε_train."""
+    eps = np.unique(np.asarray(epsilons, float))
+    inside = eps[(eps > 0) & (eps <= eps_train * (1 + _TOL))]
+    return inside.size >= 2 and bool(np.any(eps >= eps_train * (1 - _TOL)))
+
+
+def area_over(epsilons: ArrayLike, robust: ArrayLike, clean: float,
+              eps_train: float) -> float:
+    """(1/ε_train) ∫₀^ε_train RA dε over the nodes of the module docstring (NaN: the curve
+    does not reach ε_train)."""
+    eps = np.asarray(epsilons, float)
+    ra = np.asarray(robust, float)
+    keep = eps > 0
+    eps, ra = eps[keep], ra[keep]
+    order = np.argsort(eps)
+    eps, ra = eps[order], ra[order]
+    if eps_train <= 0 or eps.size == 0 or eps[-1] < eps_train * (1 - _TOL) or not math.isfinite(clean):
+        return math.nan
+    at_end = float(np.interp(eps_train, eps, ra))
+    below = eps < eps_train * (1 - _TOL)
+    xs = np.concatenate([[0.0], eps[below], [eps_train]])
+    ys = np.concatenate([[clean], ra[below], [at_end]])
+    return float(np.sum((ys[1:] + ys[:-1]) * np.diff(xs)) / 2.0 / eps_train)
+
+
+def choose_attack(curves: pd.DataFrame, eps_train: Mapping[Scope, float],
+                  norm: str = "inf") -> tuple[str | None, str]:
+    """(primary attack, note): the strongest attack whose every run has a curve up to ε_train
+    (``curves``: robustness rows with dataset and model)."""
+    if curves.empty:
+        return None, "no robustness curves stored"
+    passed: list[str] = []
+    for attack in ATTACK_STRENGTH:
+        rows = curves[(curves["attack"] == attack) & (curves["norm"] == norm)]
+        if rows.empty:
+            continue
+        ok = all((str(d), str(m)) in eps_train and has_curve(g["epsilon"], eps_train[(str(d), str(m))])
+                 for (_, d, m), g in rows.groupby(["run_id", "dataset", "model"]))
+        if ok:
+            note = (f"Robust-accuracy area from the {attack} curve" +
+                    (f"; {', '.join(passed)} stored no curve up to ε_train (fewer than two budgets "
+                     "in (0, ε_train]), so the strongest attack with a curve is used" if passed else ""))
+            return attack, note + "."
+        passed.append(attack)
+    return None, f"no attack stores a curve up to ε_train ({', '.join(passed) or 'none'} tried)"
+
+
+def run_areas(curves: pd.DataFrame, eps_train: Mapping[Scope, float], attack: str,
+              norm: str = "inf") -> pd.DataFrame:
+    """One row per run: run_id, area (robust accuracy over [0, ε_train]), fr_area (the fooling
+    ratio's, FR(0) = 0), clean (on the attack's points), n."""
+    rows = []
+    sel = curves[(curves["attack"] == attack) & (curves["norm"] == norm)]
+    for (run, dataset, model), g in sel.groupby(["run_id", "dataset", "model"]):
+        e = eps_train.get((str(dataset), str(model)), math.nan)
+        ra = g["robust_accuracy"].to_numpy(float)
+        zero = g["epsilon"].to_numpy(float) == 0
+        clean = (float(ra[zero][0]) if zero.any() else
+                 float(g["clean_accuracy"].dropna().iloc[0]) if g["clean_accuracy"].notna().any()
+                 else math.nan)
+        n = float(g["n"].max()) if "n" in g and g["n"].notna().any() else math.nan
+        fr = g["fooling_ratio"].to_numpy(float) if "fooling_ratio" in g else np.full(len(g), np.nan)
+        rows.append({"run_id": run, "area": area_over(g["epsilon"], ra, clean, e),
+                     "fr_area": area_over(g["epsilon"], fr, 0.0, e), "clean": clean, "n": n})
+    return pd.DataFrame(rows, columns=["run_id", "area", "fr_area", "clean", "n"])
+
+
+def point_areas(points: pd.DataFrame, curves: pd.DataFrame, eps_train: Mapping[Scope, float],
+                attack: str, norm: str = "inf") -> pd.DataFrame:
+    """Per (run, point) of the per-point table (run_id, attack, norm, point, eps_min, with
+    dataset and model joined): run_id, point, area, clean (1 when classified correctly)."""
+    sel = points[(points["attack"] == attack) & (points["norm"] == norm)]
+    grids = curves[(curves["attack"] == attack) & (curves["norm"] == norm)].groupby("run_id")["epsilon"]
+    stored = {str(run): np.unique(g.to_numpy(float)) for run, g in grids}
+    out = []
+    for (run, dataset, model), g in sel.groupby(["run_id", "dataset", "model"]):
+        e = eps_train.get((str(dataset), str(model)), math.nan)
+        emin = g["eps_min"].to_numpy(float)  # (P,)
+        grid = stored.get(str(run), np.unique(emin[np.isfinite(emin)]))
+        grid = grid[(grid > 0) & (grid < e * (1 - _TOL))]
+        nodes = np.concatenate([[0.0], grid, [e]])  # (K,)
+        alive = np.isnan(emin)[:, None] | (emin[:, None] > nodes[None, :])  # (P, K)
+        y = alive.astype(float)
+        area = (np.sum((y[:, 1:] + y[:, :-1]) * np.diff(nodes)[None, :], axis=1) / 2.0 / e
+                if math.isfinite(e) and e > 0 else np.full(len(emin), math.nan))
+        out.append(pd.DataFrame({"run_id": run, "point": g["point"].astype(int).to_numpy(),
+                                 "area": area, "clean": y[:, 0]}))
+    if not out:
+        return pd.DataFrame(columns=["run_id", "point", "area", "clean"])
+    return pd.concat(out, ignore_index=True)
+
+
+def interpolate_path(clean: ArrayLike, values: ArrayLike, at: float) -> float:
+    """The path's value at clean accuracy ``at``: linear between the bracketing points (sorted by
+    clean accuracy); NaN outside the path's range (no overlap) or for an empty path."""
+    c = np.asarray(clean, float)
+    v = np.asarray(values, float)
+    ok = np.isfinite(c) & np.isfinite(v)
+    c, v = c[ok], v[ok]
+    if c.size == 0 or not math.isfinite(at) or at < c.min() - _TOL or at > c.max() + _TOL:
+        return math.nan
+    order = np.argsort(c, kind="stable")
+    return float(np.interp(at, c[order], v[order]))
 
 
 def path_order(method: str, params: Any) -> tuple[Any, ...]:
     """Sort key of a setting along its method's path, weakest first: the swept values (λ up,
     rank budget down), then every other numeric parameter (e.g. ε_train) upwards."""
-    values = params if isinstance(params, dict) else {}
+    values = params_of(params)
     rest = tuple(float(v) for _, v in sorted(values.items())
                  if isinstance(v, (int, float)) and not isinstance(v, bool))
     return (*strength(method, values), *rest)
 
 
-def frontier_paths(points: pd.DataFrame) -> pd.DataFrame:
-    """Mean clean accuracy and area per (dataset, model, method, parameter set) over the runs
-    that are not degenerate, each method's settings in :func:`path_order`: the path the figure
-    joins."""
-    columns = ["dataset", "model", "method", "setting", "clean_accuracy", "area", "seeds"]
-    if "degenerate" in points:
-        points = points[~points["degenerate"].astype(bool)]
-    if points.empty:
-        return pd.DataFrame(columns=columns)
-    order = pd.Series([path_order(m, p) for m, p in zip(points["method"], points["method_params"],
-                                                        strict=True)], index=points.index, dtype=object)
-    keyed = points.assign(
-        node=[json.dumps(p, sort_keys=True, default=str) for p in points["method_params"]],
-        order=order)
-    means = (keyed.groupby(["dataset", "model", "method", "node"], dropna=False)
-             .agg(setting=("setting", "first"), clean_accuracy=("clean_accuracy", "mean"),
-                  area=("area", "mean"), seeds=("seed", "nunique"), order=("order", "first"))
-             .reset_index())
-    means = means.iloc[sorted(range(len(means)), key=lambda i: (
-        means["dataset"].iloc[i], means["model"].iloc[i], means["method"].iloc[i],
-        means["order"].iloc[i]))]
-    return means[columns].reset_index(drop=True)
+FRONTIER_COLUMNS = ["dataset", "model", "method", "method_params", "setting", "clean_accuracy",
+                    "area", "seeds"]
+
+
+def frontier(runs: pd.DataFrame, values: pd.DataFrame) -> pd.DataFrame:
+    """The accuracy–robustness frontier: one row per (dataset, model, method, setting) with
+    clean_accuracy (mean over seeds, on the attack's points), area (mean), seeds, method_params
+    and its ``setting`` label; each method's rows in :func:`path_order` (the path the figure
+    joins). ``values``: run_id, area, clean. Runs flagged ``degenerate`` are left out."""
+    if runs.empty or values.empty:
+        return pd.DataFrame(columns=FRONTIER_COLUMNS)
+    keep = [c for c in ("run_id", "dataset", "model", "method", "method_params", "seed", "degenerate")
+            if c in runs]
+    frame = runs[keep].merge(values, on="run_id")
+    if "degenerate" in frame:
+        frame = frame[~frame["degenerate"].fillna(False).astype(bool)]
+    frame = frame.assign(method_params=[json.dumps(params_of(p), sort_keys=True)
+                                        for p in frame.get("method_params", pd.Series(dtype=object))])
+    frame = frame.dropna(subset=["area", "clean"])
+    if frame.empty:
+        return pd.DataFrame(columns=FRONTIER_COLUMNS)
+    out = (frame.groupby(["dataset", "model", "method", "method_params"])
+           .agg(clean_accuracy=("clean", "mean"), area=("area", "mean"), seeds=("seed", "nunique"))
+           .reset_index())
+    out["setting"] = [setting(m, p) for m, p in zip(out["method"], out["method_params"], strict=True)]
+    key = [(str(d), str(m), str(k), path_order(k, p)) for d, m, k, p in
+           zip(out["dataset"], out["model"], out["method"], out["method_params"], strict=True)]
+    out = out.iloc[sorted(range(len(out)), key=lambda i: key[i])]
+    return out.reset_index(drop=True)[FRONTIER_COLUMNS]

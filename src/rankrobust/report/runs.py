@@ -3,13 +3,13 @@ robust accuracy per method at the settings the comparisons use."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from rankrobust.report.document import Markup, code, plain
-from rankrobust.report.frontier import eps_train
 from rankrobust.report.summary import (
     DEGENERATE_MARGIN,
     attack_label,
@@ -79,9 +79,10 @@ def _head_budget(curves: pd.DataFrame, budget: float) -> float:
 
 
 def headline(chosen: pd.DataFrame, robustness: pd.DataFrame, selection: pd.DataFrame,
-             attack: str) -> pd.DataFrame:
+             attack: str, eps_train: Mapping[tuple[str, str], float]) -> pd.DataFrame:
     """Rows = methods (registry order), columns per dataset · model: mean clean accuracy and mean
-    robust accuracy under ``attack`` (ℓ∞) at ε_train (or the largest stored budget below it),
+    robust accuracy under ``attack`` (ℓ∞) at ε_train (``eps_train`` per dataset and model; the
+    largest stored budget below it, or the largest stored one where ε_train is unknown),
     over the comparison runs. A setting chosen as fallback (no setting within the λ rule) is
     marked † in both cells."""
     curves = robustness[(robustness["attack"] == attack) & (robustness["norm"] == "inf")]
@@ -95,7 +96,7 @@ def headline(chosen: pd.DataFrame, robustness: pd.DataFrame, selection: pd.DataF
         own = curves[curves["run_id"].isin(set(group["run_id"]))]
         if own.empty:
             continue
-        eps = _head_budget(own, eps_train(group, own))
+        eps = _head_budget(own, eps_train.get((str(dataset), str(model)), float("nan")))
         at = own[np.isclose(own["epsilon"].astype(float), eps)]
         robust = at.groupby("run_id")["robust_accuracy"].mean()
         scope = f"{dataset} · {model}" if chosen["dataset"].nunique() > 1 else str(model)

@@ -23,6 +23,7 @@ import pandas as pd
 from rankrobust.report import figures as fig
 from rankrobust.report import figures_robustness as rfig
 from rankrobust.report import prose
+from rankrobust.report.claims import CLAIM_TEXT
 from rankrobust.report.context import Context
 from rankrobust.report.correlation import spearman_table
 from rankrobust.report.document import Block, Bullets, Paragraph, Table, code, plain
@@ -35,6 +36,7 @@ from rankrobust.report.evaluation import (
     sanity_statement,
     sanity_warnings,
 )
+from rankrobust.report.limits import database_limits
 from rankrobust.report.provenance import machine, provenance
 from rankrobust.report.runs import FALLBACK_MARK, headline, pct, run_table
 from rankrobust.report.summary import DEGENERATE_MARGIN, method_label, method_order
@@ -92,13 +94,16 @@ def verdicts(ctx: Context) -> list[Block]:
     blocks: list[Block] = []
     if ctx.pipeline:
         blocks.append(Paragraph(prose.PIPELINE))
-    blocks.append(Table(ctx.verdicts, "claims-summary", "The paper's claims and our verdicts "
-                        "(rows per claim: **Claims in detail** below)."))
+    table = ctx.verdicts.drop(columns=["borderline"], errors="ignore")
+    blocks.append(Table(table, "claims-summary", "The paper's claims and our verdicts from their "
+                        "primary rows (\"borderline\": a row's CI edge within one point-level "
+                        "standard error of 0; rows per claim: **Claims in detail** below)."))
     return blocks
 
 
 def headline_table(ctx: Context) -> list[Block]:
-    table = headline(ctx.chosen, ctx.robustness, ctx.selection, ctx.attack)
+    table = headline(ctx.chosen, ctx.robustness, ctx.selection, ctx.attack,
+                     ctx.scored.eps_train)
     if table.empty:
         return [Paragraph("(No robust-accuracy curves stored.)")]
     note = (f" {FALLBACK_MARK}: fallback, no setting of this method stayed within the λ rule "
@@ -113,17 +118,76 @@ def plot_frontier(ctx: Context, path: Path) -> Path | None:
 
 
 # -- claims, evaluation --------------------------------------------------------------------------
+BORDERLINE_MARK = "‡"
+
+
+def _interval(low: Any, high: Any) -> str:
+    return "–" if pd.isna(low) or pd.isna(high) else f"[{float(low):+.4f}, {float(high):+.4f}]"
+
+
+def _verdict_cell(row: pd.Series) -> str:
+    text = str(row["verdict"])
+    if bool(row.get("small", False)) and "small" not in text:
+        text += " (small)"
+    return text + (f" {BORDERLINE_MARK}" if bool(row.get("borderline", False)) else "")
+
+
+def claim_rows(rows: pd.DataFrame) -> pd.DataFrame:
+    """The claims rows as printed: intervals as [low, high], the verdict with its small and
+    borderline marks."""
+    if rows.empty:
+        return pd.DataFrame()
+    out = rows[["scope", "metric", "comparison", "role"]].copy()
+    out["effect"] = rows["effect"].map(_signed)
+    out["95 % CI"] = [_interval(a, b) for a, b in zip(rows["ci_low"], rows["ci_high"], strict=True)]
+    out["t CI"] = [_interval(a, b) for a, b in zip(rows["t_low"], rows["t_high"], strict=True)]
+    out["n"] = rows["n"].map(lambda v: "–" if pd.isna(v) else str(int(v)))
+    out["se_point"] = rows["se_point"].map(lambda v: "–" if pd.isna(v) else f"{float(v):.4f}")
+    out["margin"] = rows["margin"].map(lambda v: "–" if pd.isna(v) else f"±{float(v):.4f}")
+    out["test"] = rows["test"]
+    out["verdict"] = [_verdict_cell(r) for _, r in rows.iterrows()]
+    out["note"] = rows["note"].fillna("")
+    return out.reset_index(drop=True)
+
+
 def claims_detail(ctx: Context) -> list[Block]:
-    formats: dict[str, Callable[[Any], str]] = {c: _signed for c in ("effect", "ci_low", "ci_high")
-                                                if c in ctx.claims}
-    if "relative" in ctx.claims:
-        formats["relative"] = pct
-    blocks: list[Block] = [
-        Table(ctx.claims, "claims-table", "Measured effects (95 % CI over seeds).", formats),
-        prose.claims_notes(ctx.attack)]
+    blocks: list[Block] = []
+    for claim, statement in CLAIM_TEXT.items():
+        sub = ctx.claims[ctx.claims["claim"] == claim]
+        if sub.empty:
+            continue
+        primary = sub.sort_values("role", key=lambda r: r.map({"primary": 0}).fillna(1),
+                                  kind="stable")
+        blocks.append(Table(claim_rows(primary), f"claims-{claim.lower()}",
+                            f"**{claim}** ({plain(statement, block_start=False)}): rows, primary "
+                            f"first; {BORDERLINE_MARK}: borderline."))
+    blocks.append(prose.claims_notes())
     flagged = ctx.summary[ctx.summary["degenerate"].astype(bool)] if len(ctx.summary) else ctx.summary
     if len(flagged):
         blocks.append(Paragraph(prose.degenerate(len(flagged), DEGENERATE_MARGIN)))
+    return blocks
+
+
+def margins(ctx: Context) -> list[Block]:
+    table = ctx.scored.margins.drop(columns=["scale", "factor"], errors="ignore")
+    source = str(ctx.scored.margins["source"].iloc[0]) if len(table) else "default"
+    said = ("declared in the study file before the run" if source == "declared" else
+            "the defaults (this study declared none before its run)")
+    return [Paragraph(f"A row is **negligible** only when its whole CI lies inside the margin "
+                      f"and contains 0; the margins are {said}."),
+            Table(table, "margins", "Equivalence margins per metric family.")]
+
+
+def rules(ctx: Context) -> list[Block]:
+    return [Bullets(list(ctx.scored.rules))]
+
+
+def notes(ctx: Context) -> list[Block]:
+    blocks: list[Block] = [Bullets(list(ctx.scored.notes))] if ctx.scored.notes else []
+    missing = database_limits(ctx)
+    if missing:
+        blocks += [Paragraph("What this database cannot give (the report's fallback in each "
+                             "case):"), Bullets(missing)]
     return blocks
 
 
@@ -242,6 +306,9 @@ SECTIONS: tuple[Section, ...] = (
     Section("Summary", verdicts, "frontier.png", plot_frontier, prose.FRONTIER_CAPTION,
             after=headline_table, beside=True),
     Section("Claims in detail", claims_detail),
+    Section("Declared margins", margins),
+    Section("How rows combine into a verdict", rules),
+    Section("Notes on the scoring", notes),
     Section("Evaluation", evaluation),
     Section("Robustness", figure="fooling_ratio.png", plot=plot_curves,
             caption="Fooling ratio and robust accuracy vs ε per method and model (bands: 95 % "
