@@ -103,7 +103,7 @@ def test_report_states_its_attack_settings_and_metric_definition(report: tuple[P
     _, md = report
     section = md.split("Evaluation settings")[0]
     assert "| attack | norm | steps | restarts | points | epsilons |" in md
-    assert "average height" in section and "not the plain mean" in section
+    assert "average height" in section and "[0, ε_train]" in section
 
 
 def test_report_says_when_the_masking_checks_did_not_run(report: tuple[Path, str]) -> None:

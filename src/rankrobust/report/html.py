@@ -36,9 +36,10 @@ figure { margin: 1em 0 1.6em; }
 figure img { max-width: 100%; border: 1px solid #ddd; }
 figcaption { font-size: 0.9em; color: #555; }
 code { background: #f5f5f5; padding: 0 0.2em; }
-.verdict-holds { background: #d9f0d3; }
-.verdict-does-not-hold { background: #f7d4d4; }
-.verdict-inconclusive { background: #fdf3c8; }
+td[class^="verdict-holds"] { background: #d9f0d3; }
+td[class^="verdict-does-not-hold"] { background: #f7d4d4; }
+td[class^="verdict-inconclusive"] { background: #fdf3c8; }
+td[class^="verdict-negligible"] { background: #e3ebf5; }
 .group { display: flex; flex-wrap: wrap; gap: 0 1.5em; align-items: flex-start; }
 .group > div { flex: 1 1 360px; min-width: 0; }
 .group > div:first-child { flex: 1.5 1 480px; }

@@ -183,7 +183,9 @@ def rules(ctx: Context) -> list[Block]:
 
 
 def notes(ctx: Context) -> list[Block]:
-    blocks: list[Block] = [Bullets(list(ctx.scored.notes))] if ctx.scored.notes else []
+    # the notes name stored datasets and models: shown as plain text
+    blocks: list[Block] = ([Bullets([plain(n, block_start=True) for n in ctx.scored.notes])]
+                           if ctx.scored.notes else [])
     missing = database_limits(ctx)
     if missing:
         blocks += [Paragraph("What this database cannot give (the report's fallback in each "
