@@ -50,7 +50,7 @@ def database_limits(ctx: Context) -> list[str]:
                    "stay near their initialization after few epochs.")
     if (ctx.scored.margins["source"] != "declared").any():
         out.append("The study declared no equivalence margins before its run: the defaults "
-                   "below are used.")
+                   "(**Declared margins**) are used.")
     if ctx.interventions.empty:
         out.append("No intervention tables stored: C5 is not testable.")
     scalars = ctx.done.scalars
