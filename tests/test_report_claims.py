@@ -22,10 +22,8 @@ from rankrobust.report.claims import (
     claim_verdicts,
     combine,
     evaluate_claims,
-    paired_effect,
     t_interval,
     verdict,
-    welch_effect,
 )
 from rankrobust.report.document import Document, Table
 from rankrobust.report.html import render_html
@@ -42,26 +40,6 @@ def test_t_interval_matches_scipy_and_closed_form() -> None:
     ref = stats.t.interval(0.95, 6, loc=v.mean(), scale=stats.sem(v))
     assert t_interval(v)[1:] == pytest.approx(ref)
     assert math.isnan(t_interval(np.array([1.0]))[1])
-
-
-def test_paired_and_welch_effects_match_scipy() -> None:
-    rng = np.random.default_rng(1)
-    a, b = rng.normal(1.0, 1.0, 6), rng.normal(0.0, 1.0, 6)
-    eff = paired_effect(pd.Series(a), pd.Series(b))
-    ci = stats.ttest_rel(a, b).confidence_interval()
-    assert (eff.ci_low, eff.ci_high) == pytest.approx((ci.low, ci.high))
-    assert eff.estimate == pytest.approx((a - b).mean()) and eff.n == 6
-    c = rng.normal(0.0, 3.0, 4)
-    w = welch_effect(a, c)
-    ci = stats.ttest_ind(a, c, equal_var=False).confidence_interval()
-    assert (w.ci_low, w.ci_high) == pytest.approx((ci.low, ci.high))
-
-
-def test_paired_effect_uses_only_common_seeds() -> None:
-    a = pd.Series([1.0, 2.0, 5.0], index=[0, 1, 2])
-    b = pd.Series([0.0, 0.5], index=[1, 2])
-    eff = paired_effect(a, b)
-    assert eff.n == 2 and eff.estimate == pytest.approx((2.0 + 4.5) / 2)
 
 
 @settings(max_examples=200, deadline=None)

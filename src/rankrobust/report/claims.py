@@ -56,18 +56,16 @@ from rankrobust.report.stats import (
     Effect,
     at_bound,
     combine,
-    paired_effect,
     t_interval,
     verdict,
-    welch_effect,
 )
 from rankrobust.report.summary import NATURAL, family, method_label, methods_of_kind
 from rankrobust.report.truncation import RANK_TOLERANCE, evaluate_c5
 
 __all__ = ["CLAIM_COLUMNS", "CLAIM_TEXT", "COMBINED", "Effect", "FAILS", "HOLDS", "INCONCLUSIVE",
            "NEGLIGIBLE", "NOT_MEASURABLE", "NOT_TESTABLE", "RANK_TOLERANCE", "VERDICTS", "WEIGHT_DECAY",
-           "claim_verdicts", "combine", "evaluate_c5", "evaluate_claims", "paired_effect",
-           "robustness_metrics", "t_interval", "verdict", "welch_effect"]
+           "claim_verdicts", "combine", "evaluate_c5", "evaluate_claims",
+           "robustness_metrics", "t_interval", "verdict"]
 
 COMBINED = L1Nuclear.name  # the paper's structured regularizer (C2–C4, C6)
 WEIGHT_DECAY = "weight-decay"  # the control of C6

@@ -45,7 +45,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 from scipy import stats
 
 HOLDS, FAILS, INCONCLUSIVE, NEGLIGIBLE = "holds", "does not hold", "inconclusive", "negligible"
@@ -100,37 +99,6 @@ def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, f
         return mean, float("nan"), float("nan")
     half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
     return mean, mean - half, mean + half
-
-
-def paired_effect(a: pd.Series, b: pd.Series) -> Effect:
-    """Effect of A − B from values indexed by seed (paired Student t); common seeds only."""
-    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    mean, low, high = t_interval((joined["a"] - joined["b"]).to_numpy())
-    ref = float(joined["b"].mean()) if len(joined) else float("nan")
-    rel = mean / abs(ref) if ref and math.isfinite(ref) else float("nan")
-    return Effect(mean, low, high, len(joined), "paired t", rel, t_low=low, t_high=high)
-
-
-def welch_effect(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> Effect:
-    """Effect mean(a) − mean(b) with Welch's t interval (independent groups)."""
-    a = np.asarray(a, float)[np.isfinite(a)]
-    b = np.asarray(b, float)[np.isfinite(b)]
-    n = min(a.size, b.size)
-    if a.size == 0 or b.size == 0:
-        return Effect(float("nan"), float("nan"), float("nan"), n, "Welch t")
-    diff = float(a.mean() - b.mean())
-    ref = abs(float(b.mean()))
-    rel = diff / ref if ref > 0 else float("nan")
-    if a.size < 2 or b.size < 2:
-        return Effect(diff, float("nan"), float("nan"), n, "Welch t", rel)
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return Effect(diff, diff, diff, n, "Welch t", rel, t_low=diff, t_high=diff)
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
-    return Effect(diff, diff - half, diff + half, n, "Welch t", rel, t_low=diff - half,
-                  t_high=diff + half)
 
 
 def at_bound(a: float, b: float, floor: float = FLOOR, ceiling: float = CEILING) -> bool:
