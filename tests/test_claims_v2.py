@@ -323,7 +323,7 @@ def test_an_empty_study_has_no_rows_and_says_why() -> None:
 def test_run_summary_erank_reads_w_only_never_w_minus_w0_rows() -> None:
     """W − W₀ rows stored in the structure table (a family column, or delta-prefixed layers)
     must not be averaged into the erank of W that C1, the correlations and the figures read."""
-    from rankrobust.report.summary import run_summary
+    from rankrobust.report.summary import run_summary, weight_rows
     from rankrobust.report.tables import StudyTables
 
     structure = pd.DataFrame([
@@ -339,3 +339,4 @@ def test_run_summary_erank_reads_w_only_never_w_minus_w0_rows() -> None:
     summary = run_summary(StudyTables(runs=runs, structure=structure)).iloc[0]
     assert summary["erank"] == pytest.approx(0.9) and summary["esparsity"] == pytest.approx(0.6)
     assert summary["delta_erank"] == pytest.approx(0.2)
+    assert list(weight_rows(structure)["normalized_effective_rank"]) == [0.9]  # what figures draw

@@ -16,6 +16,7 @@ from rankrobust.report.summary import (
     primary_attack,
     run_summary,
     select_lambdas,
+    weight_rows,
 )
 from rankrobust.report.tables import StudyTables
 
@@ -106,7 +107,7 @@ def make_context(tables: StudyTables, figure_dir: Path, source: str = "",
     if pipeline:  # no verdicts on the paper from synthetic data
         claims["verdict"] = PIPELINE_VERDICT
         verdicts["verdict"] = PIPELINE_VERDICT
-    structure = with_runs(done.structure, done.runs)
+    structure = with_runs(weight_rows(done.structure), done.runs)  # W only: no W − W₀ rows
     robustness = with_runs(done.robustness, done.runs)
     return Context(
         tables=tables, done=done, source=source, figure_dir=figure_dir, summary=summary,

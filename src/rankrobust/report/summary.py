@@ -174,6 +174,23 @@ def _is_delta(value: object) -> bool:
     return text in DELTA_NAMES or text.startswith("delta")
 
 
+def is_delta_row(structure: pd.DataFrame) -> pd.Series:
+    """True for the rows of a structure table that describe W − W₀, not W (the ways of
+    :func:`structure_families`)."""
+    delta = pd.Series(False, index=structure.index)
+    for col in ("family", "weights"):
+        if col in structure:
+            delta |= structure[col].map(lambda v: pd.notna(v) and _is_delta(v)).astype(bool)
+    if "layer" in structure:
+        delta |= structure["layer"].astype(str).str.lower().str.match(r"^delta[_/:]")
+    return delta
+
+
+def weight_rows(structure: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a structure table that describe W itself (figures per layer and epoch)."""
+    return structure[~is_delta_row(structure)] if not structure.empty else structure
+
+
 def structure_families(structure: pd.DataFrame) -> pd.DataFrame:
     """Per run: erank, esparsity (W) and delta_erank, delta_esparsity (W − W₀) of the last epoch.
 
@@ -185,11 +202,7 @@ def structure_families(structure: pd.DataFrame) -> pd.DataFrame:
     final = final_structure(structure)
     if final.empty:
         return pd.DataFrame(columns=cols)
-    delta = pd.Series(False, index=final.index)
-    for col in ("family", "weights"):
-        if col in final:
-            delta |= final[col].map(lambda v: pd.notna(v) and _is_delta(v))
-    delta |= final["layer"].astype(str).str.lower().str.match(r"^delta[_/:]")
+    delta = is_delta_row(final)
     names = {"normalized_effective_rank": "erank", "normalized_effective_sparsity": "esparsity"}
     plain = final[~delta].groupby("run_id")[list(names)].mean().rename(columns=names)
     moved = final[delta].groupby("run_id")[list(names)].mean().rename(
