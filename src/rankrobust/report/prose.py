@@ -62,12 +62,12 @@ def claims_notes() -> Bullets:
         "`role`: only **primary** rows decide a verdict; **secondary** rows (the fooling ratio, "
         "the paper's metric; C3 relative to natural's mean; C5 at matched clean accuracy; C6 at "
         "the chosen λ) are shown, not counted.",
-        "Columns: `effect` and its 95 % interval `ci_low`–`ci_high` (hierarchical bootstrap, see "
-        "**Notes**), `t_low`–`t_high` the paired Student-t interval over seeds, `n` seeds, "
-        "`se_point` the point-level standard error, `margin` the declared equivalence margin, "
-        "`test` the interval's kind; **small**: holds or does not hold with |effect| within the "
-        "margin; **borderline** (‡): a CI edge within one point-level standard error of 0, "
-        "not a finding until repeated.",
+        "Columns: `effect` and its `95 % CI` (the interval of **Notes on the scoring**; in "
+        "claims.csv `ci_low`, `ci_high`), `t CI` the paired Student-t interval over seeds "
+        "(`t_low`, `t_high`), `n` seeds, `se_point` the point-level standard error, `margin` the "
+        "equivalence margin (**Declared margins**), `test` the interval's kind. Verdict marks: "
+        "**(small)**: holds or does not hold with |effect| within the margin; **‡ borderline**: "
+        "a CI edge within one point-level standard error of 0, not a finding until repeated.",
     ])
 
 
