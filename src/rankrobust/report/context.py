@@ -106,6 +106,7 @@ def make_context(tables: StudyTables, figure_dir: Path, source: str = "",
     pipeline = is_pipeline_check(done.runs)
     if pipeline:  # no verdicts on the paper from synthetic data
         claims["verdict"] = PIPELINE_VERDICT
+        claims[["small", "borderline"]] = False
         verdicts["verdict"] = PIPELINE_VERDICT
     structure = with_runs(weight_rows(done.structure), done.runs)  # W only: no W − W₀ rows
     robustness = with_runs(done.robustness, done.runs)
