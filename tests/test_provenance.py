@@ -11,7 +11,7 @@ import pytest
 
 from rankrobust.experiments.provenance import finish_record, git_commit, session_record
 from rankrobust.experiments.store import SESSION_PREFIX, ResultsStore
-from rankrobust.report.build import provenance
+from rankrobust.report.provenance import provenance
 from rankrobust.report.tables import load_tables
 
 

@@ -19,6 +19,7 @@ from rankrobust.report.build import build_report
 LAYERS = {"mlp": [("net.0", 20, 256), ("net.2", 4, 20)],
           "lenet5": [("conv1", 6, 25), ("conv2", 16, 150), ("fc", 4, 84)]}
 EPS = {"inf": [0.0, 0.05, 0.1, 0.2], "2": [0.0, 0.5, 1.0, 2.0]}
+POINTS = 20_000  # test points per attack: point noise small beside the fixture's effects
 # (method, λ1, λ*) → a robustness offset; λ grids of two points per regularizer.
 METHODS = [("natural", 0, 0), ("fgsm-adv", 0, 0), ("pgd-adv", 0, 0), ("l1", 1e-5, 0), ("l1", 1e-3, 0),
            ("nuclear", 0, 1e-4), ("nuclear", 0, 1e-2), ("l1+nuclear", 1e-5, 1e-4),
@@ -31,7 +32,7 @@ def _config(model: str, method: str, l1: float, nuc: float, seed: int):  # noqa:
     if method in ("fgsm-adv", "pgd-adv"):
         params = {"eps": 0.1}
     train["method"] = {"name": method, **params}
-    evaluation = {"n": 64, "attacks": [{"attack": a, "norm": n, "epsilons": EPS[n],
+    evaluation = {"n": POINTS, "attacks": [{"attack": a, "norm": n, "epsilons": EPS[n],
                                         "options": {"steps": 7} if a == "pgd" else {}}
                                        for a, n in (("fgsm", "inf"), ("fgsm", "2"), ("pgd", "inf"))]}
     return run_config_from_dict({"dataset": "mnist5k", "model": model, "train": train,
@@ -60,7 +61,7 @@ def _result(config, model: str, method: str, l1: float, nuc: float, seed: int) -
             fr = min(1.0, eps / max(EPS[norm]) * (1 - 0.6 * robust) + rng.normal(0, 0.005)) if eps else 0.0
             robustness.append({"attack": attack, "norm": norm, "epsilon": eps, "fooling_ratio": fr,
                                "fooling_ratio_correct": fr, "robust_accuracy": 0.9 * (1 - fr),
-                               "clean_accuracy": 0.9, "n": 64, "options": "{}"})
+                               "clean_accuracy": 0.9, "n": POINTS, "options": "{}"})
     acc = 0.9 - (0.05 if strong else 0.005) + rng.normal(0, 0.002)
     spectra = {layer: sorted(rng.uniform(0, 1, min(m, n)) ** (1 + 3 * rank_drop), reverse=True)
                for layer, m, n in LAYERS[model]}
@@ -103,7 +104,7 @@ def test_every_figure_exists_and_is_referenced_in_html_and_md(report_dir: Path) 
     pngs = sorted(p.name for p in (report_dir / "figures").glob("*.png"))
     assert set(pngs) == {"lambda_selection.png", "structure_by_layer.png", "structure_epochs.png",
                          "fooling_ratio.png", "spectra.png", "robustness_vs_rank.png",
-                         "training_curves.png"}
+                         "training_curves.png", "frontier.png"}
     for name in pngs:
         assert (report_dir / "figures" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert f'src="figures/{name}"' in html
@@ -116,11 +117,12 @@ def test_every_figure_exists_and_is_referenced_in_html_and_md(report_dir: Path) 
 def test_claims_table_holds_on_clear_synthetic_effects(report_dir: Path) -> None:
     claims = pd.read_csv(report_dir / "claims.csv")
     assert set(claims["claim"]) == {"C1", "C2", "C3", "C4"}
-    assert (claims["verdict"] == "holds").all(), claims[["claim", "scope", "comparison", "verdict"]]
+    primary = claims[claims["role"] == "primary"]
+    assert (primary["verdict"] == "holds").all(), primary[["claim", "scope", "comparison", "verdict"]]
     assert (claims["n"] == 3).all()
     md = (report_dir / "report.md").read_text()
     html = (report_dir / "report.html").read_text()
-    assert 'id="claims-table"' in html and "| C2 |" in md
+    assert 'id="claims-c2"' in html and "| C2 |" in md
     assert "within 2 points of natural training" in md  # the λ rule is stated
     assert "RuntimeError: boom" in md  # failed runs are listed in the run table
 
@@ -167,7 +169,7 @@ def test_cli_report_prints_the_path_and_fails_in_one_line(
 
 
 def test_figures_without_data_are_skipped_and_said_so(tmp_path: Path) -> None:
-    from rankrobust.report import figures
+    from rankrobust.report import figures, figures_robustness
     from rankrobust.report.build import build_document
     from rankrobust.report.markdown import render_markdown
     from rankrobust.report.tables import StudyTables
@@ -175,7 +177,8 @@ def test_figures_without_data_are_skipped_and_said_so(tmp_path: Path) -> None:
     empty = pd.DataFrame(columns=["run_id", "model", "method", "seed", "epoch", "layer", "attack",
                                   "norm", "epsilon", "fooling_ratio", "singular_value", "index"])
     for plot in (figures.plot_structure_by_layer, figures.plot_structure_epochs,
-                 figures.plot_fooling_curves, figures.plot_spectra, figures.plot_training_curves):
+                 figures_robustness.plot_fooling_curves, figures.plot_spectra,
+                 figures.plot_training_curves):
         assert plot(empty, tmp_path / "x.png") is None
     doc, claims = build_document(StudyTables(), tmp_path / "figs")
     assert claims.empty and not doc.figures()

@@ -114,7 +114,7 @@ def test_reproduce_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert set(claims["claim"]) == {"C1", "C2", "C3", "C4", "C5"}
     assert set(claims["verdict"]) == {"– (pipeline check)"}  # synthetic data: no verdicts
     figures = {p.name for p in (out / "report" / "figures").glob("*.png")}
-    assert len(figures) == 8 and {"interventions.png", "training_curves.png"} <= figures
+    assert len(figures) == 9 and {"interventions.png", "training_curves.png", "frontier.png"} <= figures
     # The report only reads the database: rebuilding it gives the same claims.
     assert main(["report", str(out / "results.sqlite"), "--out", str(tmp_path / "again")]) == 0
     again = pd.read_csv(tmp_path / "again" / "claims.csv")

@@ -24,6 +24,7 @@ from rankrobust.configuration import brief, check_seed, closest, from_dict, requ
 from rankrobust.data import DATASETS, dataset_info
 from rankrobust.data.files import read_regular
 from rankrobust.errors import ConfigError
+from rankrobust.experiments.margins import parse_margins
 from rankrobust.interventions import INTERVENTIONS
 from rankrobust.methods import TrainingMethod
 from rankrobust.models import MODELS
@@ -232,9 +233,11 @@ class StudyConfig:
     # refuse a study that expands to more runs; a study file can only lower the command line's
     # cap (see rankrobust.experiments.grid.run_cap), never raise it
     max_runs: int = DEFAULT_MAX_RUNS
+    # the claims' equivalence margins as written (rankrobust.experiments.margins); None: defaults
+    margins: dict[str, Any] | None = None
 
 
-STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options", "max_runs")
+STUDY_KEYS = ("name", "seeds", "grid", "variants", "per_model_options", "max_runs", "margins")
 RUN_KEYS = tuple(f for f in RunConfig.__dataclass_fields__ if f not in ("study", "variant", "label", "output_dir"))
 
 
@@ -274,6 +277,8 @@ def study_to_dict(study: StudyConfig) -> dict[str, Any]:
         data["variants"] = copy.deepcopy(list(study.variants))
     if study.max_runs != DEFAULT_MAX_RUNS:
         data["max_runs"] = study.max_runs
+    if study.margins is not None:
+        data["margins"] = copy.deepcopy(study.margins)
     return data
 
 
@@ -322,8 +327,12 @@ def study_from_dict(data: Any, default_name: str = "study") -> StudyConfig:
     train = data.get("train")
     if isinstance(train, dict) and "seed" in train:
         raise ConfigError("train.seed: list the seeds under 'seeds:' instead")
+    margins = data.get("margins")
+    if margins is not None:
+        parse_margins(margins)  # ConfigError naming the field
     base = {k: v for k, v in data.items() if k in RUN_KEYS}
-    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs)
+    return StudyConfig(name, base, tuple(seeds), grid, tuple(variants), dict(per_model), max_runs,
+                       copy.deepcopy(margins))
 
 
 def _check_plain(value: Any, where: str) -> None:

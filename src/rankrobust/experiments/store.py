@@ -59,6 +59,7 @@ from rankrobust.configuration import brief
 from rankrobust.errors import ConfigError, DataError
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import canonical_json, identity_dict, run_id
+from rankrobust.experiments.margins import META_KEY
 from rankrobust.experiments.run import RunResult, utc_now
 
 SCHEMA_VERSION = 2  # 2: one method column + JSON method_params (was λ₁, λ_*, ε columns)
@@ -640,6 +641,28 @@ class ResultsStore:
         with self.transaction() as con:
             con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)",
                         (key, json.dumps(record, sort_keys=True, default=str, allow_nan=False)))
+
+    def declare_margins(self, margins: dict[str, Any]) -> None:
+        """Store the study's declared claims margins (:mod:`rankrobust.experiments.margins`)
+        once, at the first sweep that declares them; ConfigError if a later session declares
+        different ones (margins are fixed before any result exists)."""
+        with self.transaction() as con:
+            found = con.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
+            if found is not None:
+                stored = json.loads(found[0]).get("margins")
+                if stored != margins:
+                    raise ConfigError(
+                        f"results database {self.path}: the study's margins {brief(margins)} differ "
+                        f"from those declared at its first sweep {brief(stored)}; margins are "
+                        "fixed before the run (use a new database to change them)")
+                return
+            con.execute("INSERT INTO meta VALUES (?, ?)", (META_KEY, json.dumps(
+                {"margins": margins, "declared_at": utc_now()}, sort_keys=True, allow_nan=False)))
+
+    def declared_margins(self) -> str | None:
+        """The JSON record stored by :meth:`declare_margins`, None when the study declared none."""
+        found = self._con.execute("SELECT value FROM meta WHERE key = ?", (META_KEY,)).fetchone()
+        return None if found is None else str(found[0])
 
     def sessions(self) -> pd.DataFrame:
         """The sweep sessions' records, oldest first: key plus the record's fields. A record

@@ -266,6 +266,8 @@ def run_sweep(
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
     try:
         with exclusive(db_path), ResultsStore(db_path) as store:
+            if study.margins is not None:  # fixed before any result: refused if changed later
+                store.declare_margins(study.margins)
             store.register(configs)
             key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
             session = session_record(command, executor if isinstance(executor, str)

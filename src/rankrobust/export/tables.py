@@ -85,10 +85,11 @@ def _read_table(store: ResultsStore, name: str) -> pd.DataFrame:
 def claims_table(db: str | os.PathLike[str]) -> pd.DataFrame:
     """The claims table that ``rankrobust report`` computes (its claims.csv), so that the
     export and the report never disagree."""
-    from rankrobust.report.build import study_claims  # heavy: matplotlib
+    from rankrobust.report.context import study_claims  # heavy: matplotlib
+    from rankrobust.report.scoring import read_margins
     from rankrobust.report.tables import load_tables
 
-    return study_claims(load_tables(db))
+    return study_claims(load_tables(db), read_margins(str(db)))[1]
 
 
 def study_tables(db: str | os.PathLike[str], claims: bool = True) -> dict[str, pd.DataFrame]:

@@ -1,287 +1,316 @@
-"""The paper's claims C1–C4 as measured effects with 95 % confidence intervals over seeds.
+"""The paper's claims C1–C6 as measured effects with 95 % bootstrap intervals.
 
-Statistics (seeds are the replicates):
-- paired effect of method A vs B on the same (dataset, model, seed): d_s = m_A,s − m_B,s,
-  estimate d̄, 95 % CI d̄ ± t_{0.975, n−1} · s_d/√n (Student t);
-- difference of two independent groups (C3: CNN gain vs FC gain): Welch's interval,
-  ā − b̄ ± t_{0.975, ν} · √(s_a²/n_a + s_b²/n_b), ν by Welch–Satterthwaite.
+One **primary metric** per claim (its rows decide the verdict; ``role`` = "primary"):
 
-Verdict for a claim that the effect has sign ``direction`` (−1 "lowers", +1 "raises"):
-**negligible** when the whole CI lies inside ±margin (an effect too small to matter, whichever
-its sign: 0.005 for normalized structure measures, 0.01 for fooling ratios and robust
-accuracies); otherwise **holds** when the whole CI lies on the claimed side of 0, **does not
-hold** when it lies wholly on the other side, **inconclusive** otherwise, including fewer than 2
-seeds. A claim with several rows (models, metrics, attacks) holds when every row holds, is
-negligible when every row is, does not hold when no row holds and at least one does not or is
-negligible, and is inconclusive otherwise.
+- C1 (adversarial − natural training, claimed < 0): the mean over layers of the normalized
+  effective rank erank(W)/min(m, n) and effective sparsity esparsity(W)/(m·n) of the final
+  weights W, and, where the study recorded it, of W − W₀ (change from the initialization).
+- C2–C4, C6: the robust-accuracy **area** over [0, ε_train] of the primary attack
+  (:mod:`rankrobust.report.frontier`), higher = more robust. C2: ℓ1+nuclear − natural (> 0);
+  C3: the C2 gain of CNN − FC networks (> 0); C4: ℓ1+nuclear − each adversarial method (< 0),
+  plainly and at matched clean accuracy (ℓ1+nuclear's λ path read at the adversarial net's
+  clean accuracy); C6: at matched clean accuracy, ℓ1+nuclear − weight decay (> 0: its gain over
+  natural exceeds weight decay's; the natural arm cancels).
+- C5 (:func:`evaluate_c5`): the natural network truncated to the adversarial net's effective
+  rank − the adversarial net, in robust accuracy (< 0).
 
-Robustness is measured twice: the paper's fooling ratio (label change vs the clean prediction,
-lower = more robust) and robust accuracy (correct under attack, higher = more robust), each as
-the normalized area under its curve over the ε grid, for the strongest attack a study stored
-(AutoAttack > APGD > PGD > FGSM). Claimed directions flip between the two.
+Secondary rows (``role`` = "secondary", not counted): the fooling ratio (the paper's metric),
+C3's gain relative to natural's mean, C5 at matched clean accuracy, C6 at the chosen λ.
+
+Intervals, verdicts, margins and the combination rules: :mod:`rankrobust.report.stats` and
+:mod:`rankrobust.experiments.margins`. Whole studies are scored by
+:func:`rankrobust.report.scoring.score_claims`.
 """
 
 from __future__ import annotations
 
+import json
 import math
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
+from rankrobust.experiments.margins import DEFAULT_MARGINS, Margins
 from rankrobust.methods.l1_nuclear import L1Nuclear
+from rankrobust.report.contrasts import (
+    Arm,
+    Context,
+    PathPoint,
+    contrast,
+    index_points,
+    make_arm,
+    matched,
+    pair,
+)
+from rankrobust.report.rows import CLAIM_COLUMNS, margin_for, row, void
+from rankrobust.report.stats import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    NEGLIGIBLE,
+    NOT_MEASURABLE,
+    NOT_TESTABLE,
+    RESAMPLES,
+    VERDICTS,
+    Effect,
+    at_bound,
+    combine,
+    t_interval,
+    verdict,
+)
 from rankrobust.report.summary import NATURAL, family, method_label, methods_of_kind
+from rankrobust.report.truncation import RANK_TOLERANCE, evaluate_c5
 
-# The paper's structured regularizer (C2–C4), named through the method registry.
-COMBINED = L1Nuclear.name
+__all__ = ["CLAIM_COLUMNS", "CLAIM_TEXT", "COMBINED", "Effect", "FAILS", "HOLDS", "INCONCLUSIVE",
+           "NEGLIGIBLE", "NOT_MEASURABLE", "NOT_TESTABLE", "RANK_TOLERANCE", "VERDICTS", "WEIGHT_DECAY",
+           "claim_verdicts", "combine", "evaluate_c5", "evaluate_claims",
+           "robustness_metrics", "t_interval", "verdict"]
 
-HOLDS, FAILS, INCONCLUSIVE, NEGLIGIBLE = "holds", "does not hold", "inconclusive", "negligible"
-VERDICTS = (HOLDS, FAILS, NEGLIGIBLE, INCONCLUSIVE)
-STRUCTURE_MARGIN = 0.005  # normalized erank / esparsity units
-FOOLING_MARGIN = 0.01  # one percentage point of fooling ratio or robust accuracy
-PRIMARY_METRIC = "fr_auc_pgd_inf"  # the default when a study stored no stronger attack
+COMBINED = L1Nuclear.name  # the paper's structured regularizer (C2–C4, C6)
+WEIGHT_DECAY = "weight-decay"  # the control of C6
+CLEAN = "clean_accuracy"
+# methods whose path starts at natural training (λ = 0): every penalty, and weight decay
+PENALTIES = frozenset([*methods_of_kind("regularized"), WEIGHT_DECAY])
 
 CLAIM_TEXT = {
     "C1": "adversarial training lowers effective rank and effective sparsity vs natural training",
-    "C2": "ℓ1 + nuclear-norm regularization raises robustness (lower fooling ratio, higher robust "
-          "accuracy) vs natural training",
+    "C2": "ℓ1 + nuclear-norm regularization raises robustness (robust-accuracy area over "
+          "[0, ε_train]) vs natural training",
     "C3": "the C2 gain is larger for CNNs than for fully connected networks",
-    "C4": "ℓ1 + nuclear-norm regularization stays short of adversarial training",
+    "C4": "ℓ1 + nuclear-norm regularization stays short of adversarial training, also at the "
+          "same clean accuracy",
     "C5": "truncating a naturally trained network's rank to the level adversarial training "
           "reaches does not make it as robust",
+    "C6": "structure-specific: at the same clean accuracy, ℓ1 + nuclear's robustness gain over "
+          "natural training exceeds weight decay's",
 }
-CLAIM_COLUMNS = ["claim", "scope", "metric", "comparison", "effect", "ci_low", "ci_high",
-                 "relative", "n", "test", "verdict"]
-
-
-@dataclass(frozen=True)
-class Effect:
-    """A difference with its 95 % CI; ``relative`` = estimate / |reference mean|."""
-
-    estimate: float
-    ci_low: float
-    ci_high: float
-    n: int
-    test: str
-    relative: float = float("nan")
-
-
-def t_interval(values: np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
-    """(mean, low, high) of the Student-t interval; NaN bounds for fewer than 2 finite values."""
-    v = np.asarray(values, float)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    mean = float(v.mean())
-    if v.size < 2:
-        return mean, float("nan"), float("nan")
-    half = float(stats.t.ppf(0.5 + level / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size))
-    return mean, mean - half, mean + half
-
-
-def paired_effect(a: pd.Series, b: pd.Series) -> Effect:
-    """Effect of A − B from values indexed by seed; only seeds present in both are used."""
-    joined = pd.concat([a.rename("a"), b.rename("b")], axis=1, join="inner").dropna()
-    mean, low, high = t_interval((joined["a"] - joined["b"]).to_numpy())
-    ref = float(joined["b"].mean()) if len(joined) else float("nan")
-    rel = mean / abs(ref) if ref and math.isfinite(ref) else float("nan")
-    return Effect(mean, low, high, len(joined), "paired t", rel)
-
-
-def welch_effect(a: np.ndarray, b: np.ndarray, level: float = 0.95) -> Effect:
-    """Effect mean(a) − mean(b) with Welch's t interval (independent groups)."""
-    a = np.asarray(a, float)[np.isfinite(a)]
-    b = np.asarray(b, float)[np.isfinite(b)]
-    n = min(a.size, b.size)
-    if a.size == 0 or b.size == 0:
-        return Effect(float("nan"), float("nan"), float("nan"), n, "Welch t")
-    diff = float(a.mean() - b.mean())
-    ref = abs(float(b.mean()))
-    rel = diff / ref if ref > 0 else float("nan")
-    if a.size < 2 or b.size < 2:
-        return Effect(diff, float("nan"), float("nan"), n, "Welch t", rel)
-    va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return Effect(diff, diff, diff, n, "Welch t", rel)
-    df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, df) * se)
-    return Effect(diff, diff - half, diff + half, n, "Welch t", rel)
-
-
-def verdict(effect: Effect, direction: int, margin: float = 0.0) -> str:
-    """holds / does not hold / inconclusive for a claimed sign ``direction`` (see module doc)."""
-    low, high = effect.ci_low, effect.ci_high
-    if effect.n < 2 or not (math.isfinite(low) and math.isfinite(high)):
-        return INCONCLUSIVE
-    if margin > 0 and -margin <= low and high <= margin:
-        return NEGLIGIBLE
-    if (direction < 0 and high < 0) or (direction > 0 and low > 0):
-        return HOLDS
-    if (direction < 0 and low > 0) or (direction > 0 and high < 0):
-        return FAILS
-    return INCONCLUSIVE
-
-
-def combine(verdicts: list[str]) -> str:
-    """One verdict from a claim's rows (see module doc)."""
-    if not verdicts:
-        return INCONCLUSIVE
-    if all(v == HOLDS for v in verdicts):
-        return HOLDS
-    if all(v == NEGLIGIBLE for v in verdicts):
-        return NEGLIGIBLE
-    if HOLDS not in verdicts and (FAILS in verdicts or NEGLIGIBLE in verdicts):
-        return FAILS
-    return INCONCLUSIVE
-
-
-def _by_seed(runs: pd.DataFrame, dataset: str, model: str, method: str, metric: str) -> pd.Series:
-    sel = runs[(runs["dataset"] == dataset) & (runs["model"] == model) & (runs["method"] == method)]
-    if metric not in sel.columns:
-        return pd.Series(dtype=float)
-    return sel.groupby("seed")[metric].mean()
-
-
-def _row(claim: str, scope: str, metric: str, comparison: str, eff: Effect, direction: int,
-         margin: float) -> dict[str, object]:
-    return {
-        "claim": claim, "scope": scope, "metric": metric, "comparison": comparison,
-        "effect": eff.estimate, "ci_low": eff.ci_low, "ci_high": eff.ci_high,
-        "relative": eff.relative, "n": eff.n, "test": eff.test,
-        "verdict": verdict(eff, direction, margin),
-    }
+EMPTY_REASON = {"C3": "no dataset with both an FC and a CNN model",
+                "C5": "no intervention tables of natural and adversarial runs",
+                "C6": "no weight-decay runs"}
+# C1 metrics: (column of the runs table, label); absent columns are skipped
+STRUCTURE_METRICS = (("erank", "mean normalized effective rank of W"),
+                     ("esparsity", "mean normalized effective sparsity of W"),
+                     ("delta_erank", "mean normalized effective rank of W − W₀"),
+                     ("delta_esparsity", "mean normalized effective sparsity of W − W₀"))
 
 
 def robustness_metrics(attack: str, norm: str = "inf") -> list[tuple[str, int]]:
-    """[(fooling-ratio metric, +1), (robust-accuracy metric, −1)] of ``attack``: the sign turns
-    "lower fooling ratio = more robust" into the robust-accuracy direction."""
+    """[(fooling-ratio area, +1), (robust-accuracy area, −1)] of ``attack`` (sign +1: lower =
+    more robust). In :func:`evaluate_claims` the −1 metric is primary, the +1 one secondary."""
     return [(f"fr_auc_{attack}_{norm}", +1), (f"ra_auc_{attack}_{norm}", -1)]
 
 
-def evaluate_claims(runs: pd.DataFrame, metric: str = PRIMARY_METRIC,
-                    metrics: list[tuple[str, int]] | None = None) -> pd.DataFrame:
-    """Claims table rows from the comparison runs (natural, adversarial, regularizers at chosen λ).
+class _Scorer:
+    """Row builders sharing the runs, per-point values, margins and per-dataset resamplers."""
 
-    ``runs`` has one row per run with dataset, model, method, seed and the per-run metrics of
-    :func:`rankrobust.report.summary.run_summary`. ``metrics`` are the robustness metrics with
-    their sign s (+1: lower = more robust, as the fooling ratio; −1: higher = more robust, as
-    robust accuracy); by default ``metric`` alone with s = +1. Effects: C1 adversarial − natural
-    in mean normalized erank / esparsity (claimed < 0); C2 ℓ1+nuclear − natural (claimed −s);
-    C3 (natural − ℓ1+nuclear) gain of CNN − FC, absolute and relative to natural's mean
-    (claimed s); C4 ℓ1+nuclear − adversarial (claimed s). The adversarial methods are every
-    registered method of kind "adversarial" that has runs (FGSM-adv, PGD-adv, TRADES, ...); a
-    model's family is what the model registry declares.
+    def __init__(self, runs: pd.DataFrame, points: Mapping[str, pd.DataFrame], margins: Margins,
+                 resamples: int, paths: pd.DataFrame | None, notes: Mapping[tuple[str, str], str]) -> None:
+        self.runs, self.margins, self.paths = runs, margins, paths
+        self.points = {col: index_points(frame) for col, frame in points.items()}
+        self.notes = notes
+        self.contexts: dict[str, Context] = {}
+        every = pd.concat([runs, paths]) if paths is not None else runs
+        for dataset, group in every.groupby("dataset"):
+            ids = set(group["run_id"].astype(str)) if "run_id" in group else set()
+            pts = sorted({int(p) for per_run in self.points.values() for rid, values in per_run.items()
+                          if rid in ids for p in values.index})
+            self.contexts[str(dataset)] = Context(sorted(every["seed"].unique()), pts or None, resamples)
+
+    def arm(self, dataset: str, model: str, method: str, column: str) -> Arm | None:
+        """The comparison runs of ``method`` in (dataset, model) on ``column``."""
+        f = self.runs
+        sel = f[(f["dataset"] == dataset) & (f["model"] == model) & (f["method"] == method)]
+        return make_arm(sel, column, self.points.get(column), "n_points")
+
+    def note(self, dataset: str, model: str) -> str:
+        return self.notes.get((dataset, model), "")
+
+    def paired(self, claim: str, scope: str, metric: str, comparison: str, a: Arm | None,
+               b: Arm | None, direction: int, fam: str, dataset: str, role: str = "primary",
+               note: str = "") -> dict[str, object] | None:
+        """The row of a − b (paired on seeds and points), claimed sign ``direction``."""
+        if a is None or b is None:
+            return None
+        a, b = pair([a, b])
+        rate = fam == "robustness"
+        eff = contrast([(1.0, a), (-1.0, b)], self.contexts[dataset], rate, b.mean)
+        return row(claim, scope, metric, comparison, eff, direction, margin_for(self.margins, fam, b),
+                   role=role, means=(a.mean, b.mean) if rate else None, note=note)
+
+    def path(self, dataset: str, model: str, method: str, column: str) -> list[PathPoint]:
+        """The method's settings (by method_params) as path points, from the frontier runs; a
+        penalty's path starts at λ = 0, natural training (added when the method has runs)."""
+        if self.paths is None:
+            return []
+        f = self.paths
+        sel = f[(f["dataset"] == dataset) & (f["model"] == model) & (f["method"] == method)]
+        if len(sel) and method in PENALTIES:
+            sel = pd.concat([sel, f[(f["dataset"] == dataset) & (f["model"] == model)
+                                    & (f["method"] == NATURAL)].assign(method_params="natural")])
+        out = []
+        params = sel.get("method_params", pd.Series("{}", index=sel.index))
+        keys = params.map(lambda p: p if isinstance(p, str) else json.dumps(p, sort_keys=True))
+        for _, g in sel.groupby(keys):
+            area = make_arm(g, column, self.points.get(column), "n_points")
+            clean = make_arm(g, CLEAN, self.points.get(CLEAN), "n_points")
+            if area is not None and clean is not None:
+                area, clean = pair([area, clean])
+                out.append(PathPoint(area, clean))
+        return out
+
+
+def evaluate_claims(runs: pd.DataFrame, *, metrics: list[tuple[str, int]],
+                    points: Mapping[str, pd.DataFrame] | None = None,
+                    margins: Margins | None = None, resamples: int = RESAMPLES,
+                    paths: pd.DataFrame | None = None,
+                    scope_notes: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+    """Claims rows C1–C4 and C6 (:data:`CLAIM_COLUMNS`) from the comparison runs.
+
+    ``runs``: one row per run (dataset, model, method, seed, run_id, the metric columns,
+    ``clean_accuracy``, optionally ``n_points``: the test points a rate was measured on).
+    ``metrics``: [(column, s)], s = −1 where higher = more robust (robust-accuracy area: the
+    primary metric), s = +1 where lower = more robust (fooling ratio: secondary).
+    ``points``: per-point values per column (run_id, point,
+    value), for the hierarchical bootstrap (also key ``clean_accuracy``: 1/0 per point).
+    ``paths``: every run of every setting (the frontier), for the matched-accuracy rows of C4
+    and C6; without it those rows are left out. ``scope_notes``: (dataset, model) → a note
+    added to that scope's rows (e.g. collapsed runs left out).
     """
-    metrics = metrics if metrics is not None else [(metric, +1)]
-    rows: list[dict[str, object]] = []
-    label = method_label
-    adversarial = methods_of_kind("adversarial")
-    combined = label(COMBINED)
+    # the primary metric: the first where higher = more robust, else the only kind there is
+    primary = next((c for c, sign in metrics if sign < 0), metrics[0][0] if metrics else None)
+    s = _Scorer(runs, points or {}, margins or DEFAULT_MARGINS, resamples, paths, scope_notes or {})
+    rows: list[dict[str, object] | None] = []
+    label, adversarial = method_label, methods_of_kind("adversarial")
+    combined, natural = label(COMBINED), label(NATURAL)
     pairs = runs[["dataset", "model"]].drop_duplicates().sort_values(["dataset", "model"])
     for dataset, model in pairs.itertuples(index=False):
-        scope = f"{dataset} · {model} ({family(model)})"
+        scope, note = f"{dataset} · {model} ({family(model)})", s.note(dataset, model)
         for adv in adversarial:
-            for m, name in (("erank", "mean normalized effective rank"),
-                            ("esparsity", "mean normalized effective sparsity")):
-                a = _by_seed(runs, dataset, model, adv, m)
-                nat = _by_seed(runs, dataset, model, NATURAL, m)
-                if len(a) and len(nat):
-                    rows.append(_row("C1", scope, name, f"{label(adv)} − {label(NATURAL)}",
-                                     paired_effect(a, nat), -1, STRUCTURE_MARGIN))
+            for col, name in STRUCTURE_METRICS:
+                rows.append(s.paired("C1", scope, name, f"{label(adv)} − {natural}",
+                                     s.arm(dataset, model, adv, col), s.arm(dataset, model, NATURAL, col),
+                                     -1, "structure", dataset, note=note))
         for col, sign in metrics:
-            nat = _by_seed(runs, dataset, model, NATURAL, col)
-            reg = _by_seed(runs, dataset, model, COMBINED, col)
-            if len(reg) and len(nat):
-                rows.append(_row("C2", scope, col, f"{combined} − {label(NATURAL)}",
-                                 paired_effect(reg, nat), -sign, FOOLING_MARGIN))
+            role = "primary" if col == primary else "secondary"
+            reg = s.arm(dataset, model, COMBINED, col)
+            rows.append(s.paired("C2", scope, col, f"{combined} − {natural}", reg,
+                                 s.arm(dataset, model, NATURAL, col), -sign, "robustness", dataset,
+                                 role, note))
             for adv in reversed(adversarial):  # strongest first
-                a = _by_seed(runs, dataset, model, adv, col)
-                if len(reg) and len(a):
-                    rows.append(_row("C4", scope, col, f"{combined} − {label(adv)}",
-                                     paired_effect(reg, a), sign, FOOLING_MARGIN))
+                rows.append(s.paired("C4", scope, col, f"{combined} − {label(adv)}", reg,
+                                     s.arm(dataset, model, adv, col), sign, "robustness", dataset,
+                                     role, note))
+                if col == primary:
+                    rows.append(_matched_c4(s, dataset, model, adv, col, scope, note))
+            if col == primary:
+                rows += _c6(s, dataset, model, col, scope, note)
     for dataset in sorted(runs["dataset"].unique()) if len(runs) else []:
         for col, sign in metrics:
-            gains: dict[str, list[float]] = {"FC": [], "CNN": []}
-            relative: dict[str, list[float]] = {"FC": [], "CNN": []}
-            for model in sorted(runs[runs["dataset"] == dataset]["model"].unique()):
-                if family(model) not in gains:  # a model of unknown family enters no C3 group
-                    continue
-                nat_m = _by_seed(runs, dataset, model, NATURAL, col)
-                reg_m = _by_seed(runs, dataset, model, COMBINED, col)
-                diff = (sign * (nat_m - reg_m)).dropna()  # the gain in robustness
-                gains[family(model)].extend(diff.tolist())
-                base = abs(float(nat_m.mean())) if len(nat_m) else float("nan")
-                if base > 0:
-                    relative[family(model)].extend((diff / base).tolist())
-            comparison = (f"({label(NATURAL)} − {combined}) CNN − FC" if sign > 0
-                          else f"({combined} − {label(NATURAL)}) CNN − FC")
-            if gains["FC"] and gains["CNN"]:
-                eff = welch_effect(np.array(gains["CNN"]), np.array(gains["FC"]))
-                rows.append(_row("C3", f"{dataset} · CNN vs FC", f"gain in {col}", comparison,
-                                 eff, +1, FOOLING_MARGIN))
-            if relative["FC"] and relative["CNN"]:
-                eff = welch_effect(np.array(relative["CNN"]), np.array(relative["FC"]))
-                rows.append(_row("C3", f"{dataset} · CNN vs FC",
-                                 f"relative gain in {col} (÷ natural's mean)",
-                                 comparison + ", relative", eff, +1, FOOLING_MARGIN))
-    table = pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+            rows += _c3(s, str(dataset), col, sign, col == primary)
+    table = pd.DataFrame([r for r in rows if r is not None], columns=CLAIM_COLUMNS)
     order = {c: i for i, c in enumerate(CLAIM_TEXT)}
-    return table.sort_values("claim", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    return table.sort_values("claim", key=lambda x: x.map(order), kind="stable").reset_index(drop=True)
 
 
-def truncated_robustness(rows: pd.DataFrame, target_erank: float) -> float:
-    """Robust accuracy of SVD-truncated copies at mean normalized effective rank ``target_erank``:
-    linear interpolation over the keep levels (clamped to the levels' range)."""
-    rows = rows.sort_values("normalized_effective_rank")
-    xs = rows["normalized_effective_rank"].to_numpy(float)
-    ys = rows["robust_accuracy"].to_numpy(float)
-    if xs.size == 0 or not math.isfinite(target_erank):
-        return float("nan")
-    return float(np.interp(target_erank, xs, ys))
+def _matched_c4(s: _Scorer, dataset: str, model: str, adv: str, col: str, scope: str,
+                note: str) -> dict[str, object] | None:
+    """ℓ1+nuclear's λ path read at the adversarial net's clean accuracy − the adversarial net."""
+    ref_area, ref_clean = s.arm(dataset, model, adv, col), s.arm(dataset, model, adv, CLEAN)
+    path = s.path(dataset, model, COMBINED, col)
+    if ref_area is None or ref_clean is None or not path:
+        return None
+    ref_area, ref_clean = pair([ref_area, ref_clean])
+    eff, why = matched(PathPoint(ref_area, ref_clean), path, s.contexts[dataset], +1)
+    comparison = f"{method_label(COMBINED)} − {method_label(adv)} at {method_label(adv)}'s clean accuracy"
+    if why:
+        return void("C4", scope, f"{col} at matched clean accuracy", comparison, NOT_TESTABLE,
+                    "; ".join(filter(None, [note, why])))
+    return row("C4", scope, f"{col} at matched clean accuracy", comparison, eff, -1,
+               margin_for(s.margins, "robustness", ref_area), note=note)
 
 
-def evaluate_c5(interventions: pd.DataFrame) -> pd.DataFrame:
-    """C5 rows from the stored intervention tables (runs' identity merged in).
+def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
+        note: str) -> list[dict[str, object] | None]:
+    """C6: ℓ1+nuclear − weight decay, at ℓ1+nuclear's clean accuracy (primary) and plain."""
+    comparison = f"{method_label(COMBINED)} − {method_label(WEIGHT_DECAY)}"
+    metric = f"{col} at matched clean accuracy"
+    reg_area, reg_clean = s.arm(dataset, model, COMBINED, col), s.arm(dataset, model, COMBINED, CLEAN)
+    path = s.path(dataset, model, WEIGHT_DECAY, col)
+    if reg_area is None or (not path and s.arm(dataset, model, WEIGHT_DECAY, col) is None):
+        return []  # no weight-decay runs: the claim says "not testable" (claim_verdicts)
+    rows: list[dict[str, object] | None] = [
+        s.paired("C6", scope, col, comparison + " at the chosen λ", reg_area,
+                 s.arm(dataset, model, WEIGHT_DECAY, col), +1, "robustness", dataset, "secondary", note)]
+    if reg_clean is None or not path:
+        rows.append(void("C6", scope, metric, comparison, NOT_TESTABLE,
+                         "; ".join(filter(None, [note, "no weight-decay path on the frontier"]))))
+        return rows
+    reg_area, reg_clean = pair([reg_area, reg_clean])
+    eff, why = matched(PathPoint(reg_area, reg_clean), path, s.contexts[dataset], -1)
+    full = comparison + f" at {method_label(COMBINED)}'s clean accuracy"
+    rows.append(void("C6", scope, metric, full, NOT_TESTABLE, "; ".join(filter(None, [note, why])))
+                if why else row("C6", scope, metric, full, eff, +1,
+                                margin_for(s.margins, "robustness", reg_area), note=note))
+    return rows
 
-    Per (dataset, model, seed, attack setting): the natural run's whole-model SVD truncations
-    (intervention "svd", layer "all") give robust accuracy as a function of the mean normalized
-    effective rank; it is read off (interpolated) at the rank the adversarially trained run of
-    the same seed has (its keep = 1 row), and compared with that run's robust accuracy under the
-    same attack and ε. Effect = truncated natural − adversarial (claimed < 0: not as robust).
-    """
-    rows: list[dict[str, object]] = []
-    if interventions.empty:
-        return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
-    svd = interventions[(interventions["intervention"] == "svd") & (interventions["layer"] == "all")]
-    for (dataset, model, attack, norm, eps), group in svd.groupby(
-            ["dataset", "model", "attack", "norm", "epsilon"]):
-        natural = group[group["method"] == NATURAL]
-        for adv in reversed(methods_of_kind("adversarial")):
-            full = group[(group["method"] == adv) & (group["keep"] == 1.0)]
-            if natural.empty or full.empty:
-                continue
-            truncated, reference = {}, {}
-            for seed, own in full.groupby("seed"):
-                nat = natural[natural["seed"] == seed]
-                if len(nat):
-                    target = float(own["normalized_effective_rank"].mean())
-                    truncated[seed] = truncated_robustness(nat, target)
-                    reference[seed] = float(own["robust_accuracy"].mean())
-            eff = paired_effect(pd.Series(truncated, dtype=float), pd.Series(reference, dtype=float))
-            rows.append(_row("C5", f"{dataset} · {model} ({family(str(model))})",
-                             f"robust accuracy, {attack} ℓ{'∞' if norm == 'inf' else norm} ε={eps:g}",
-                             f"{method_label(NATURAL)} truncated to {method_label(adv)}'s erank − "
-                             f"{method_label(adv)}", eff, -1, FOOLING_MARGIN))
-    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+def _c3(s: _Scorer, dataset: str, col: str, sign: int,
+        primary: bool) -> list[dict[str, object] | None]:
+    """C3: the C2 gain of CNN minus FC (mean over each family's models); absolute + relative."""
+    terms: dict[str, list[tuple[Arm, Arm]]] = {"FC": [], "CNN": []}
+    models = sorted(s.runs.loc[s.runs["dataset"] == dataset, "model"].unique())
+    for model in models:
+        fam = family(model)
+        reg, nat = s.arm(dataset, model, COMBINED, col), s.arm(dataset, model, NATURAL, col)
+        if fam in terms and reg is not None and nat is not None:
+            reg, nat = pair([reg, nat])
+            terms[fam].append((reg, nat))
+    if not terms["FC"] or not terms["CNN"]:
+        return []
+    direction = -sign  # the gain reg − nat, in "more robust" units
+    comparison = (f"({method_label(COMBINED)} − {method_label(NATURAL)}) CNN − FC" if sign < 0
+                  else f"({method_label(NATURAL)} − {method_label(COMBINED)}) CNN − FC")
+    role = "primary" if primary else "secondary"
+    rows: list[dict[str, object] | None] = []
+    for relative in (False, True):
+        weighted: list[tuple[float, Arm]] = []
+        for fam, w in (("CNN", 1.0), ("FC", -1.0)):
+            k = len(terms[fam])
+            for reg, nat in terms[fam]:
+                scale = 1.0 / abs(nat.mean) if relative and nat.mean else 1.0
+                weighted += [(direction * w * scale / k, reg), (-direction * w * scale / k, nat)]
+        nat_arms = [nat for fam in terms for _, nat in terms[fam]]
+        eff = contrast(weighted, s.contexts[dataset], True, math.nan)
+        ref_mean = float(np.mean([a.mean for a in nat_arms]))
+        margin = (s.margins.robustness.value(ref_mean, min(a.n for a in nat_arms)) if not relative
+                  else math.nan)
+        floor = all(at_bound(r.mean, n.mean) for fam in terms for r, n in terms[fam])
+        metric = f"relative gain in {col} (÷ natural's mean)" if relative else f"gain in {col}"
+        rows.append(row("C3", f"{dataset} · CNN vs FC", metric,
+                        comparison + (", relative" if relative else ""), eff, +1, margin,
+                        role="secondary" if relative else role,
+                        forced=NOT_MEASURABLE if floor else None,
+                        note="every model's arms at the floor or ceiling" if floor else ""))
+    return rows
 
 
 def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: claim, statement, rows, verdict (combined over its rows)."""
+    """One row per claim: claim, statement, rows (primary rows), verdict (:func:`combine` over
+    the primary rows, " (borderline)" appended when one of them is), borderline (count), detail
+    (the rows' verdicts counted)."""
     out = []
     for claim, text in CLAIM_TEXT.items():
         sub = table[table["claim"] == claim]
+        if "role" in sub:
+            sub = sub[sub["role"] != "secondary"]
+        verdicts = sub["verdict"].tolist()
+        result = combine(verdicts) if verdicts else NOT_TESTABLE
+        border = int(sub["borderline"].fillna(False).astype(bool).sum()) if "borderline" in sub else 0
+        counts = pd.Series(verdicts, dtype=object).value_counts()
+        detail = ", ".join(f"{k} {v}" for k, v in counts.items()) or \
+            f"no rows: {EMPTY_REASON.get(claim, 'no runs to compare')}"
         out.append({"claim": claim, "statement": text, "rows": len(sub),
-                    "verdict": combine(sub["verdict"].tolist())})
-    return pd.DataFrame(out)
+                    "verdict": result + (" (borderline)" if border else ""),
+                    "borderline": border, "detail": detail})
+    return pd.DataFrame(out, columns=["claim", "statement", "rows", "verdict", "borderline", "detail"])

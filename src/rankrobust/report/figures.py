@@ -17,11 +17,12 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from scipy import stats
 
 from rankrobust.report.claims import t_interval
+from rankrobust.report.correlation import spearman
 from rankrobust.report.summary import (
     NATURAL,
+    attack_label,
     family,
     method_color,
     method_label,
@@ -29,12 +30,6 @@ from rankrobust.report.summary import (
     methods_of_kind,
 )
 
-ATTACK_LABELS = {("autoattack", "inf"): "AutoAttack ℓ∞", ("autoattack", "2"): "AutoAttack ℓ2",
-                 ("fgsm", "inf"): "FGSM ℓ∞", ("fgsm", "2"): "FGM ℓ2", ("pgd", "inf"): "PGD ℓ∞",
-                 ("pgd", "2"): "PGD ℓ2", ("apgd-ce", "inf"): "APGD-CE ℓ∞",
-                 ("apgd-dlr", "inf"): "APGD-DLR ℓ∞", ("deepfool", "2"): "DeepFool ℓ2"}
-ATTACK_NAMES = {"autoattack": "AutoAttack", "apgd-t": "APGD-T", "apgd-ce": "APGD-CE",
-                "pgd": "PGD", "fgsm": "FGSM"}
 DPI = 110
 
 
@@ -174,45 +169,6 @@ def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-CURVE_METRICS = (("fooling_ratio", "fooling ratio"), ("robust_accuracy", "robust accuracy"))
-
-
-def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
-    """Fooling ratio and robust accuracy vs ε: rows = attacks, columns = models (FC, CNN) ×
-    {fooling ratio, robust accuracy}; mean with 95 % bands clipped to [0, 1]."""
-    if robustness.empty:
-        return None
-    attacks = [key for key in ATTACK_LABELS
-               if ((robustness["attack"] == key[0]) & (robustness["norm"] == key[1])).any()]
-    models = _models(robustness)
-    if not attacks:
-        return None
-    metrics = [(c, lab) for c, lab in CURVE_METRICS if c in robustness.columns]
-    fig, axes = _grid(len(attacks), len(models) * len(metrics))
-    for i, (attack, norm) in enumerate(attacks):
-        for j, model in enumerate(models):
-            sub = robustness[(robustness["attack"] == attack) & (robustness["norm"] == norm)
-                             & (robustness["model"] == model)]
-            for k, (col, ylabel) in enumerate(metrics):
-                ax = axes[i, j * len(metrics) + k]
-                for method in _methods(sub):
-                    g = sub[sub["method"] == method]
-                    band = np.array([_ci(e[col]) for _, e in g.groupby("epsilon")])
-                    eps = sorted(g["epsilon"].unique())
-                    ax.plot(eps, band[:, 0], color=method_color(method), marker=".",
-                            label=method_label(method))
-                    ax.fill_between(eps, band[:, 1], band[:, 2], color=method_color(method),
-                                    alpha=0.15)
-                ax.set_ylim(-0.02, 1.02)
-                ax.set_xlabel(f"ε ({'ℓ∞' if norm == 'inf' else 'ℓ' + str(norm)})")
-                ax.set_ylabel(ylabel)
-                ax.set_title(f"{ATTACK_LABELS[(attack, norm)]} · {model} ({family(model)})",
-                             fontsize=9)
-    axes[0, 0].legend(fontsize=7)
-    fig.suptitle("Fooling ratio and robust accuracy vs budget (mean, 95 % band over seeds)")
-    return _save(fig, path)
-
-
 def plot_spectra(spectra: pd.DataFrame, path: Path, methods: Sequence[str] | None = None,
                  ) -> Path | None:
     """σ_i/σ_1 against i per layer (final models), mean over seeds, one panel per model·layer;
@@ -247,23 +203,13 @@ def plot_spectra(spectra: pd.DataFrame, path: Path, methods: Sequence[str] | Non
     return _save(fig, path)
 
 
-def spearman(x: pd.Series, y: pd.Series) -> tuple[float, float, int]:
-    """Spearman's ρ, its two-sided p-value and n over the pairs where both are finite."""
-    mask = np.isfinite(x.to_numpy(float)) & np.isfinite(y.to_numpy(float))
-    n = int(mask.sum())
-    if n < 3 or np.unique(x[mask]).size < 2 or np.unique(y[mask]).size < 2:
-        return float("nan"), float("nan"), n
-    res = stats.spearmanr(x[mask], y[mask])
-    return float(res.statistic), float(res.pvalue), n
-
-
 def plot_robustness_vs_rank(summary: pd.DataFrame, path: Path, attack: str = "pgd",
                             targets: Sequence[tuple[str, str]] | None = None) -> Path | None:
     """Scatter of every run: mean normalized erank vs robustness; Spearman's ρ in each title.
 
     Degenerate runs (``summary["degenerate"]``) are drawn hollow and left out of ρ.
     """
-    name = ATTACK_NAMES.get(attack, attack)
+    name = attack_label(attack)
     targets = targets if targets is not None else (
         (f"fr_auc_{attack}_inf", f"{name} ℓ∞ fooling ratio (area over ε)"),
         (f"ra_auc_{attack}_inf", f"{name} ℓ∞ robust accuracy (area over ε)"),

@@ -51,6 +51,19 @@ LAMBDA_TOLERANCE = 0.02
 DEGENERATE_MARGIN = 0.10
 # Attacks by strength: the report's primary robustness metric uses the first one a study stored.
 ATTACK_STRENGTH = ("autoattack", "apgd-t", "apgd-ce", "pgd", "fgsm")
+ATTACK_NAMES = {"autoattack": "AutoAttack", "apgd-t": "APGD-T", "apgd-ce": "APGD-CE",
+                "apgd-dlr": "APGD-DLR", "pgd": "PGD", "fgsm": "FGSM", "square": "Square",
+                "deepfool": "DeepFool"}
+
+
+def attack_label(attack: str, norm: str | None = None) -> str:
+    """'PGD ℓ∞', 'FGM ℓ2' (FGSM's ℓ2 form), or the stored name for an attack we do not know."""
+    name = ATTACK_NAMES.get(attack, str(attack))
+    if norm is None:
+        return name
+    if attack == "fgsm" and str(norm) != "inf":
+        name = "FGM"
+    return f"{name} ℓ{'∞' if str(norm) == 'inf' else norm}"
 
 
 def method_order() -> list[str]:
@@ -153,6 +166,56 @@ def primary_attack(summary: pd.DataFrame, norm: str = "inf") -> str | None:
     return None
 
 
+DELTA_NAMES = ("delta", "w-w0", "w − w₀", "w - w0", "w_minus_w0", "delta_w", "update")
+
+
+def _is_delta(value: object) -> bool:
+    text = str(value).strip().lower()
+    return text in DELTA_NAMES or text.startswith("delta")
+
+
+def is_delta_row(structure: pd.DataFrame) -> pd.Series:
+    """True for the rows of a structure table that describe W − W₀, not W (the ways of
+    :func:`structure_families`)."""
+    delta = pd.Series(False, index=structure.index)
+    for col in ("family", "weights"):
+        if col in structure:
+            delta |= structure[col].map(lambda v: pd.notna(v) and _is_delta(v)).astype(bool)
+    if "layer" in structure:
+        delta |= structure["layer"].astype(str).str.lower().str.match(r"^delta[_/:]")
+    return delta
+
+
+def weight_rows(structure: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a structure table that describe W itself (figures per layer and epoch)."""
+    return structure[~is_delta_row(structure)] if not structure.empty else structure
+
+
+def structure_families(structure: pd.DataFrame) -> pd.DataFrame:
+    """Per run: erank, esparsity (W) and delta_erank, delta_esparsity (W − W₀) of the last epoch.
+
+    Read tolerantly, whichever way a study stored W − W₀: rows whose ``family`` (or ``weights``)
+    column names the delta ("delta", "W − W₀", "w_minus_w0", ...), rows whose layer name starts
+    with ``delta_`` or ``delta/``, or columns ``delta_normalized_effective_rank`` /
+    ``delta_normalized_effective_sparsity``. Every other row is W."""
+    cols = ["run_id", "erank", "esparsity", "delta_erank", "delta_esparsity"]
+    final = final_structure(structure)
+    if final.empty:
+        return pd.DataFrame(columns=cols)
+    delta = is_delta_row(final)
+    names = {"normalized_effective_rank": "erank", "normalized_effective_sparsity": "esparsity"}
+    plain = final[~delta].groupby("run_id")[list(names)].mean().rename(columns=names)
+    moved = final[delta].groupby("run_id")[list(names)].mean().rename(
+        columns={k: f"delta_{v}" for k, v in names.items()})
+    extra = [c for c in (f"delta_{k}" for k in names) if c in final]
+    if extra:
+        more = final[~delta].groupby("run_id")[extra].mean().rename(
+            columns={f"delta_{k}": f"delta_{v}" for k, v in names.items()})
+        moved = more.combine_first(moved) if not moved.empty else more
+    out = plain.join(moved, how="outer").reset_index()
+    return out.reindex(columns=cols)
+
+
 def run_summary(tables: StudyTables) -> pd.DataFrame:
     """One row per run: identity, accuracy, degenerate flag, timings, erank, esparsity,
     fr_auc_* and ra_auc_* per stored attack, rho_adv and other scalars."""
@@ -164,16 +227,7 @@ def run_summary(tables: StudyTables) -> pd.DataFrame:
     out["family"] = out["model"].map(family)
     chance = out["dataset"].map(chance_level)
     out["degenerate"] = out["clean_accuracy"].astype(float) < chance + DEGENERATE_MARGIN
-    final = final_structure(tables.structure)
-    if not final.empty:
-        means = final.groupby("run_id")[
-            ["normalized_effective_rank", "normalized_effective_sparsity"]
-        ].mean()
-        means.columns = ["erank", "esparsity"]
-        out = out.merge(means, left_on="run_id", right_index=True, how="left")
-    else:
-        out["erank"] = np.nan
-        out["esparsity"] = np.nan
+    out = out.merge(structure_families(tables.structure), on="run_id", how="left")
     rob = tables.robustness
     if not rob.empty:
         rows = []
