@@ -30,7 +30,7 @@ def _setup(progress_steps: int = 0) -> tuple[nn.Module, torch.Tensor, torch.Tens
     return model, x, y, state
 
 
-@pytest.mark.parametrize("alpha", [0.5, 0.2, 1.0])
+@pytest.mark.parametrize("alpha", [0.5, 0.2, 0.99])  # alpha = 1 is refused (natural training)
 def test_fgsm_mix_equals_hand_computation(alpha: float) -> None:
     model, x, y, state = _setup()
     eps = 0.1

@@ -197,7 +197,7 @@ def test_paper_v2_preset_design() -> None:
 
 def test_paper_v2_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--scale", "paper-v2", "--out", str(tmp_path / "o"), "--dry-run",
-                 "--stack"]) == 0
+                 "--stack", "--max-hours", "48"]) == 0  # the bound its header states
     head = capsys.readouterr().out.partition("# the study")[0]
     runs = expand(reproduce_study("paper-v2"))
     assert head.startswith(f"study reproduce-paper-v2-fashion-mnist: {len(runs)} runs; dry run")
