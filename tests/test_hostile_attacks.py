@@ -65,7 +65,7 @@ def test_every_attack_refuses_a_label_outside_the_model_classes(name: str, bad: 
     assert "\n" not in str(info.value)
 
 
-def _judged_against(result: object, y: torch.Tensor) -> None:
+def assert_judged_against(result: object, y: torch.Tensor) -> None:
     """An accepted label is the one the attack judged success against: ``success`` is exactly
     "the model misclassifies ``x_adv``" for the label given, at every budget."""
     x_adv, success = result.x_adv, result.success  # type: ignore[attr-defined]
@@ -80,7 +80,7 @@ def _judged_against(result: object, y: torch.Tensor) -> None:
 @pytest.mark.parametrize("name", ATTACKS)
 def test_every_attack_accepts_the_extreme_valid_labels(name: str) -> None:
     y = torch.tensor([0, K - 1, K - 1, 0], dtype=torch.uint8)
-    _judged_against(ATTACKS[name](MODEL, X[:4], y), y)
+    assert_judged_against(ATTACKS[name](MODEL, X[:4], y), y)
 
 
 @settings(max_examples=examples(40), deadline=None)
@@ -91,7 +91,7 @@ def test_labels_are_refused_iff_one_lies_outside_0_to_k(labels: list[int]) -> No
     out_of_range = [v for v in labels if not 0 <= v < K]
     for name, attack in ATTACKS.items():
         if not out_of_range:
-            _judged_against(attack(MODEL, x, y), y)  # valid labels never raise, and are used
+            assert_judged_against(attack(MODEL, x, y), y)  # valid labels never raise, and are used
             continue
         with pytest.raises(ConfigError) as info:
             attack(MODEL, x, y)
