@@ -48,13 +48,15 @@ from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups, train_s
 
 def preset_study(args: argparse.Namespace) -> StudyConfig:
     """The preset's study with the command line's reductions applied."""
-    seeds = args.seeds if args.seeds is not None else (1 if args.scale == "paper" else None)
+    seeds = args.seeds if args.seeds is not None else (1 if args.scale.startswith("paper") else None)
     study = reproduce_study(args.scale, seeds=seeds, data_dir=args.data_dir)
     base = copy.deepcopy(study.base)
     if args.epochs is not None:
         base.setdefault("train", {})["epochs"] = args.epochs
     if args.eval_n is not None:
         base.setdefault("evaluation", {})["n"] = args.eval_n
+    if args.train_size is not None:
+        base.setdefault("train", {})["train_size"] = args.train_size
     variants = study.variants
     if args.variants:
         variants = tuple(v for v in study.variants if v["name"] in args.variants)
@@ -136,7 +138,9 @@ def train_only(runs: list[RunConfig], max_stack: int) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=["small", "paper"], default="small")
+    parser.add_argument("--scale", choices=["small", "paper", "paper-v2"], default="small")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="training images per run (train.train_size; default: the preset's)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per run (default: the preset's)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="number of seeds (default: the preset's; 1 for paper)")
