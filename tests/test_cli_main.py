@@ -129,8 +129,9 @@ def _registry(module: str, name: str) -> list[str]:
     [
         ("evaluate", [("rankrobust.robustness", "ATTACKS"), ("rankrobust.data", "DATASETS")]),
         ("analyze", [("rankrobust.structure", "CONV_MODES"), ("rankrobust.structure", "METHODS")]),
-        ("reproduce", [("rankrobust.experiments.study", "SCALES"),
-                       ("rankrobust.experiments.study", "DATASETS")]),
+        ("reproduce", [("rankrobust.experiments.study", "SCALES"), ("rankrobust.data", "DATASETS")]),
+        ("train", [("rankrobust.data", "DATASETS"), ("rankrobust.models", "MODELS")]),
+        ("intervene", [("rankrobust.data", "DATASETS")]),
     ],
 )
 def test_help_names_every_registry_entry(
