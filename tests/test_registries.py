@@ -8,6 +8,8 @@ own module would be: no file of the package is touched. Then the CLI (``train``,
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -215,3 +217,29 @@ def test_registration_refuses_clashes_and_bad_entries() -> None:
     with pytest.raises(ValueError, match="already has a default"):
         register_model("test-fc", "FC", default=True)(get_model("mlp-wide").build)
     assert "test-rnn" not in MODELS and "test-fc" not in MODELS
+
+
+def test_plugins_named_in_the_environment_reach_the_command_line_and_sweep_workers(tmp_path: Path) -> None:
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "rr_test_stripes.py").write_text(textwrap.dedent(DATASET_FILE))
+    (folder / "rr_test_tiny_cnn.py").write_text(textwrap.dedent(MODEL_FILE))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]),
+           "RANKROBUST_PLUGINS": "rr_test_stripes, rr_test_tiny_cnn", "OMP_NUM_THREADS": "1"}
+
+    def cli(*argv: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "rankrobust", *argv], capture_output=True,
+                              text=True, timeout=600, env={**env, **extra})
+
+    ckpt = tmp_path / "ckpt"
+    done = cli("train", "--dataset", "test-stripes", "--model", "test-tiny-cnn", "--epochs", "1",
+               "--out", str(ckpt), "--no-progress")
+    assert done.returncode == 0, done.stderr
+    assert "test-tiny-cnn via natural on test-stripes" in done.stdout
+    study = _study(tmp_path / "s.yaml", "test-stripes", {"test-tiny-cnn": "{channels: 2}"})
+    done = cli("sweep", str(study), "--out", str(tmp_path / "sweep"), "--workers", "2")
+    assert done.returncode == 0, done.stderr  # spawned workers import the plugins too
+    assert "2 executed (2 complete, 0 failed)" in done.stdout
+    done = cli("train", "--dataset", "test-stripes", "--out", str(ckpt), RANKROBUST_PLUGINS="rr_nope")
+    assert done.returncode == 2 and done.stderr.count("\n") == 1
+    assert "RANKROBUST_PLUGINS: cannot import 'rr_nope'" in done.stderr

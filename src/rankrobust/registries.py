@@ -5,11 +5,16 @@ A registry (datasets in :mod:`rankrobust.data`, models in :mod:`rankrobust.model
 is imported. :func:`import_submodules` imports every module of a package, so a new entry is one
 new file and no list elsewhere names it; :func:`lookup` is the one did-you-mean error for an
 unknown name.
+
+Modules of your own: ``RANKROBUST_PLUGINS=mod_a,mod_b`` (importable names) makes the registries
+import them as they load (:func:`import_plugins`), in every process: the command line, and the
+worker processes of a sweep, which start fresh and inherit the environment.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
@@ -26,6 +31,19 @@ def import_submodules(package: str, path: Iterable[str]) -> None:
     for found in sorted(pkgutil.iter_modules(list(path)), key=lambda m: m.name):
         if not found.ispkg and not found.name.startswith("_"):
             importlib.import_module(f"{package}.{found.name}")
+
+
+PLUGINS_VARIABLE = "RANKROBUST_PLUGINS"
+
+
+def import_plugins() -> None:
+    """Import the modules named in ``$RANKROBUST_PLUGINS`` (comma-separated); ConfigError, one
+    line, for a module that cannot be imported."""
+    for name in filter(None, (n.strip() for n in os.environ.get(PLUGINS_VARIABLE, "").split(","))):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise ConfigError(f"{PLUGINS_VARIABLE}: cannot import {name!r} ({exc})") from None
 
 
 def lookup(

@@ -12,8 +12,9 @@ from rankrobust.data.registry import (
     load_dataset,
     register_dataset,
 )
-from rankrobust.registries import import_submodules
+from rankrobust.registries import import_plugins, import_submodules
 
 import_submodules(__name__, __path__)
+import_plugins()
 
 __all__ = ["DATASETS", "DatasetInfo", "data_dirs", "dataset_info", "load_dataset", "register_dataset"]

@@ -25,9 +25,10 @@ from rankrobust.models.registry import (
     register_model,
     state_shapes,
 )
-from rankrobust.registries import import_submodules
+from rankrobust.registries import import_plugins, import_submodules
 
 import_submodules(__name__, __path__)
+import_plugins()
 
 __all__ = ["FAMILIES", "MAX_PARAMETERS", "MLP", "MODELS", "ModelAdapter", "ModelEntry", "ModelSpec",
            "CNNSmall", "LeNet5", "Normalization", "Normalize", "build_model", "check_model",
