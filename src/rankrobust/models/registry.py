@@ -98,7 +98,6 @@ MAX_INPUT = 1 << 26  # values of one input, C·H·W
 MAX_LAYERS = 64  # entries of a list of sizes (hidden, widths)
 
 
-
 def model_family(name: str) -> str:
     """The family a registered model declares: FC or CNN."""
     return get_model(name).family
@@ -106,8 +105,9 @@ def model_family(name: str) -> str:
 
 @functools.cache
 def _options_of(build: Builder) -> tuple[str, ...]:
-    params = inspect.signature(build).parameters  # slow: cached per builder
-    return tuple(p for p in params if p not in ("in_shape", "num_classes"))
+    params = inspect.signature(build).parameters.values()  # slow: cached per builder
+    return tuple(p.name for p in params if p.name not in ("in_shape", "num_classes")
+                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
 
 
 def _hints(build: Builder) -> dict[str, Any]:
