@@ -8,6 +8,7 @@ own module would be: no file of the package is touched. Then the CLI (``train``,
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -173,6 +174,12 @@ def test_help_lists_what_is_registered_then(
     text = " ".join(capsys.readouterr().out.split())
     assert all(name in text for name in [*DATASETS, *MODELS])
     assert stripes in text and tiny_cnn in text
+    assert main(["models"]) == 0
+    assert f"{tiny_cnn}  [CNN]  one 3×3 conv and a linear layer (test)\n    channels = 4\n" in capsys.readouterr().out
+    assert main(["datasets", "--format", "json"]) == 0
+    listed = {d["name"]: d for d in json.loads(capsys.readouterr().out)}
+    assert list(listed) == list(DATASETS) and listed[stripes]["eps_scale"] == 2.0
+    assert listed["cifar10"]["models"] == ["mlp", "cnn-small"]
 
 
 @pytest.mark.parametrize(

@@ -40,9 +40,9 @@ def register(subparsers: Any) -> None:
         "parametrized; see `rankrobust methods`) and save OUT/model.safetensors, OUT/model.json "
         "and OUT/history.json.",
     )
-    p.add_argument("--dataset", default="mnist5k", help=registry_help(DATASET_NAMES, "{names} (default mnist5k)"))
+    p.add_argument("--dataset", default="mnist5k", help=registry_help(DATASET_NAMES, "{names} (default mnist5k; see `rankrobust datasets`)"))
     p.add_argument("--data-dir", default=None, help="folder with dataset files (mnist, cifar10, ...)")
-    p.add_argument("--model", default="lenet5", help=registry_help(MODEL_NAMES, "{names} (default lenet5)"))
+    p.add_argument("--model", default="lenet5", help=registry_help(MODEL_NAMES, "{names} (default lenet5; see `rankrobust models`)"))
     p.add_argument("--hidden", type=int_list, default=None,
                    help="hidden sizes of a model with a 'hidden' option (mlp), e.g. 150,100")
     p.add_argument("--widths", type=int_list, default=None,
