@@ -9,6 +9,9 @@ file; a module elsewhere registers its datasets when it is imported. The CLI, st
 Every split is checked as it is loaded (:func:`check_arrays`): not empty, images of the
 catalogue's shape, labels in range, pixels finite and in range. Nothing is clipped or cast
 silently; files are read only if they are regular files (:mod:`rankrobust.data.files`).
+
+The catalogue imports no torch (only :func:`load_dataset` does, when called): the command
+line's help names the datasets without paying for it.
 """
 
 from __future__ import annotations
@@ -18,12 +21,15 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from rankrobust.errors import DataError
 from rankrobust.registries import check_new, lookup
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "test")
 DataDir = str | os.PathLike[str] | None
@@ -151,6 +157,8 @@ def load_dataset(name: str, split: str, data_dir: DataDir = None) -> tuple[torch
     in :data:`DATASETS`. Raises :class:`~rankrobust.errors.DataError` with one line saying where
     it looked and how to get the files when a dataset is missing, truncated or corrupt.
     """
+    import torch  # here, not at the top: the catalogue stays light (see the module docstring)
+
     x, y = load_dataset_numpy(name, split, data_dir)
     xt = torch.from_numpy(np.ascontiguousarray(x))
     xt = xt.float().div_(255.0) if xt.dtype == torch.uint8 else xt.float()
