@@ -7,6 +7,7 @@ own module would be: no file of the package is touched. Then the CLI (``train``,
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -15,7 +16,7 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -70,32 +71,34 @@ def tiny_cnn(in_shape: Sequence[int], num_classes: int, channels: int = 4,
 '''
 
 
-def _plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str, text: str) -> ModuleType:
-    folder = tmp_path / "plugins"
+@contextlib.contextmanager
+def _plugin(folder: Path, monkeypatch: pytest.MonkeyPatch, module: str, text: str,
+            registry: dict[str, Any], name: str) -> Iterator[str]:
+    """``text`` written to ``folder/MODULE.py`` and imported (which registers ``name``); the
+    entry and the module are forgotten afterwards."""
     folder.mkdir(exist_ok=True)
-    (folder / f"{name}.py").write_text(textwrap.dedent(text))
+    (folder / f"{module}.py").write_text(textwrap.dedent(text))
     monkeypatch.syspath_prepend(str(folder))
-    return importlib.import_module(name)
+    try:
+        importlib.import_module(module)
+        yield name
+    finally:
+        registry.pop(name, None)
+        sys.modules.pop(module, None)
 
 
 @pytest.fixture
 def stripes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    try:
-        _plugin(tmp_path, monkeypatch, "rr_test_stripes", DATASET_FILE)
-        yield "test-stripes"
-    finally:
-        DATASETS.pop("test-stripes", None)
-        sys.modules.pop("rr_test_stripes", None)
+    with _plugin(tmp_path / "plugins", monkeypatch, "rr_test_stripes", DATASET_FILE, DATASETS,
+                 "test-stripes") as name:
+        yield name
 
 
 @pytest.fixture
 def tiny_cnn(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    try:
-        _plugin(tmp_path, monkeypatch, "rr_test_tiny_cnn", MODEL_FILE)
-        yield "test-tiny-cnn"
-    finally:
-        MODELS.pop("test-tiny-cnn", None)
-        sys.modules.pop("rr_test_tiny_cnn", None)
+    with _plugin(tmp_path / "plugins", monkeypatch, "rr_test_tiny_cnn", MODEL_FILE, MODELS,
+                 "test-tiny-cnn") as name:
+        yield name
 
 
 def _study(path: Path, dataset: str, models: dict[str, str]) -> Path:

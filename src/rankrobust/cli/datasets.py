@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import argparse
-import json
+from collections.abc import Iterator
 from typing import Any
+
+from rankrobust.cli.help import add_listing, print_listing
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "datasets", help="list the datasets and how to get them",
-        description="List every registered dataset: input shape, classes, nominal split sizes, "
-        "the ε scale `reproduce` divides a preset's MNIST-scale budgets by, the models its "
-        "studies use (when it names them) and how to get the files.",
+    add_listing(
+        subparsers, "datasets", "list the datasets and how to get them",
+        "List every registered dataset: input shape, classes, nominal split sizes, the ε scale "
+        "`reproduce` divides a preset's MNIST-scale budgets by, the models its studies use (when "
+        "it names them) and how to get the files.", run,
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.set_defaults(run=run)
 
 
 def catalogue() -> list[dict[str, Any]]:
     """One entry per dataset, as plain data."""
-    from rankrobust.data import DATASETS  # heavy: imports torch
+    from rankrobust.data import DATASETS
 
     return [{"name": d.name, "in_shape": list(d.in_shape), "num_classes": d.num_classes,
              "train_size": d.train_size, "test_size": d.test_size, "eps_scale": d.eps_scale,
@@ -28,15 +28,13 @@ def catalogue() -> list[dict[str, Any]]:
             for d in DATASETS.values()]
 
 
+def _lines(e: dict[str, Any]) -> Iterator[str]:
+    scale = "" if e["eps_scale"] == 1.0 else f", ε ÷ {e['eps_scale']:.4g}"
+    models = f", models {' + '.join(e['models'])}" if e["models"] else ""
+    yield (f"{e['name']}  {'×'.join(map(str, e['in_shape']))}, {e['num_classes']} classes, "
+           f"{e['train_size']:,} / {e['test_size']:,} images{scale}{models}")
+    yield f"    get it: {e['how_to_get']}"
+
+
 def run(args: argparse.Namespace) -> int:
-    entries = catalogue()
-    if args.format == "json":
-        print(json.dumps(entries, indent=2, ensure_ascii=False))
-        return 0
-    for e in entries:
-        scale = "" if e["eps_scale"] == 1.0 else f", ε ÷ {e['eps_scale']:.4g}"
-        models = f", models {' + '.join(e['models'])}" if e["models"] else ""
-        print(f"{e['name']}  {'×'.join(map(str, e['in_shape']))}, {e['num_classes']} classes, "
-              f"{e['train_size']:,} / {e['test_size']:,} images{scale}{models}")
-        print(f"    get it: {e['how_to_get']}")
-    return 0
+    return print_listing(catalogue(), args.format, _lines)

@@ -1,4 +1,5 @@
-"""Help texts that name a registry's entries, read when the help is printed.
+"""Help texts that name a registry's entries, read when the help is printed; the commands
+that list a registry (``rankrobust methods``, ``models``, ``datasets``).
 
 The registries (datasets, models) import torch, and building the parser must not
 (``rankrobust --help`` answers in a blink). So a flag's help is a :class:`RegistryHelp`: a
@@ -11,6 +12,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 class RegistryHelp(str):
@@ -46,3 +50,23 @@ class RegistryHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help
         return text.expand() if isinstance(text, RegistryHelp) else text
+
+
+def add_listing(subparsers: Any, name: str, help_text: str, description: str,
+                run: Callable[[argparse.Namespace], int]) -> None:
+    """Register ``rankrobust NAME [--format table|json]``: a command that lists a registry."""
+    p = subparsers.add_parser(name, help=help_text, description=description)
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(run=run)
+
+
+def print_listing(entries: list[dict[str, Any]], fmt: str,
+                  lines: Callable[[dict[str, Any]], Iterable[str]]) -> int:
+    """Print a registry's ``entries``: as JSON, or each entry's ``lines`` (the table form)."""
+    if fmt == "json":
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return 0
+    for entry in entries:
+        for line in lines(entry):
+            print(line)
+    return 0

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import argparse
 import inspect
-import json
+from collections.abc import Iterator
 from typing import Any
+
+from rankrobust.cli.help import add_listing, print_listing
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "models", help="list the models and their options",
-        description="List every registered model: name, family (FC or CNN), a one-line "
-        "description and its options with their defaults (use them with `train --model NAME` "
-        "or in study YAML as `model_options: {key: value}`). `*` marks each family's default.",
+    add_listing(
+        subparsers, "models", "list the models and their options",
+        "List every registered model: name, family (FC or CNN), a one-line description and its "
+        "options with their defaults (use them with `train --model NAME` or in study YAML as "
+        "`model_options: {key: value}`). `*` marks each family's default.", run,
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.set_defaults(run=run)
 
 
 def catalogue() -> list[dict[str, Any]]:
@@ -33,13 +33,11 @@ def catalogue() -> list[dict[str, Any]]:
     return out
 
 
+def _lines(e: dict[str, Any]) -> Iterator[str]:
+    yield f"{e['name']}{' *' if e['default'] else ''}  [{e['family']}]  {e['description']}"
+    for o in e["options"]:
+        yield f"    {o['name']} = {o['default']!r}"
+
+
 def run(args: argparse.Namespace) -> int:
-    entries = catalogue()
-    if args.format == "json":
-        print(json.dumps(entries, indent=2, ensure_ascii=False))
-        return 0
-    for e in entries:
-        print(f"{e['name']}{' *' if e['default'] else ''}  [{e['family']}]  {e['description']}")
-        for o in e["options"]:
-            print(f"    {o['name']} = {o['default']!r}")
-    return 0
+    return print_listing(catalogue(), args.format, _lines)
