@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
+from rankrobust.cli.help import RegistryHelpFormatter
 from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
 
@@ -24,7 +25,12 @@ class UsageError(ConfigError):
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose errors raise instead of printing usage and exiting."""
+    """An ArgumentParser whose errors raise instead of printing usage and exiting, and whose
+    help names the entries of registries as they stand (:mod:`rankrobust.cli.help`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", RegistryHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise UsageError(f"{self.prog}: {message}")

@@ -24,6 +24,7 @@ from rankrobust.cli.common import (
     load_test_split,
     require_dataset,
 )
+from rankrobust.cli.help import DATASET_NAMES, registry_help
 from rankrobust.configuration import check_seed
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import add_max_hours_argument, check_levels
@@ -45,9 +46,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--norm", default="inf", choices=["inf", "2"])
     p.add_argument("--eps", type=float_list, required=True, help="budgets, e.g. 0.05,0.1,0.2,0.3")
     p.add_argument("--dataset", default=None,
-                   help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic (default: the "
-                   "dataset stored with the checkpoint; with --model-factory, the one its inputs "
-                   "and class count come from)")
+                   help=registry_help(DATASET_NAMES, "{names} (default: the dataset stored with "
+                   "the checkpoint; with --model-factory, the one its inputs and class count come from)"))
     p.add_argument("--data-dir", default=None, help="folder with dataset files")
     p.add_argument("--n", type=int, default=1000, help="number of test inputs (default 1000)")
     p.add_argument("--batch-size", type=int, default=256)

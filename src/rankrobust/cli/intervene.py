@@ -15,6 +15,7 @@ from rankrobust.cli.common import (
     load_test_split,
     require_dataset,
 )
+from rankrobust.cli.help import DATASET_NAMES, registry_help
 from rankrobust.configuration import check_seed
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import add_max_hours_argument, check_levels
@@ -50,9 +51,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--eps", type=float, required=True, help="attack budget, e.g. 0.1")
     p.add_argument("--norm", default="inf", choices=["inf", "2"])
     p.add_argument("--dataset", default=None,
-                   help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic (default: the "
-                   "dataset stored with the checkpoint; with --model-factory, the one its inputs and class count "
-                   "come from)")
+                   help=registry_help(DATASET_NAMES, "{names} (default: the dataset stored with "
+                   "the checkpoint; with --model-factory, the one its inputs and class count come from)"))
     p.add_argument("--data-dir", default=None, help="folder with dataset files")
     p.add_argument("--n", type=int, default=500, help="number of test inputs (default 500)")
     p.add_argument("--batch-size", type=int, default=256)

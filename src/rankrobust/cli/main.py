@@ -26,6 +26,8 @@ from rankrobust.errors import RankRobustError
 COMMAND_MODULES: list[str] = [
     "rankrobust.cli.train",
     "rankrobust.cli.methods",
+    "rankrobust.cli.models",
+    "rankrobust.cli.datasets",
     "rankrobust.cli.evaluate",
     "rankrobust.cli.analyze",
     "rankrobust.cli.intervene",

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
+from collections.abc import Iterator
 from typing import Any
+
+from rankrobust.cli.help import add_listing, print_listing
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "methods", help="list the training methods and their parameters",
-        description="List every registered training method: name, kind, a one-line description, "
-        "and its parameters with their types and defaults (use them with `train --method NAME "
-        "--set key=value` or in study YAML as `train: {method: {name: NAME, key: value}}`).",
+    add_listing(
+        subparsers, "methods", "list the training methods and their parameters",
+        "List every registered training method: name, kind, a one-line description, and its "
+        "parameters with their types and defaults (use them with `train --method NAME --set "
+        "key=value` or in study YAML as `train: {method: {name: NAME, key: value}}`).", run,
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.set_defaults(run=run)
 
 
 def catalogue() -> list[dict[str, Any]]:
@@ -38,14 +38,12 @@ def catalogue() -> list[dict[str, Any]]:
     return out
 
 
+def _lines(e: dict[str, Any]) -> Iterator[str]:
+    yield f"{e['name']}  [{e['kind']}]  {e['description']}"
+    for p in e["params"]:
+        swept = "  (swept)" if p["name"] in e["swept"] else ""
+        yield f"    {p['name']} = {p['default']!r}  : {p['type']}{swept}"
+
+
 def run(args: argparse.Namespace) -> int:
-    entries = catalogue()
-    if args.format == "json":
-        print(json.dumps(entries, indent=2, ensure_ascii=False))
-        return 0
-    for e in entries:
-        print(f"{e['name']}  [{e['kind']}]  {e['description']}")
-        for p in e["params"]:
-            swept = "  (swept)" if p["name"] in e["swept"] else ""
-            print(f"    {p['name']} = {p['default']!r}  : {p['type']}{swept}")
-    return 0
+    return print_listing(catalogue(), args.format, _lines)

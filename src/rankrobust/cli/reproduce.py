@@ -14,6 +14,7 @@ from rankrobust.cli.common import (
     output_dir,
     stack_options,
 )
+from rankrobust.cli.help import DATASET_NAMES, registry_help
 from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 
 
@@ -33,9 +34,8 @@ def register(subparsers: Any) -> None:
                    "5 seeds for the key comparisons, ≈ 8 h on 2 cores; full = GPU or Ray "
                    "cluster (default small)")
     p.add_argument("--dataset", default=None,
-                   help="synthetic | mnist5k | fashion-mnist | mnist | cifar10 (default: "
-                   "synthetic for smoke, mnist5k for small, fashion-mnist for paper, mnist for "
-                   "full)")
+                   help=registry_help(DATASET_NAMES, "{names} (default: synthetic for smoke, "
+                   "mnist5k for small, fashion-mnist for paper and paper-v2, mnist for full)"))
     p.add_argument("--seeds", type=int, default=None, help="number of seeds, for every variant (default: the scale's)")
     p.add_argument("--out", default=None, help="output folder (default runs/reproduce-SCALE)")
     p.add_argument("--data-dir", default=None, help="folder with dataset files (mnist, cifar10, ...)")

@@ -13,7 +13,8 @@ import dataclasses
 import sys
 from typing import Any
 
-from rankrobust.cli.common import int_list, key_values
+from rankrobust.cli.common import check_choice, int_list, key_values
+from rankrobust.cli.help import DATASET_NAMES, MODEL_NAMES, registry_help
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import add_max_hours_argument
 
@@ -39,11 +40,13 @@ def register(subparsers: Any) -> None:
         "parametrized; see `rankrobust methods`) and save OUT/model.safetensors, OUT/model.json "
         "and OUT/history.json.",
     )
-    p.add_argument("--dataset", default="mnist5k", help="mnist5k | fashion-mnist | mnist | cifar10 | synthetic")
+    p.add_argument("--dataset", default="mnist5k", help=registry_help(DATASET_NAMES, "{names} (default mnist5k; see `rankrobust datasets`)"))
     p.add_argument("--data-dir", default=None, help="folder with dataset files (mnist, cifar10, ...)")
-    p.add_argument("--model", default="lenet5", help="mlp | lenet5 | cnn-small")
-    p.add_argument("--hidden", type=int_list, default=None, help="mlp hidden sizes, e.g. 150,100")
-    p.add_argument("--widths", type=int_list, default=None, help="cnn-small block widths, e.g. 32,64,128")
+    p.add_argument("--model", default="lenet5", help=registry_help(MODEL_NAMES, "{names} (default lenet5; see `rankrobust models`)"))
+    p.add_argument("--hidden", type=int_list, default=None,
+                   help="hidden sizes of a model with a 'hidden' option (mlp), e.g. 150,100")
+    p.add_argument("--widths", type=int_list, default=None,
+                   help="block widths of a model with a 'widths' option (cnn-small), e.g. 32,64,128")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="adam")
@@ -119,26 +122,21 @@ def method_config(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.configuration import closest
     from rankrobust.data import DATASETS
     from rankrobust.methods import method_from_config
-    from rankrobust.models import MODELS
+    from rankrobust.models import MODELS, model_options
     from rankrobust.training.config import TrainConfig
     from rankrobust.training.fit import fit, save_fit
 
-    for flag, value, known in (("--dataset", args.dataset, DATASETS), ("--model", args.model, MODELS)):
-        if value not in known:
-            raise ConfigError(f"{flag}: unknown {flag[2:]} {value!r}{closest(value, list(known))}; "
-                              f"choose from {', '.join(known)}")
+    check_choice("--dataset", args.dataset, DATASETS)
+    check_choice("--model", args.model, MODELS)
     options: dict[str, Any] = {}
-    if args.hidden is not None:
-        if args.model != "mlp":
-            raise ConfigError("--hidden applies to --model mlp only")
-        options["hidden"] = args.hidden
-    if args.widths is not None:
-        if args.model != "cnn-small":
-            raise ConfigError("--widths applies to --model cnn-small only")
-        options["widths"] = args.widths
+    for key in ("hidden", "widths"):
+        if getattr(args, key) is not None:
+            if key not in model_options(args.model):
+                raise ConfigError(f"--{key}: model {args.model!r} has no {key!r} option (options: "
+                                  f"{', '.join(model_options(args.model))})")
+            options[key] = getattr(args, key)
     config = TrainConfig(
         epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, schedule=args.schedule,

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from rankrobust.data.files import MiB, read_regular
+from rankrobust.data.registry import DataDir, DatasetInfo, data_dirs, register_dataset
 from rankrobust.errors import DataError
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
@@ -30,6 +31,8 @@ TEST_BATCHES = ("test_batch",)
 MAX_BATCH_BYTES = 64 * MiB  # a CIFAR-10 batch is 31 MB (10,000 images of 3,072 bytes)
 BATCH_ROWS, ROW_SIZE = 10_000, 3 * 32 * 32  # a CIFAR-10 batch as declared: 10,000 images
 MAX_BATCH_ITEMS = BATCH_ROWS * ROW_SIZE
+EPS_SCALE = 0.3 / (8 / 255)  # ≈ 9.4: MNIST ε 0.3 ↔ CIFAR-10 ε 8/255
+HOW_TO_GET = "extract cifar-10-python.tar.gz (the python-version batches) into --data-dir"
 _ARRAY_GLOBALS = {
     ("numpy.core.multiarray", "_reconstruct"),
     ("numpy._core.multiarray", "_reconstruct"),
@@ -159,3 +162,22 @@ def read_cifar10(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
         xs.append(x)
         ys.append(y)
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def load_cifar10(split: str, data_dir: DataDir = None) -> tuple[np.ndarray, np.ndarray]:
+    """``split`` from the first folder under ``data_dir`` that holds the batches."""
+    for folder in data_dirs(data_dir, "cifar10"):
+        found = find_cifar_dir(folder)
+        if found is not None:
+            return read_cifar10(found, split)
+    raise DataError(
+        f"cifar10: no batches (data_batch_1..5, test_batch) under {data_dir or '(no --data-dir)'}; "
+        f"{HOW_TO_GET}"
+    )
+
+
+register_dataset(DatasetInfo(
+    name="cifar10", in_shape=(3, 32, 32), num_classes=10, mean=(0.4914, 0.4822, 0.4465),
+    std=(0.2470, 0.2435, 0.2616), how_to_get=HOW_TO_GET, load=load_cifar10, train_size=50_000,
+    eps_scale=EPS_SCALE, models=("mlp", "cnn-small"),  # LeNet-5 is an MNIST-sized network
+))

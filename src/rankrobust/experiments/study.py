@@ -7,11 +7,13 @@ their ε grids. :func:`reproduce_study` fills in what the command line chooses:
   ``fashion-mnist`` for ``paper`` and ``mnist`` for ``full``;
 - per-dataset overrides: a preset's ``datasets: {NAME: {dotted.key: value}}`` section (e.g. more
   epochs and a smaller validation split on MNIST-5k), applied before validation;
-- the models: a fully connected ``mlp`` and a CNN, ``lenet5`` (``cnn-small`` on CIFAR-10),
-  unless the preset's ``grid.model`` names them (``paper-v2``: capacity-matched pairs);
-- budgets: a preset writes its ε's at MNIST scale (0.3); :data:`EPS_SCALE` divides them on data
-  whose models break at smaller ε: Fashion-MNIST by 3 (0.3 → 0.1, its usual training budget),
-  CIFAR-10 by ≈ 9.4 (0.3 → 8/255). Our choice, as the paper trains on MNIST only;
+- the models (:func:`models_for`): those the dataset's entry names (CIFAR-10: ``mlp`` and
+  ``cnn-small``), else the preset's ``grid.model`` (``paper-v2``: capacity-matched pairs), else
+  each family's default model (a fully connected ``mlp`` and a CNN, ``lenet5``);
+- budgets: a preset writes its ε's at MNIST scale (0.3); the dataset entry's ``eps_scale``
+  divides them on data whose models break at smaller ε: Fashion-MNIST by 3 (0.3 → 0.1, its
+  usual training budget), CIFAR-10 by ≈ 9.4 (0.3 → 8/255). Our choice, as the paper trains on
+  MNIST only;
 - ``seeds``: N seeds 0..N−1 for every variant (by default the preset's, per variant where a
   variant lists its own).
 
@@ -27,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from rankrobust.configuration import closest
+from rankrobust.data import DATASETS
 from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import (
     DEFAULT_MAX_RUNS,
@@ -35,19 +38,20 @@ from rankrobust.experiments.config import (
     study_from_dict,
 )
 from rankrobust.experiments.sweep import SweepSummary, run_sweep
+from rankrobust.models import default_models
+from rankrobust.registries import lookup
 
 SCALES = ("smoke", "small", "paper", "paper-v2", "full")
-DATASETS = ("synthetic", "mnist5k", "fashion-mnist", "mnist", "cifar10")
 DEFAULT_DATASET = {"smoke": "synthetic", "small": "mnist5k", "paper": "fashion-mnist",
                    "paper-v2": "fashion-mnist", "full": "mnist"}
 PRESET_DIR = Path(__file__).parent / "presets"
-CIFAR_EPS_SCALE = 0.3 / (8 / 255)  # ≈ 9.4: MNIST ε 0.3 ↔ CIFAR-10 ε 8/255
-EPS_SCALE = {"fashion-mnist": 3.0, "cifar10": CIFAR_EPS_SCALE}  # MNIST-scale ε ÷ this
 
 
 def models_for(dataset: str) -> list[str]:
-    """[FC model, CNN model] studied on ``dataset``."""
-    return ["mlp", "cnn-small" if dataset == "cifar10" else "lenet5"]
+    """[FC model, CNN model] studied on ``dataset``: those its entry names, else each family's
+    default model."""
+    models = lookup(DATASETS, dataset, "dataset").models
+    return list(models) if models is not None else default_models()
 
 
 def load_preset(scale: str) -> dict[str, Any]:
@@ -116,9 +120,7 @@ def reproduce_study(
     is refused before any list is built."""
     data = copy.deepcopy(load_preset(scale))
     dataset = dataset or DEFAULT_DATASET[scale]
-    if dataset not in DATASETS:
-        raise ConfigError(f"unknown dataset {dataset!r}{closest(dataset, list(DATASETS))}; "
-                          f"choose from {', '.join(DATASETS)}")
+    info = lookup(DATASETS, dataset, "dataset")
     if seeds is not None:
         cap = DEFAULT_MAX_RUNS if max_runs is None else max_runs
         if seeds < 1 or seeds > cap:
@@ -130,13 +132,13 @@ def reproduce_study(
     data["dataset"] = dataset
     data["name"] = f"{data.get('name', 'reproduce')}-{dataset}"
     grid = data.setdefault("grid", {})
-    if "model" not in grid or dataset == "cifar10":  # a preset may name its (matched) models
+    if "model" not in grid or info.models is not None:  # a preset may name its (matched) models
         grid["model"] = models_for(dataset)
     if data_dir is not None:
         data["data_dir"] = str(data_dir)
     _apply_overrides(data, dataset)
-    if dataset in EPS_SCALE:
-        _scale_eps(data, EPS_SCALE[dataset])
+    if info.eps_scale != 1.0:  # ε's stay exactly as written at MNIST scale
+        _scale_eps(data, info.eps_scale)
     return study_from_dict(data)
 
 

@@ -9,18 +9,18 @@ from torch import nn
 
 from rankrobust.models.normalize import Normalize
 from rankrobust.models.pooling import MaxPool2x2
+from rankrobust.models.registry import register_model
 
 DEFAULT_WIDTHS = (32, 64, 128)
 
 
+@register_model("cnn-small", "CNN", "VGG-style CNN for CIFAR-10: 3 blocks of two 3×3 convs")
 class CNNSmall(nn.Module):
     """[conv3(w) → ReLU → conv3(w) → ReLU → pool]×len(widths) → fc(256) → fc(classes).
 
     No batch norm on purpose: every layer is a plain weight matrix whose structure we measure,
     and attacks see one deterministic function in eval and train mode alike.
     """
-
-    family = "CNN"  # model family in the report (FC | CNN)
 
     def __init__(
         self,

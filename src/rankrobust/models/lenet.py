@@ -22,16 +22,16 @@ from torch import nn
 
 from rankrobust.models.normalize import Normalize
 from rankrobust.models.pooling import MaxPool2x2
+from rankrobust.models.registry import register_model
 
 
+@register_model("lenet5", "CNN", "LeNet-5: conv 6, 16; fc 120, 84", default=True)
 class LeNet5(nn.Module):
     """conv5(c₁) → pool → conv5(c₂) → pool → fc(f₁) → fc(f₂) → fc(classes); (c, f) = (6, 16), (120, 84).
 
     28×28 inputs get padding 2 in the first conv (the classic 32×32 geometry); the flattened size
     is computed from the input shape, so 32×32 (CIFAR) and small synthetic inputs work too.
     """
-
-    family = "CNN"  # model family in the report (FC | CNN)
 
     def __init__(
         self,
@@ -69,6 +69,7 @@ class LeNet5(nn.Module):
         return self.classifier(self.features(self.normalize(x)).flatten(1))
 
 
+@register_model("lenet5-wide", "CNN", "LeNet-5 widened ×1.5 (matched to mlp)")
 class LeNet5Wide(LeNet5):
     """LeNet-5 widened ×1.5: channels (9, 24), fc (180, 126); matched to ``mlp`` 150-100."""
 
@@ -84,6 +85,7 @@ class LeNet5Wide(LeNet5):
         super().__init__(in_shape, num_classes, channels, fc, mean, std)
 
 
+@register_model("lenet5-wider", "CNN", "LeNet-5 widened ×2.25 (matched to mlp-wide)")
 class LeNet5Wider(LeNet5):
     """LeNet-5 widened ×2.25: channels (14, 36), fc (270, 189); matched to ``mlp-wide`` 300-200."""
 

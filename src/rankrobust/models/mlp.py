@@ -9,14 +9,14 @@ import torch
 from torch import nn
 
 from rankrobust.models.normalize import Normalize
+from rankrobust.models.registry import register_model
 
 DEFAULT_HIDDEN = (150, 100)
 
 
+@register_model("mlp", "FC", "fully connected, hidden 150-100 (the paper's FC net)", default=True)
 class MLP(nn.Module):
     """x (B, C, H, W) → Normalize → flatten → [Linear → ReLU]* → Linear → logits (B, classes)."""
-
-    family = "FC"  # model family in the report (FC | CNN)
 
     def __init__(
         self,
@@ -39,6 +39,7 @@ class MLP(nn.Module):
         return self.layers(self.normalize(x).flatten(1))
 
 
+@register_model("mlp-wide", "FC", "fully connected, hidden 300-200 (matched to lenet5-wider)")
 class MLPWide(MLP):
     """The MLP with 300-200 hidden units: the FC half of the second capacity-matched pair."""
 

@@ -1,4 +1,11 @@
-"""``build_model(name, in_shape, num_classes, **options)`` and the model catalogue.
+"""The model registry and ``build_model(name, in_shape, num_classes, **options)``.
+
+A model is one module of this package that registers its builder with :func:`register_model`:
+a class or function ``(in_shape, num_classes, **options) → nn.Module`` whose keyword options
+(annotated: ``int``, ``Sequence[int]`` or ``Sequence[float]``) are its options, plus its family
+(FC or CNN, for the report) and whether it is its family's default in a study that names no
+models. The package imports every module in it (``rankrobust.registries.import_submodules``),
+so a new model is one new file; a module elsewhere registers its models when it is imported.
 
 Every size is checked before anything is allocated: each of ``in_shape``, ``num_classes`` and
 the integer options (``hidden``, ``widths``, ``fc``) must be a positive integer of at most
@@ -16,51 +23,101 @@ import math
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from rankrobust.configuration import brief
 from rankrobust.errors import ConfigError
-from rankrobust.models.cnn_small import CNNSmall
-from rankrobust.models.lenet import LeNet5, LeNet5Wide, LeNet5Wider
-from rankrobust.models.mlp import MLP, MLPWide
+from rankrobust.registries import check_new, lookup
 
-# Capacity-matched pairs (parameters within ±15 % on 1×28×28, 10 classes; see models.lenet):
-# mlp ↔ lenet5-wide, mlp-wide ↔ lenet5-wider.
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": MLP, "lenet5": LeNet5, "cnn-small": CNNSmall, "lenet5-wide": LeNet5Wide,
-    "mlp-wide": MLPWide, "lenet5-wider": LeNet5Wider,
-}
+Builder = Callable[..., nn.Module]  # (in_shape, num_classes, **options) → module
+B = TypeVar("B", bound=Builder)
+FAMILIES = ("FC", "CNN")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One registered model: its builder, family (FC | CNN) and a one-line description."""
+
+    name: str
+    build: Builder
+    family: str
+    description: str
+    default: bool = False  # the family's model in a study that names none (one per family)
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        """The builder's keyword options (besides in_shape and num_classes)."""
+        return _options_of(self.build)
+
+
+MODELS: dict[str, ModelEntry] = {}
+
+
+def register_model(
+    name: str, family: str, description: str | None = None, default: bool = False
+) -> Callable[[B], B]:
+    """Class or function decorator: register the builder as model ``name`` of ``family``.
+
+    ``description`` defaults to the first line of the builder's docstring. ValueError (at
+    import) for a taken name, an unknown family, a second default of a family, or a builder
+    that does not take ``in_shape`` and ``num_classes``."""
+
+    def decorate(build: B) -> B:
+        if family not in FAMILIES:
+            raise ValueError(f"model {name!r}: family must be one of {', '.join(FAMILIES)}, got {family!r}")
+        params = inspect.signature(build).parameters
+        if not {"in_shape", "num_classes"} <= set(params):
+            raise ValueError(f"model {name!r}: the builder must take in_shape and num_classes")
+        text = description if description is not None else (inspect.getdoc(build) or name)
+        entry = ModelEntry(name, build, family, text.strip().splitlines()[0], default)
+        check_new(MODELS, name, entry, "model")
+        if default and any(m.default and m.family == family and m.name != name for m in MODELS.values()):
+            raise ValueError(f"model {name!r}: family {family} already has a default model")
+        MODELS[name] = entry
+        return build
+
+    return decorate
+
+
+def get_model(name: str) -> ModelEntry:
+    """The registered model ``name``; ConfigError with a did-you-mean for an unknown name."""
+    return lookup(MODELS, name, "model")
+
+
+def default_models() -> list[str]:
+    """[FC model, CNN model]: each family's default, the models of a study that names none."""
+    return [m.name for family in FAMILIES for m in MODELS.values() if m.default and m.family == family]
+
 
 MAX_PARAMETERS = 500_000_000  # 2 GB of float32 weights: larger networks are refused
 MAX_SIZE = 1 << 20  # any one size: channels, height, width, classes, hidden units, widths, fc
 MAX_INPUT = 1 << 26  # values of one input, C·H·W
 MAX_LAYERS = 64  # entries of a list of sizes (hidden, widths)
 
-FAMILIES = ("FC", "CNN")
-
 
 def model_family(name: str) -> str:
-    """The family a registered model declares (``family`` class attribute: FC or CNN)."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    family = getattr(MODELS[name], "family", None)
-    if family not in FAMILIES:
-        raise ConfigError(f"model {name!r} declares no family (FC or CNN)")
-    return str(family)
+    """The family a registered model declares: FC or CNN."""
+    return get_model(name).family
 
 
 @functools.cache
-def _options_of(factory: Callable[..., nn.Module]) -> tuple[str, ...]:
-    params = inspect.signature(factory).parameters  # slow: cached per model class
-    return tuple(p for p in params if p not in ("in_shape", "num_classes"))
+def _options_of(build: Builder) -> tuple[str, ...]:
+    params = inspect.signature(build).parameters.values()  # slow: cached per builder
+    return tuple(p.name for p in params if p.name not in ("in_shape", "num_classes")
+                 and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD))
+
+
+def _hints(build: Builder) -> dict[str, Any]:
+    """The annotations of the builder's options (a class's ``__init__``'s)."""
+    return typing.get_type_hints(build.__init__ if isinstance(build, type) else build)  # type: ignore[misc]
 
 
 def model_options(name: str) -> list[str]:
     """Names of the keyword options a model accepts (besides in_shape and num_classes)."""
-    return list(_options_of(MODELS[name]))
+    return list(get_model(name).options)
 
 
 def _is_int(value: Any) -> bool:
@@ -96,9 +153,8 @@ def _check_option(key: str, value: Any, hint: Any, channels: int) -> None:
 def check_model(name: str, in_shape: Sequence[int], num_classes: int, options: dict[str, Any]) -> None:
     """Refuse (ConfigError) an unknown model or option, or any size out of bounds (see module
     docstring), without building anything."""
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {brief(name)}; choose from {', '.join(MODELS)}")
-    allowed = model_options(name)
+    entry = get_model(name)
+    allowed = list(entry.options)
     unknown = sorted(set(options) - set(allowed), key=str)
     if unknown:
         raise ConfigError(f"model {name!r} has no option {brief(unknown[0])}; options: {', '.join(allowed)}")
@@ -110,14 +166,14 @@ def check_model(name: str, in_shape: Sequence[int], num_classes: int, options: d
         raise ConfigError(f"in_shape {tuple(in_shape)} has more than {MAX_INPUT} values")
     if not _is_int(num_classes) or not 2 <= num_classes <= MAX_SIZE:
         raise ConfigError(f"num_classes must be an integer in 2..{MAX_SIZE}, got {brief(num_classes)}")
-    hints = typing.get_type_hints(MODELS[name].__init__)  # type: ignore[misc]
+    hints = _hints(entry.build)
     for key, value in options.items():
         _check_option(key, value, hints.get(key, Any), int(in_shape[0]))
 
 
 def _construct(name: str, in_shape: Sequence[int], num_classes: int, options: dict[str, Any]) -> nn.Module:
     try:
-        return MODELS[name](in_shape=tuple(int(v) for v in in_shape), num_classes=num_classes, **options)
+        return MODELS[name].build(in_shape=tuple(int(v) for v in in_shape), num_classes=num_classes, **options)
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
         raise ConfigError(f"cannot build {name}: {exc}") from None
 
@@ -131,7 +187,7 @@ def state_shapes(
     Remembered per (model class, arguments): a study's runs share a few architectures, and
     building one on the meta device costs milliseconds (a 90-run study expanded in 1.5 s)."""
     try:
-        key = (MODELS.get(name), name, tuple(in_shape), num_classes,
+        key = (_builder(name), name, tuple(in_shape), num_classes,
                json.dumps(options, sort_keys=True))
         hash(key)
     except (TypeError, ValueError):  # unhashable or not JSON: checked (and refused) below
@@ -144,6 +200,11 @@ def state_shapes(
 
 
 _SHAPES: dict[tuple[Any, ...], dict[str, tuple[int, ...]]] = {}
+
+
+def _builder(name: str) -> Builder | None:
+    entry = MODELS.get(name) if isinstance(name, str) else None
+    return None if entry is None else entry.build
 
 
 def _state_shapes(
@@ -164,7 +225,7 @@ def _state_shapes(
 def meta_model(name: str, in_shape: Sequence[int], num_classes: int, **options: Any) -> nn.Module:
     """The network on PyTorch's meta device (shapes only: no memory, no compute), remembered per
     arguments, for checks and estimates made before anything runs. Shared: do not modify it."""
-    key = repr((MODELS.get(name), name, tuple(in_shape), num_classes, sorted(options.items(), key=str)))
+    key = repr((_builder(name), name, tuple(in_shape), num_classes, sorted(options.items(), key=str)))
     if key not in _META_MODELS:
         state_shapes(name, in_shape, num_classes, **options)
         if len(_META_MODELS) >= 64:
