@@ -72,12 +72,14 @@ from rankrobust.experiments.schema import (
     STATUSES,
     fixed_columns,
     quote_name,
+    sql_columns,
 )
 from rankrobust.experiments.values import check_values
 
 __all__ = ["CHILD_TABLES", "SESSION_PREFIX", "ResultsStore", "check_values", "inspect_database"]
 
 SESSION_PREFIX = "sweep/"  # meta keys of sweep sessions' provenance records
+_DTYPES: dict[str, Any] = {"TEXT": object, "INTEGER": "int64", "REAL": "float64"}  # empty frames
 _ROW_TABLES = ("epoch_metrics", "structure", "robustness", "interventions")  # rows of dicts + extra
 
 
@@ -221,19 +223,20 @@ class ResultsStore:
                 [(rid, str(p["attack"]), str(p["norm"]), int(p["point"]),
                   None if p["eps_min"] is None or math.isnan(p["eps_min"]) else float(p["eps_min"]))
                  for p in result.points])
-            con.execute(
-                "UPDATE runs SET status = ?, error = ?, traceback = ?, clean_accuracy = ?, "
-                "train_seconds = ?, eval_seconds = ?, started_at = COALESCE(?, started_at), "
-                "finished_at = ?, host = ?, checkpoint = ?, python_version = ?, torch_version = ?, "
-                "numpy_version = ?, rankrobust_version = ?, warnings = ?, node = ?, worker_pid = ? "
-                "WHERE run_id = ?",
-                (result.status, result.error, result.traceback, result.clean_accuracy,
-                 result.train_seconds, result.eval_seconds, result.started_at or None,
-                 result.finished_at or utc_now(), result.host, result.checkpoint, v.get("python"),
-                 v.get("torch"), v.get("numpy"), v.get("rankrobust"),
-                 json.dumps(result.warnings) if result.warnings else None, result.node,
-                 result.worker_pid, rid),
-            )
+            outcome = {
+                "status": result.status, "error": result.error, "traceback": result.traceback,
+                "clean_accuracy": result.clean_accuracy, "train_seconds": result.train_seconds,
+                "eval_seconds": result.eval_seconds, "started_at": result.started_at or None,
+                "finished_at": result.finished_at or utc_now(), "host": result.host,
+                "checkpoint": result.checkpoint, "python_version": v.get("python"),
+                "torch_version": v.get("torch"), "numpy_version": v.get("numpy"),
+                "rankrobust_version": v.get("rankrobust"),
+                "warnings": json.dumps(result.warnings) if result.warnings else None,
+                "node": result.node, "worker_pid": result.worker_pid,
+            }
+            sets = ", ".join(f"{c} = COALESCE(?, {c})" if c == "started_at" else f"{c} = ?"
+                             for c in outcome)  # a run's start is kept when the result lacks it
+            con.execute(f"UPDATE runs SET {sets} WHERE run_id = ?", (*outcome.values(), rid))
             for table, rows in zip(_ROW_TABLES, (result.history, result.structure,
                                                  result.robustness, result.interventions), strict=True):
                 fixed = fixed_columns(table)
@@ -312,9 +315,8 @@ class ResultsStore:
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'point_robustness'"
         ).fetchone()
         if found is None:
-            return pd.DataFrame({"run_id": pd.Series(dtype=object), "attack": pd.Series(dtype=object),
-                                 "norm": pd.Series(dtype=object), "point": pd.Series(dtype="int64"),
-                                 "eps_min": pd.Series(dtype="float64")})
+            return pd.DataFrame({c.name: pd.Series(dtype=_DTYPES[c.type])
+                                 for c in sql_columns("point_robustness")})
         frame = self._child("point_robustness", run_ids, "run_id, attack, norm, point")
         frame = frame[list(POINT_COLUMNS)]
         frame["eps_min"] = pd.to_numeric(frame["eps_min"], errors="raise").astype("float64")
