@@ -40,8 +40,9 @@ import rankrobust.training.fit as fit_module
 import rankrobust.training.stacked as stacked_module
 from rankrobust.data import load_dataset
 from rankrobust.experiments import ResultsStore, expand, run_sweep
-from rankrobust.experiments.config import RunConfig, StudyConfig
+from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.study import reproduce_study
+from rankrobust.experiments.study_config import StudyConfig
 from rankrobust.training.fit import FitResult, fit
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups, train_stacked
 

@@ -415,7 +415,7 @@ def test_presets_and_set_values_are_read_by_the_hardened_loader(monkeypatch: pyt
         return real(text, where)
 
     monkeypatch.setattr(strict_yaml, "load_yaml", spy)
-    monkeypatch.setattr("rankrobust.experiments.config.load_yaml", spy)
+    monkeypatch.setattr("rankrobust.experiments.study_file.load_yaml", spy)
     load_preset("smoke")
     assert parse_set(["layers=true", "rank=*x"]) == {"layers": True, "rank": "*x"}
     assert calls == ["preset smoke", "--set", "--set"]

@@ -165,8 +165,8 @@ def test_example_studies_are_valid() -> None:
 
 
 def test_a_variant_may_list_its_own_seeds() -> None:
-    from rankrobust.experiments.config import study_from_dict
     from rankrobust.experiments.grid import count_runs, expand
+    from rankrobust.experiments.study_config import study_from_dict
 
     study = study_from_dict({"dataset": "synthetic", "seeds": [0, 1], "variants": [
         {"name": "key", "seeds": [0, 1, 2, 3, 4]}, {"name": "side", "train": {"epochs": 2}}]})

@@ -20,7 +20,7 @@ from rankrobust.data import load_dataset
 from rankrobust.data.idx import write_idx
 from rankrobust.data.registry import check_arrays
 from rankrobust.errors import CheckpointError, ConfigError, DataError
-from rankrobust.experiments.config import parse_study_yaml
+from rankrobust.experiments.study_file import parse_study_yaml
 from rankrobust.models import ModelSpec
 
 

@@ -28,7 +28,7 @@ from rankrobust.data import load_dataset
 from rankrobust.data.idx import read_idx
 from rankrobust.errors import CheckpointError, ConfigError, DataError
 from rankrobust.experiments import expand, study_from_dict
-from rankrobust.experiments.config import load_study
+from rankrobust.experiments.study_file import load_study
 from rankrobust.models import MAX_PARAMETERS, ModelSpec, build_model
 
 SPEC = ModelSpec("mlp", (1, 4, 4), 3, {"hidden": [5]})

@@ -17,8 +17,8 @@ from torch import nn
 from rankrobust.cli.main import main
 from rankrobust.configuration import from_dict, to_dict
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.config import study_from_dict
 from rankrobust.experiments.store import ResultsStore
+from rankrobust.experiments.study_config import study_from_dict
 from rankrobust.experiments.sweep import run_sweep
 from rankrobust.methods import (
     KINDS,

@@ -120,7 +120,7 @@ def test_long_commands_take_no_progress(command: str) -> None:
 
 def test_sweep_in_a_log_ends_with_a_summary_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from rankrobust.experiments import run_sweep
-    from rankrobust.experiments.config import study_from_dict
+    from rankrobust.experiments.study_config import study_from_dict
 
     study = study_from_dict({"name": "tiny", "seeds": [0], "dataset": "synthetic", "model": "mlp",
                              "train": {"epochs": 1, "batch_size": 64}, "evaluation": {"attacks": []},

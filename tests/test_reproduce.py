@@ -127,7 +127,7 @@ def test_reproduce_smoke_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 @pytest.mark.parametrize("scale", SCALES)
 def test_study_to_dict_is_the_inverse_of_study_from_dict(scale: str) -> None:
-    from rankrobust.experiments.config import study_from_dict, study_to_dict
+    from rankrobust.experiments.study_config import study_from_dict, study_to_dict
 
     study = reproduce_study(scale)
     again = study_from_dict(study_to_dict(study))
@@ -138,7 +138,8 @@ def test_study_to_dict_is_the_inverse_of_study_from_dict(scale: str) -> None:
 def test_reproduce_dry_run_prints_the_study_and_writes_nothing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from rankrobust.experiments.config import parse_study_yaml, study_from_dict
+    from rankrobust.experiments.study_config import study_from_dict
+    from rankrobust.experiments.study_file import parse_study_yaml
 
     out = tmp_path / "o"
     argv = ["reproduce", "--scale", "paper", "--dataset", "mnist5k", "--seeds", "2", "--out",

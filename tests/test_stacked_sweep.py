@@ -22,9 +22,10 @@ import pytest
 
 from rankrobust.cli.main import main
 from rankrobust.experiments import ResultsStore, expand, run_id, run_sweep, study_from_dict
-from rankrobust.experiments.config import RunConfig, StudyConfig
+from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.executors import SequentialExecutor
 from rankrobust.experiments.run import RunResult, failed_result
+from rankrobust.experiments.study_config import StudyConfig
 from rankrobust.experiments.sweep import tasks
 
 N = 64  # test inputs the attacks see

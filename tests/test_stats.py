@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.config import study_from_dict, study_to_dict
 from rankrobust.experiments.margins import DEFAULT_MARGINS, Margin, margins_from_json, parse_margins
 from rankrobust.experiments.store import ResultsStore
+from rankrobust.experiments.study_config import study_from_dict, study_to_dict
 from rankrobust.report.claims import (
     FAILS,
     HOLDS,

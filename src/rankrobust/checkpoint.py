@@ -38,6 +38,7 @@ from torch.nn.utils import parametrize as P
 from rankrobust.configuration import brief, clip
 from rankrobust.data.files import GiB, MiB, read_regular
 from rankrobust.errors import CheckpointError, ConfigError
+from rankrobust.foreign import HEAD_BYTES, sniff
 from rankrobust.models import ModelSpec, Normalize
 
 FORMAT = "rankrobust-checkpoint"
@@ -206,18 +207,10 @@ def save_checkpoint(
     return weights_path
 
 
-def _describe_foreign(head: bytes) -> str | None:
-    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-        return "a Python pickle"
-    if head[:2] == b"PK":
-        return "a zip archive (torch.save format, which holds pickles)"
-    return None
-
-
 def _read_weights(path: Path) -> tuple[bytes, dict[str, Any]]:
     """The raw bytes of a safetensors file and its parsed header, framing checked."""
     raw = read_regular(path, MAX_WEIGHTS_BYTES, CheckpointError, "checkpoint")
-    foreign = _describe_foreign(raw[:2])
+    foreign = sniff(raw[:HEAD_BYTES])
     if foreign:
         raise CheckpointError(
             f"{path} is {foreign}, not a safetensors checkpoint; refusing to unpickle it "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -20,12 +21,14 @@ T = TypeVar("T")
 
 
 def require(condition: bool, message: str) -> None:
-    """Raise ConfigError(message) unless ``condition``: the one-line check of every validate()."""
+    """Raise ConfigError(message) unless ``condition``: the one-line check of every config's
+    ``__post_init__``."""
     if not condition:
         raise ConfigError(message)
 
 
 MAX_SEED = 2**63 - 1  # torch.manual_seed and SQLite INTEGER (signed 64 bit) both stop here
+SEED_RANGE = "0..2**63-1"  # MAX_SEED as messages show it
 
 
 def check_seed(seed: Any, where: str) -> int:
@@ -33,7 +36,7 @@ def check_seed(seed: Any, where: str) -> int:
     command's ``--seed``, a study's ``seeds``, an attack's ``seed`` option); ConfigError naming
     ``where`` otherwise."""
     require(isinstance(seed, int) and not isinstance(seed, bool) and 0 <= seed <= MAX_SEED,
-            f"{where}: a seed must be an integer in 0..2**63-1, got {brief(seed)}")
+            f"{where}: a seed must be an integer in {SEED_RANGE}, got {brief(seed)}")
     return int(seed)
 
 
@@ -125,7 +128,9 @@ def _schema(cls: type) -> tuple[dict[str, Any], dict[str, dataclasses.Field[Any]
 
 
 def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
-    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError."""
+    """Build dataclass ``cls`` from ``data``; unknown keys and wrong types raise ConfigError, and
+    so do the checks of ``cls.__post_init__`` (the one place a config validates itself), each
+    message naming its dotted path below ``where`` (:func:`at`)."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where or cls.__name__}: expected a mapping, got {type(data).__name__}")
     assert dataclasses.is_dataclass(cls)
@@ -136,11 +141,22 @@ def from_dict(cls: type[T], data: Mapping[str, Any], where: str = "") -> T:
         if key not in fields:
             raise ConfigError(f"unknown key {path!r}{closest(str(key), list(fields))}")
         kwargs[key] = _coerce(value, hints[key], path)
-    obj = cls(**kwargs)
-    validate = getattr(obj, "validate", None)
-    if callable(validate):
-        validate()
-    return obj
+    try:
+        return cls(**kwargs)  # a config checks itself in __post_init__
+    except ConfigError as exc:
+        if not where:
+            raise
+        raise ConfigError(at(where, str(exc))) from None
+
+
+def at(where: str, message: str) -> str:
+    """``message`` of a config's own check (relative to it: ``n: must be ≥ 1``, or no path at
+    all) with the config's dotted path ``where`` in front, unless it already names it."""
+    if message.startswith(("unknown key", f"{where}.", f"{where}:", f"{where}[")):
+        return message
+    if re.match(r"^[\w\[\]\.]+: ", message):  # "attacks[0].epsilons: ..." → "evaluation.attacks[0]..."
+        return f"{where}.{message}"
+    return f"{where}: {message}"
 
 
 def to_dict(obj: Any) -> Any:

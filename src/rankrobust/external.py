@@ -32,27 +32,21 @@ from typing import Any, BinaryIO
 import torch
 from torch import nn
 
+from rankrobust.attacks.base import output_classes
 from rankrobust.checkpoint import MAX_WEIGHTS_BYTES, check_dtypes, read_safetensors
 from rankrobust.data.files import open_regular
-from rankrobust.errors import CheckpointError, ConfigError
+from rankrobust.errors import CheckpointError, CheckpointOptionError, ConfigOptionError
 from rankrobust.factory import build_from_factory
-from rankrobust.models.adapter import ModelAdapter, Normalization, select_logits
+from rankrobust.foreign import HEAD_BYTES, sniff
+from rankrobust.models.adapter import ModelAdapter, Normalization
 
 Note = Callable[[str], None]  # receives one-line notes for the user (the CLI prints them on stderr)
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model")
 MAX_PREFIX_DEPTH = 3  # e.g. "model.module." (a DataParallel model inside a Lightning module)
 MAX_INPUT_ELEMENTS = 2**24  # C·H·W of one input: 64 MiB in float32, 50x ImageNet's 224×224×3
 
+ALLOW_TORCH_LOAD = "allow_torch_load=True"  # how a library error names the option (OptionError)
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-def _torch_file_kind(head: bytes) -> str | None:
-    """What a torch.save file starts with: a zip archive (the default format) or a raw pickle."""
-    if head[:4] == b"PK\x03\x04":
-        return "a torch.save zip archive"
-    if head[:1] == b"\x80" and len(head) > 1 and head[1] <= 5:
-        return "a Python pickle"
-    return None
 
 
 def _refusal_detail(exc: BaseException) -> str:
@@ -109,15 +103,16 @@ def read_state_dict(
     # the descriptor that torch.load then reads
     with open_regular(p, MAX_WEIGHTS_BYTES, CheckpointError, "weights file") as fh:
         try:
-            head = fh.read(8)
+            head = fh.read(HEAD_BYTES)
         except OSError as exc:
             raise CheckpointError(f"cannot read weights file {p}: {exc.strerror or exc}") from None
-        kind = _torch_file_kind(head)
+        kind = sniff(head)
         if kind is None:
             return read_safetensors(p)  # refuses anything that is not safetensors, in one line
         if not allow_torch_load:
-            raise CheckpointError(f"{p} is {kind}, not safetensors; pass --allow-torch-load to read "
-                                  "a plain state dict with torch.load(weights_only=True), or convert it")
+            raise CheckpointOptionError(
+                f"{p} is {kind}, not safetensors; pass {{option}} to read a plain state dict with "
+                "torch.load(weights_only=True), or convert it", ALLOW_TORCH_LOAD)
         fh.seek(0)
         obj = _torch_load(fh, p)
     return _flat_tensor_dict(obj, p, note)
@@ -188,13 +183,14 @@ def first_mismatch(model: nn.Module, tensors: Mapping[str, torch.Tensor]) -> str
 
 def check_input_shape(in_shape: Sequence[int]) -> tuple[int, ...]:
     """(C, H, W) as ints, each ≥ 1, with C·H·W ≤ :data:`MAX_INPUT_ELEMENTS`; checked before any
-    input of that shape is allocated (ConfigError)."""
+    input of that shape is allocated (ConfigError naming ``in_shape``)."""
     shape = tuple(int(v) for v in in_shape)
+    shown = ",".join(map(str, shape))
     if not shape or min(shape) < 1:
-        raise ConfigError(f"--input-shape {','.join(map(str, shape))}: expected positive sizes")
+        raise ConfigOptionError(f"{{option}} {shown}: expected positive sizes", "in_shape")
     if math.prod(shape) > MAX_INPUT_ELEMENTS:
-        raise ConfigError(f"--input-shape {','.join(map(str, shape))}: {math.prod(shape):,} values per "
-                          f"input, above the limit of {MAX_INPUT_ELEMENTS:,}")
+        raise ConfigOptionError(f"{{option}} {shown}: {math.prod(shape):,} values per input, above "
+                                f"the limit of {MAX_INPUT_ELEMENTS:,}", "in_shape")
     return shape
 
 
@@ -254,30 +250,26 @@ def load_external_model(
     model = net if logits is None and normalization is None else ModelAdapter(net, logits, normalization)
     model.to(device).eval()
     if in_shape is not None:
-        output_classes(model, in_shape, num_classes, factory)
+        probe_classes(model, in_shape, num_classes, factory)
     return model
 
 
-def output_classes(model: nn.Module, in_shape: Sequence[int], num_classes: int | None, name: str) -> int:
-    """K for a model mapping x (1, C, H, W) to logits (1, K), checked against ``num_classes``;
-    the shape is bounded (:func:`check_input_shape`) before the probe input is allocated."""
+def probe_classes(model: nn.Module, in_shape: Sequence[int], num_classes: int | None, name: str) -> int:
+    """K for a model mapping x (1, C, H, W) to finite logits (1, K)
+    (:func:`rankrobust.attacks.base.output_classes` on a zero input), checked against
+    ``num_classes``; the shape is bounded (:func:`check_input_shape`) before the input is
+    allocated. A model returning a tuple, dict or object is named with the way to pick its
+    logits (:func:`rankrobust.models.adapter.select_logits`)."""
     shape = check_input_shape(in_shape)
-    param = next(iter(model.parameters()), None)
-    x = torch.zeros(1, *shape, device=param.device if param is not None else "cpu",
-                    dtype=param.dtype if param is not None and param.is_floating_point() else torch.float32)
+    shown = ", ".join(map(str, shape))
+    probe = model if isinstance(model, ModelAdapter) else ModelAdapter(model)
     try:
-        with torch.no_grad():
-            out = model(x)
+        k = output_classes(probe, torch.zeros(1, *shape))
     except RuntimeError as exc:  # shape errors of the user's layers: the input shape is wrong
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConfigError(f"--input-shape {','.join(map(str, shape))}: the model of {name} fails "
-                          f"on an input (1, {', '.join(map(str, shape))}) ({first})") from None
-    if not isinstance(out, torch.Tensor):
-        out = select_logits(out, None)  # one line naming what it returns and the --logits flag
-    if out.ndim != 2 or out.shape[0] != 1:
-        raise ConfigError(f"the model of {name} maps an input (1, {', '.join(map(str, shape))}) to "
-                          f"{tuple(out.shape)}, expected logits (1, K)")
-    if num_classes is not None and out.shape[1] != num_classes:
-        raise ConfigError(f"the model of {name} gives {out.shape[1]} logits but --num-classes is "
-                          f"{num_classes}")
-    return int(out.shape[1])
+        raise ConfigOptionError(f"{{option}} {','.join(map(str, shape))}: the model of {name} "
+                                f"fails on an input (1, {shown}) ({first})", "in_shape") from None
+    if num_classes is not None and k != num_classes:
+        raise ConfigOptionError(f"the model of {name} gives {k} logits but {{option}} is "
+                                f"{num_classes}", "num_classes")
+    return k

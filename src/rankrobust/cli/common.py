@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
 from rankrobust.cli.help import RegistryHelpFormatter
 from rankrobust.configuration import closest
-from rankrobust.errors import ConfigError
+from rankrobust.errors import ConfigError, OptionError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -235,6 +235,9 @@ class LoadedModel(NamedTuple):
     adaptation: dict[str, Any] | None = None
 
 
+# the keyword arguments of rankrobust.external, as their OptionErrors name them → their flags
+OPTION_FLAGS = {"allow_torch_load=True": "--allow-torch-load", "in_shape": "--input-shape",
+                "num_classes": "--num-classes"}
 FACTORY_ONLY = ("--input-shape", "--num-classes", "--allow-torch-load", "--factory-arg", "--logits",
                 "--mean", "--std")
 
@@ -270,7 +273,7 @@ def load_model_for_cli(args: argparse.Namespace, device: Any) -> LoadedModel:
                            dataset or (str(stored) if stored else None), ckpt.model)
 
     from rankrobust.data import DATASETS
-    from rankrobust.external import load_external_model, output_classes
+    from rankrobust.external import load_external_model, probe_classes
     from rankrobust.models.adapter import ModelAdapter, Normalization, parse_logits, unwrap
 
     in_shape: tuple[int, int, int] | None = args.input_shape
@@ -290,12 +293,15 @@ def load_model_for_cli(args: argparse.Namespace, device: Any) -> LoadedModel:
             raise ConfigError(f"--num-classes {num_classes} does not match dataset {dataset} "
                               f"({info.num_classes} classes)")
         in_shape, num_classes = info.in_shape, info.num_classes
-    model = load_external_model(factory, args.checkpoint, in_shape=in_shape, num_classes=num_classes,
-                                allow_torch_load=args.allow_torch_load, device=device,
-                                factory_args=factory_args, logits=logits,
-                                normalization=normalization, note=note)
-    if in_shape is not None and num_classes is None:
-        num_classes = output_classes(model, in_shape, None, factory)
+    try:
+        model = load_external_model(factory, args.checkpoint, in_shape=in_shape,
+                                    num_classes=num_classes, allow_torch_load=args.allow_torch_load,
+                                    device=device, factory_args=factory_args, logits=logits,
+                                    normalization=normalization, note=note)
+        if in_shape is not None and num_classes is None:
+            num_classes = probe_classes(model, in_shape, None, factory)
+    except OptionError as exc:  # the library names its keyword; the user typed a flag
+        raise exc.renamed(OPTION_FLAGS.get(exc.option, exc.option)) from None
     adaptation = model.describe() if isinstance(model, ModelAdapter) else None
     if normalization is not None:
         note(f"inputs normalized inside the model, (x - mean) / std with mean {list(normalization.mean)} "

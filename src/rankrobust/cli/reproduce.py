@@ -66,8 +66,8 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     import yaml
 
     from rankrobust.cli.sweep import preview
-    from rankrobust.experiments.config import study_to_dict
     from rankrobust.experiments.study import reproduce_study
+    from rankrobust.experiments.study_config import study_to_dict
 
     study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir, args.max_runs)
     code = preview(study, Path(default_out(args)), None, stacking, args)

@@ -15,7 +15,7 @@ from rankrobust.cli.common import (
 from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
-    from rankrobust.experiments.config import StudyConfig
+    from rankrobust.experiments.study_config import StudyConfig
 
 
 def register(subparsers: Any) -> None:
@@ -48,7 +48,7 @@ def register(subparsers: Any) -> None:
 
 def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     """``sweep --dry-run``: :func:`preview` of the study file, nothing written."""
-    from rankrobust.experiments.config import load_study
+    from rankrobust.experiments.study_file import load_study
 
     db = Path(args.db) if args.db is not None else None
     return preview(load_study(args.config), Path(args.out), db, stacking, args)
@@ -100,7 +100,7 @@ def preview(study: StudyConfig, out: Path, db: Path | None, stacking: dict[str, 
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.experiments.config import load_study
+    from rankrobust.experiments.study_file import load_study
     from rankrobust.experiments.sweep import run_sweep
 
     stacking = stack_options(args)  # a usage error before anything is read or written

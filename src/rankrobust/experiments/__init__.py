@@ -1,10 +1,13 @@
 """Experiments: declarative study grids, pure runs, the SQLite results store, executors, sweeps.
 
-- :mod:`~rankrobust.experiments.config`: strict run and study schemas (YAML);
+- :mod:`~rankrobust.experiments.config`: strict run config schemas;
+- :mod:`~rankrobust.experiments.study_config` / :mod:`~rankrobust.experiments.study_file`: study
+  grids and the YAML files that hold them;
 - :mod:`~rankrobust.experiments.grid`: grid expansion and stable run ids;
 - :mod:`~rankrobust.experiments.run`: ``execute_run(config) -> RunResult`` (pure, picklable) and
   ``execute_runs(configs)`` (runs trained together as one stacked model);
-- :mod:`~rankrobust.experiments.store`: ``ResultsStore`` (SQLite, WAL, one transaction per write);
+- :mod:`~rankrobust.experiments.store`: ``ResultsStore`` (SQLite, WAL, one transaction per write),
+  its columns declared once in :mod:`~rankrobust.experiments.schema`;
 - :mod:`~rankrobust.experiments.executors`: sequential, process pool and Ray executors;
 - :mod:`~rankrobust.experiments.sweep`: ``run_sweep`` (resume, failure isolation, progress).
 """
@@ -14,14 +17,13 @@ from rankrobust.experiments.config import (
     EvaluationConfig,
     Resources,
     RunConfig,
-    StudyConfig,
-    load_study,
     run_config_from_dict,
-    study_from_dict,
 )
 from rankrobust.experiments.grid import expand, run_id
 from rankrobust.experiments.run import RunResult, execute_run, execute_runs
 from rankrobust.experiments.store import ResultsStore
+from rankrobust.experiments.study_config import StudyConfig, study_from_dict
+from rankrobust.experiments.study_file import load_study
 from rankrobust.experiments.sweep import SweepSummary, run_sweep
 
 __all__ = [

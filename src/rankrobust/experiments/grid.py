@@ -22,14 +22,9 @@ from typing import Any
 
 from rankrobust.configuration import to_dict
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.config import (
-    DEFAULT_MAX_RUNS,
-    EXECUTION_FIELDS,
-    STUDY_KEYS,
-    RunConfig,
-    StudyConfig,
-    run_config_from_dict,
-)
+from rankrobust.experiments.config import EXECUTION_FIELDS, RunConfig, run_config_from_dict
+from rankrobust.experiments.study_config import STUDY_KEYS, StudyConfig
+from rankrobust.work_args import DEFAULT_MAX_RUNS
 
 ID_VERSION = 1
 ID_LENGTH = 16

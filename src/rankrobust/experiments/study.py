@@ -31,12 +31,8 @@ from typing import Any
 from rankrobust.configuration import closest
 from rankrobust.data import DATASETS
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.config import (
-    DEFAULT_MAX_RUNS,
-    StudyConfig,
-    parse_study_yaml,
-    study_from_dict,
-)
+from rankrobust.experiments.study_config import DEFAULT_MAX_RUNS, StudyConfig, study_from_dict
+from rankrobust.experiments.study_file import parse_study_yaml
 from rankrobust.experiments.sweep import SweepSummary, run_sweep
 from rankrobust.models import default_models
 from rankrobust.registries import lookup

@@ -40,13 +40,15 @@ from pathlib import Path
 
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
-from rankrobust.experiments.config import RunConfig, StudyConfig, load_study
+from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.estimate import study_work
 from rankrobust.experiments.executors import ClusterLostError, Executor, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.provenance import finish_record, session_record
 from rankrobust.experiments.run import RunResult, failed_result, utc_now
 from rankrobust.experiments.store import SESSION_PREFIX, ResultsStore, inspect_database
+from rankrobust.experiments.study_config import StudyConfig
+from rankrobust.experiments.study_file import load_study
 from rankrobust.models import state_shapes
 from rankrobust.progress import Progress
 from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups

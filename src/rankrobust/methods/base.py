@@ -238,6 +238,8 @@ def method_from_config(data: Any, where: str = "method") -> TrainingMethod:
         if msg.startswith("unknown key"):
             fields = ", ".join(f.name for f in dataclasses.fields(cls)) or "(none)"
             msg = f"{msg}; method {cls.name!r} takes: {fields}"
+        elif msg.startswith(f"{where}: "):  # the method's own check (__post_init__)
+            msg = f"{where} ({cls.name}): {msg.removeprefix(f'{where}: ')}"
         elif not msg.startswith((f"{where}.", f"{where}:")):
             msg = f"{where} ({cls.name}): {msg}"
         raise ConfigError(msg) from None
