@@ -115,5 +115,5 @@ def test_a_sweep_records_its_session_and_a_rerun_with_nothing_to_do_does_not(tmp
     rec = sessions.iloc[0]
     assert rec["command"] == "rankrobust " + " ".join(args)
     assert rec["runs_executed"] == 1 and rec["runs_failed"] == 0 and rec["seconds"] > 0
-    assert rec["executor"] == "local" and rec["workers"] == 1 and not rec["stack"]
+    assert rec["executor"] == "local" and rec["workers"] == 1 and "stack" not in rec
     assert rec["git_commit"] is None or len(str(rec["git_commit"]).split("+")[0]) == 40

@@ -2,8 +2,7 @@
 
 - :mod:`~rankrobust.experiments.config`: strict run and study schemas (YAML);
 - :mod:`~rankrobust.experiments.grid`: grid expansion and stable run ids;
-- :mod:`~rankrobust.experiments.run`: ``execute_run(config) -> RunResult`` (pure, picklable) and
-  ``execute_runs(configs)`` (runs trained together as one stacked model);
+- :mod:`~rankrobust.experiments.run`: ``execute_run(config) -> RunResult`` (pure, picklable);
 - :mod:`~rankrobust.experiments.store`: ``ResultsStore`` (SQLite, WAL, one transaction per write);
 - :mod:`~rankrobust.experiments.executors`: sequential, process pool and Ray executors;
 - :mod:`~rankrobust.experiments.sweep`: ``run_sweep`` (resume, failure isolation, progress).
@@ -20,7 +19,7 @@ from rankrobust.experiments.config import (
     study_from_dict,
 )
 from rankrobust.experiments.grid import expand, run_id
-from rankrobust.experiments.run import RunResult, execute_run, execute_runs
+from rankrobust.experiments.run import RunResult, execute_run
 from rankrobust.experiments.store import ResultsStore
 from rankrobust.experiments.sweep import SweepSummary, run_sweep
 
@@ -34,7 +33,6 @@ __all__ = [
     "StudyConfig",
     "SweepSummary",
     "execute_run",
-    "execute_runs",
     "expand",
     "load_study",
     "run_config_from_dict",
