@@ -2,7 +2,7 @@
 
 Usage: ``git archive BASE src | tar -x -C /tmp/base`` (or ``git worktree add /tmp/base BASE``),
 then ``OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_train.py /tmp/base/src [--repeats 3]
-[--epochs 1]``.
+[--epochs 1] [--only CASE ...]``.
 
 Each case is one ``fit`` (``rankrobust.training.fit``: data loading, model build, training,
 final evaluation) on mnist5k with 1 torch thread, in a fresh process whose ``PYTHONPATH`` is
@@ -64,12 +64,15 @@ def main() -> None:
     parser.add_argument("base", nargs="?", default="/tmp/base/src", help="the base tree's src/")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--only", choices=list(CASES), nargs="+", default=list(CASES),
+                        help="the cases to time (default: all)")
     args = parser.parse_args()
     print(f"load average before: {load()}", flush=True)
     ratios: dict[str, float] = {}
     totals = {"old": 0.0, "new": 0.0}
     cpu_totals = {"old": 0.0, "new": 0.0}
-    for name, (model, method) in CASES.items():
+    for name in args.only:
+        model, method = CASES[name]
         times: dict[str, list[dict[str, float]]] = {"old": [], "new": []}
         for repeat in range(args.repeats):
             for which in (("old", "new") if repeat % 2 == 0 else ("new", "old")):
