@@ -15,7 +15,7 @@ of the pairs' ratios, and the quiet cost = ratio × the reference's quiet cost (
 epochs × (training images (``train_size``, else 55,000) × cost + the per-epoch test and validation evaluation + the
 validation robust accuracy where the epoch is selected on it) + the run's evaluation (v1's
 measured LeNet-5 evaluation, 29 s natural and 120 s PGD-adv, scaled by the model's cost ratio;
-MLP 5 s and 25 s), over ``--workers`` workers (no stacking assumed). The load average is printed
+MLP 5 s and 25 s), over ``--workers`` workers. The load average is printed
 before and after; the last line is one JSON object.
 
     OMP_NUM_THREADS=1 nice .venv/bin/python benchmarks/bench_epoch_costs.py [--images 1024]

@@ -25,16 +25,15 @@ def setup() -> None:
         module = importlib.import_module("rankrobust.experiments.ray_executor")
     except ImportError:  # before the Ray executor had a module of its own
         module = importlib.import_module("rankrobust.experiments.executors")
-    real = module.execute_runs
+    real = module.execute_run
 
-    def gated(configs: Any) -> Any:
+    def gated(config: Any) -> Any:
         import ray
 
         node = ray.get_runtime_context().get_node_id()
-        for config in configs:
-            (Path(folder) / f"started.{run_id(config)}.{node}.{os.getpid()}").touch()
+        (Path(folder) / f"started.{run_id(config)}.{node}.{os.getpid()}").touch()
         while not (Path(folder) / "open").exists():
             time.sleep(0.05)
-        return real(configs)
+        return real(config)
 
-    module.execute_runs = gated
+    module.execute_run = gated

@@ -232,9 +232,8 @@ def test_a_study_cannot_raise_its_own_run_cap(tmp_path: Path, capsys: pytest.Cap
     tracemalloc.start()
     start = time.perf_counter()
     try:
-        for stack in ([], ["--stack"]):
-            assert main(["sweep", str(path), "--dry-run", *stack]) == 2
-            assert "100,000,000 runs, more than max_runs = 5,000" in _one_error(capsys)
+        assert main(["sweep", str(path), "--dry-run"]) == 2
+        assert "100,000,000 runs, more than max_runs = 5,000" in _one_error(capsys)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -360,7 +359,7 @@ def _snapshot(*roots: Path) -> dict[str, bytes]:
 
 
 def test_dry_runs_write_nothing(tmp_path: Path) -> None:
-    """``sweep --dry-run [--stack]`` and ``reproduce --dry-run [--stack]`` beside an existing
+    """``sweep --dry-run`` and ``reproduce --dry-run`` beside an existing
     database: no -wal/-shm, no byte changed in the folder or in $HOME (no matplotlib cache)."""
     home, out = tmp_path / "home", tmp_path / "out"
     home.mkdir()
@@ -375,9 +374,8 @@ def test_dry_runs_write_nothing(tmp_path: Path) -> None:
     before = _snapshot(out, home)
     assert sorted(Path(p).name for p in before) == ["results.sqlite", "s.yaml"]
     for argv in (["sweep", str(path), "--out", str(out), "--dry-run"],
-                 ["sweep", str(path), "--out", str(out), "--dry-run", "--stack"],
                  ["reproduce", "--scale", "smoke", "--out", str(out), "--dry-run"],
-                 ["reproduce", "--scale", "smoke", "--out", str(out), "--dry-run", "--stack"]):
+                 ["reproduce", "--scale", "smoke", "--out", str(out), "--dry-run"]):
         done = subprocess.run([sys.executable, "-m", "rankrobust", *argv], env=env, cwd=tmp_path,
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr

@@ -115,5 +115,25 @@ def test_a_sweep_records_its_session_and_a_rerun_with_nothing_to_do_does_not(tmp
     rec = sessions.iloc[0]
     assert rec["command"] == "rankrobust " + " ".join(args)
     assert rec["runs_executed"] == 1 and rec["runs_failed"] == 0 and rec["seconds"] > 0
-    assert rec["executor"] == "local" and rec["workers"] == 1 and not rec["stack"]
+    assert rec["executor"] == "local" and rec["workers"] == 1 and "stack" not in rec
     assert rec["git_commit"] is None or len(str(rec["git_commit"]).split("+")[0]) == 40
+
+
+def test_session_records_from_before_stacking_was_removed_still_read(tmp_path: Path) -> None:
+    """A database written while ``--stack`` existed (its records hold ``"stack": false``, e.g.
+    the committed demo database) reads unchanged: the field is kept and passes the report's
+    checks, as does a record with ``"stack": true``."""
+    import shutil
+
+    from rankrobust.report.stored import validate_sessions
+
+    db = tmp_path / "old.sqlite"
+    shutil.copyfile(Path(__file__).parents[1] / "docs/results/demo-mnist5k-v2/results.sqlite", db)
+    with ResultsStore(db) as store:
+        store.save_session("sweep/old/1", {"command": "rankrobust sweep s.yaml --stack",
+                                           "executor": "local", "workers": 2, "stack": True})
+    with ResultsStore(db, readonly=True) as store:
+        sessions = store.sessions()
+    checked, notes = validate_sessions(sessions)
+    assert notes == []
+    assert set(checked["stack"]) == {False, True}

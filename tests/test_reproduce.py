@@ -143,15 +143,13 @@ def test_reproduce_dry_run_prints_the_study_and_writes_nothing(
 
     out = tmp_path / "o"
     argv = ["reproduce", "--scale", "paper", "--dataset", "mnist5k", "--seeds", "2", "--out",
-            str(out), "--dry-run", "--stack"]
+            str(out), "--dry-run"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     head, _, text = printed.partition("# the study, as a file for `rankrobust sweep`:\n")
     study = reproduce_study("paper", "mnist5k", 2)
     runs = expand(study)
     assert head.startswith(f"study {study.name}: {len(runs)} runs; dry run, nothing written\n")
-    assert f"with --stack: {len(runs)} pending runs in " in head
-    assert "  stack of 7: lenet5 on mnist5k, seed 0: natural, l1 ×2, nuclear ×2, l1+nuclear ×2" in head
     parsed = study_from_dict(parse_study_yaml(text, "printed study"))
     assert [run_id(c) for c in expand(parsed)] == [run_id(c) for c in runs]
     assert parsed.base["train"]["epochs"] == 30  # the dataset's overrides are in what is printed
@@ -198,11 +196,10 @@ def test_paper_v2_preset_design() -> None:
 
 def test_paper_v2_dry_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["reproduce", "--scale", "paper-v2", "--out", str(tmp_path / "o"), "--dry-run",
-                 "--stack", "--max-hours", "48"]) == 0  # the bound its header states
+                 "--max-hours", "48"]) == 0  # the bound its header states
     head = capsys.readouterr().out.partition("# the study")[0]
     runs = expand(reproduce_study("paper-v2"))
     assert head.startswith(f"study reproduce-paper-v2-fashion-mnist: {len(runs)} runs; dry run")
-    assert "lenet5-wide on fashion-mnist, seed 0: natural, l1+nuclear ×5" in head
     assert not (tmp_path / "o").exists()
 
 
@@ -215,3 +212,14 @@ def test_variant_override_keys_need_an_existing_variant() -> None:
     assert data == {"variants": [{"name": "a", "train": {"epochs": 4}}], "train": {"lr": 0.1}}
     with pytest.raises(ConfigError, match="no variant 'b'"):
         _apply_overrides({"variants": [], "datasets": {"x": {"variants.b.train": {}}}}, "x")
+
+
+def test_stacking_options_are_gone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Stacked training was removed (issue #20): ``--stack``/``--max-stack`` are refused in one
+    line, exit 2, nothing written."""
+    for argv in (["reproduce", "--scale", "smoke", "--out", str(tmp_path / "o"), "--stack"],
+                 ["sweep", str(tmp_path / "s.yaml"), "--out", str(tmp_path / "o"), "--max-stack", "3"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "unrecognized arguments: --" in err[0]
+    assert not (tmp_path / "o").exists()

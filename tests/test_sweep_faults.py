@@ -32,29 +32,27 @@ def study(seeds: Sequence[int] = (0, 1), broken: bool = False) -> StudyConfig:
 
 
 class Losing(SequentialExecutor):
-    """Loses the first ``losses`` submits of each task (as a dead node would), then runs it."""
+    """Loses the first ``losses`` submits of each run (as a dead node would), then runs it."""
 
     def __init__(self, losses: int) -> None:
         super().__init__()
         self.losses = losses
-        self.submits: dict[tuple[str, ...], int] = {}
+        self.submits: dict[str, int] = {}
         self._lines: list[str] = []
 
-    def submit(self, configs: Sequence[RunConfig]) -> None:
-        key = tuple(run_id(c) for c in configs)
-        self.submits[key] = self.submits.get(key, 0) + 1
-        super().submit(configs)
+    def submit(self, config: RunConfig) -> None:
+        self.submits[run_id(config)] = self.submits.get(run_id(config), 0) + 1
+        super().submit(config)
 
     def wait(self) -> list[RunResult]:
-        task = self._queue[0]
-        if self.submits[tuple(run_id(c) for c in task)] > self.losses:
+        rid = run_id(self._queue[0])
+        if self.submits[rid] > self.losses:
             return super().wait()
         self._queue.pop(0)
-        self._lines.append(f"lost {run_id(task[0])}")
-        lost = [failed_result(run_id(c), RuntimeError("NodeDiedError: node gone")) for c in task]
-        for result in lost:
-            result.lost = True
-        return lost
+        self._lines.append(f"lost {rid}")
+        lost = failed_result(rid, RuntimeError("NodeDiedError: node gone"))
+        lost.lost = True
+        return [lost]
 
     def notices(self) -> list[str]:
         lines, self._lines = self._lines, []

@@ -85,26 +85,6 @@ def output_dir(path: str | os.PathLike[str], flag: str) -> Path:
     return folder
 
 
-def add_stack_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--stack`` and ``--max-stack`` of the commands that run sweeps (see :func:`stack_options`)."""
-    parser.add_argument("--stack", action="store_true",
-                        help="train compatible runs (same data, model and optimizer settings; "
-                        "seeds x lambdas x methods that stack) together as one stacked model, "
-                        "one task per group; each run's results match training it alone up to "
-                        "float rounding (as with another thread count)")
-    parser.add_argument("--max-stack", type=int, default=None, metavar="N",
-                        help="with --stack: at most N runs per stacked model (default 10)")
-
-
-def stack_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``run_sweep``'s ``stack`` and ``max_stack`` from the flags of :func:`add_stack_arguments`."""
-    if args.max_stack is not None and not args.stack:
-        raise UsageError("--max-stack applies with --stack only")
-    if args.max_stack is not None and args.max_stack < 1:
-        raise UsageError(f"--max-stack must be ≥ 1, got {args.max_stack}")
-    return {"stack": args.stack, "max_stack": args.max_stack}
-
-
 def emit_frame(frame: pd.DataFrame, fmt: str, stream: Any = None,
                extra: dict[str, Any] | None = None) -> None:
     """Print a DataFrame as an aligned table, CSV, or JSON records; ``extra`` fields (e.g. the

@@ -7,13 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from rankrobust.cli.common import (
-    add_progress_argument,
-    add_stack_arguments,
-    check_choice,
-    output_dir,
-    stack_options,
-)
+from rankrobust.cli.common import add_progress_argument, check_choice, output_dir
 from rankrobust.cli.help import DATASET_NAMES, registry_help
 from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 
@@ -44,13 +38,11 @@ def register(subparsers: Any) -> None:
                    help="local worker processes (default: 2 where there are ≥ 2 CPUs)")
     p.add_argument("--address", default=None, help="Ray cluster address to join (ray executor)")
     add_progress_argument(p)
-    add_stack_arguments(p)
     add_max_runs_argument(p)
     add_max_hours_argument(p)
     p.add_argument("--dry-run", action="store_true",
                    help="expand the study (ε scaled to the dataset, its overrides applied), print "
-                   "how many runs it has (and how many OUT's database already holds; with "
-                   "--stack, the stacks they would form) and its settings as a study file; "
+                   "how many runs it has (and how many OUT's database already holds) and its settings as a study file; "
                    "write nothing")
     p.set_defaults(run=run)
 
@@ -60,7 +52,7 @@ def default_out(args: argparse.Namespace) -> str:
     return str(args.out or f"runs/reproduce-{args.scale}")
 
 
-def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
+def dry_run(args: argparse.Namespace) -> int:
     """The study ``reproduce`` would run, previewed (:func:`rankrobust.cli.sweep.preview`) and
     printed as a study file (usable with ``rankrobust sweep``)."""
     import yaml
@@ -70,7 +62,7 @@ def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
     from rankrobust.experiments.study_config import study_to_dict
 
     study = reproduce_study(args.scale, args.dataset, args.seeds, args.data_dir, args.max_runs)
-    code = preview(study, Path(default_out(args)), None, stacking, args)
+    code = preview(study, Path(default_out(args)), None, args)
     print("# the study, as a file for `rankrobust sweep`:")
     print(yaml.safe_dump(study_to_dict(study), sort_keys=False, allow_unicode=True,
                          default_flow_style=None), end="")
@@ -84,11 +76,10 @@ def run(args: argparse.Namespace) -> int:
     check_choice("--scale", args.scale, SCALES)
     if args.dataset is not None:
         check_choice("--dataset", args.dataset, DATASETS)
-    stacking = stack_options(args)
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
     args.workers = workers
     if args.dry_run:  # before the report (matplotlib) is imported: a dry run writes nothing
-        return dry_run(args, stacking)
+        return dry_run(args)
     from rankrobust.experiments.sweep import check_study
     from rankrobust.report.build import build_report
 
@@ -99,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         args.scale, args.dataset, args.seeds, out, executor=args.executor, workers=workers,
         address=args.address, data_dir=args.data_dir, progress=False if args.no_progress else None,
         command=getattr(args, "command_line", None), max_runs=args.max_runs,
-        max_hours=args.max_hours, **stacking,
+        max_hours=args.max_hours,
     )
     print(summary.line())
     report = build_report(summary.db, out / "report")

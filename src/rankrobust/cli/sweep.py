@@ -6,12 +6,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rankrobust.cli.common import (
-    add_progress_argument,
-    add_stack_arguments,
-    output_dir,
-    stack_options,
-)
+from rankrobust.cli.common import add_progress_argument, output_dir
 from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 
 if TYPE_CHECKING:  # the CLI imports torch only when a command runs
@@ -36,7 +31,6 @@ def register(subparsers: Any) -> None:
                    help="Ray cluster to join, HEAD_IP:PORT as given to `ray start --address` "
                    "(ray executor; default: start a local Ray)")
     p.add_argument("--retry-failed", action="store_true", help="rerun runs recorded as failed")
-    add_stack_arguments(p)
     add_progress_argument(p)
     add_max_runs_argument(p)
     add_max_hours_argument(p)
@@ -46,30 +40,22 @@ def register(subparsers: Any) -> None:
     p.set_defaults(run=run)
 
 
-def dry_run(args: argparse.Namespace, stacking: dict[str, Any]) -> int:
+def dry_run(args: argparse.Namespace) -> int:
     """``sweep --dry-run``: :func:`preview` of the study file, nothing written."""
     from rankrobust.experiments.study_file import load_study
 
     db = Path(args.db) if args.db is not None else None
-    return preview(load_study(args.config), Path(args.out), db, stacking, args)
+    return preview(load_study(args.config), Path(args.out), db, args)
 
 
-def preview(study: StudyConfig, out: Path, db: Path | None, stacking: dict[str, Any],
-            args: argparse.Namespace) -> int:
+def preview(study: StudyConfig, out: Path, db: Path | None, args: argparse.Namespace) -> int:
     """Validate, expand and count the runs of ``study`` (capped by ``args.max_runs``), check
     its estimated work against ``args.max_hours``; read an existing database without touching
-    it (no ``-wal``/``-shm``); write nothing. With ``stacking["stack"]``, also list the tasks
-    the pending runs would form."""
+    it (no ``-wal``/``-shm``); write nothing."""
     from rankrobust.experiments.estimate import study_work
     from rankrobust.experiments.grid import expand, run_id
     from rankrobust.experiments.store import ResultsStore
-    from rankrobust.experiments.sweep import (
-        DB_NAME,
-        DEFAULT_MAX_GROUP,
-        check_models,
-        describe_tasks,
-        tasks,
-    )
+    from rankrobust.experiments.sweep import DB_NAME, check_models
     from rankrobust.work import check_work
 
     configs = expand(study, args.max_runs)
@@ -88,13 +74,6 @@ def preview(study: StudyConfig, out: Path, db: Path | None, stacking: dict[str, 
     print(f"study {study.name}: {len(configs)} runs{done}; dry run, nothing written")
     print(f"estimated work: ≈ {work.passes:.3g} forward+backward passes, ≈ {work.hours:.3g} h "
           "at this machine's assumed rate (bound: --max-hours)")
-    if stacking["stack"]:
-        skip = {"complete"} | (set() if getattr(args, "retry_failed", False) else {"failed"})
-        pending = [c for c in configs if status.get(run_id(c), "pending") not in skip]
-        task_list = tasks(pending, True, stacking["max_stack"] or DEFAULT_MAX_GROUP)
-        print(f"with --stack: {len(pending)} pending runs in {len(task_list)} tasks")
-        for line in describe_tasks(task_list):
-            print(f"  {line}")
     return 0
 
 
@@ -103,9 +82,8 @@ def run(args: argparse.Namespace) -> int:
     from rankrobust.experiments.study_file import load_study
     from rankrobust.experiments.sweep import run_sweep
 
-    stacking = stack_options(args)  # a usage error before anything is read or written
     if args.dry_run:
-        return dry_run(args, stacking)
+        return dry_run(args)
     from rankrobust.experiments.sweep import check_study
 
     study = load_study(args.config)  # a bad study file creates no folder, nor one too big
@@ -118,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         address=args.address, retry_failed=args.retry_failed,
         progress=False if args.no_progress else None,
         command=getattr(args, "command_line", None), max_runs=args.max_runs,
-        max_hours=args.max_hours, **stacking,
+        max_hours=args.max_hours,
     )
     print(summary.line())
     return summary.exit_code

@@ -4,8 +4,7 @@
 - :mod:`~rankrobust.experiments.study_config` / :mod:`~rankrobust.experiments.study_file`: study
   grids and the YAML files that hold them;
 - :mod:`~rankrobust.experiments.grid`: grid expansion and stable run ids;
-- :mod:`~rankrobust.experiments.run`: ``execute_run(config) -> RunResult`` (pure, picklable) and
-  ``execute_runs(configs)`` (runs trained together as one stacked model);
+- :mod:`~rankrobust.experiments.run`: ``execute_run(config) -> RunResult`` (pure, picklable);
 - :mod:`~rankrobust.experiments.store`: ``ResultsStore`` (SQLite, WAL, one transaction per write),
   its columns declared once in :mod:`~rankrobust.experiments.schema`;
 - :mod:`~rankrobust.experiments.executors`: sequential, process pool and Ray executors;
@@ -20,7 +19,7 @@ from rankrobust.experiments.config import (
     run_config_from_dict,
 )
 from rankrobust.experiments.grid import expand, run_id
-from rankrobust.experiments.run import RunResult, execute_run, execute_runs
+from rankrobust.experiments.run import RunResult, execute_run
 from rankrobust.experiments.store import ResultsStore
 from rankrobust.experiments.study_config import StudyConfig, study_from_dict
 from rankrobust.experiments.study_file import load_study
@@ -36,7 +35,6 @@ __all__ = [
     "StudyConfig",
     "SweepSummary",
     "execute_run",
-    "execute_runs",
     "expand",
     "load_study",
     "run_config_from_dict",

@@ -1,11 +1,10 @@
-"""Executors run :func:`~rankrobust.experiments.run.execute_runs` and hand results back.
+"""Executors run :func:`~rankrobust.experiments.run.execute_run` and hand results back.
 
-A *task* is a list of run configs: one run, or runs that train together as one stacked model
-(``rankrobust sweep --stack``). All executors share one small interface the sweep driver uses::
+A *task* is one run config. All executors share one small interface the sweep driver uses::
 
-    ex.capacity            # how many tasks may be in flight now (re-read before each submit)
-    ex.submit(configs)     # start a task (returns at once, except for the sequential executor)
-    ex.wait() -> results   # the RunResults of tasks that finished; may be [] after a poll interval
+    ex.capacity            # how many runs may be in flight now (re-read before each submit)
+    ex.submit(config)      # start a run (returns at once, except for the sequential executor)
+    ex.wait() -> results   # the RunResults of runs that finished; may be [] after a poll interval
     ex.notices() -> lines  # what a user should read about the cluster since the last call
     ex.close()
 
@@ -14,8 +13,8 @@ A *task* is a list of run configs: one run, or runs that train together as one s
 - :class:`~rankrobust.experiments.ray_executor.RayExecutor`: Ray tasks on an existing cluster
   or a local Ray (imported only when asked for: the local executors never import Ray).
 
-Workers only compute; a crashed worker becomes a failed RunResult per run of its task, never a
-lost run. A result with ``lost=True`` did not fail: its node or worker went away, and the sweep
+Workers only compute; a crashed worker becomes a failed RunResult of its run, never a lost
+run. A result with ``lost=True`` did not fail: its node or worker went away, and the sweep
 may run it again (:data:`~rankrobust.experiments.sweep.MAX_ATTEMPTS`). A cluster that goes away
 as a whole raises :class:`ClusterLostError` from ``wait``.
 """
@@ -24,14 +23,13 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-from collections.abc import Sequence
 
 import torch
 
 from rankrobust.errors import ConfigError, RankRobustError
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.grid import run_id
-from rankrobust.experiments.run import RunResult, execute_runs, failed_result
+from rankrobust.experiments.run import RunResult, execute_run, failed_result
 
 EXECUTORS = ("local", "ray")
 
@@ -51,7 +49,7 @@ class Executor:
         """Lines for the user about the workers (a lost node, ...) since the last call."""
         return []
 
-    def submit(self, configs: Sequence[RunConfig]) -> None:
+    def submit(self, config: RunConfig) -> None:
         raise NotImplementedError
 
     def wait(self) -> list[RunResult]:
@@ -62,18 +60,18 @@ class Executor:
 
 
 class SequentialExecutor(Executor):
-    """Runs each submitted task in this process when ``wait`` is called."""
+    """Runs each submitted run in this process when ``wait`` is called."""
 
     def __init__(self) -> None:
-        self._queue: list[list[RunConfig]] = []
+        self._queue: list[RunConfig] = []
 
-    def submit(self, configs: Sequence[RunConfig]) -> None:
-        self._queue.append(list(configs))
+    def submit(self, config: RunConfig) -> None:
+        self._queue.append(config)
 
     def wait(self) -> list[RunResult]:
         if not self._queue:
             return []
-        return execute_runs(self._queue.pop(0))
+        return [execute_run(self._queue.pop(0))]
 
 
 def init_worker(threads: int) -> None:
@@ -89,7 +87,7 @@ class ProcessPoolExecutor(Executor):
             raise ConfigError(f"--workers must be ≥ 1, got {workers}")
         self._workers = workers
         self._threads = threads
-        self._futures: dict[cf.Future[list[RunResult]], list[str]] = {}
+        self._futures: dict[cf.Future[RunResult], str] = {}
         self._pool = self._new_pool()
 
     @property
@@ -102,15 +100,14 @@ class ProcessPoolExecutor(Executor):
             initializer=init_worker, initargs=(self._threads,),
         )
 
-    def submit(self, configs: Sequence[RunConfig]) -> None:
-        task = list(configs)
+    def submit(self, config: RunConfig) -> None:
         try:
-            future = self._pool.submit(execute_runs, task)
+            future = self._pool.submit(execute_run, config)
         except cf.BrokenExecutor:  # a worker died earlier: start a new pool
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = self._new_pool()
-            future = self._pool.submit(execute_runs, task)
-        self._futures[future] = [run_id(c) for c in task]
+            future = self._pool.submit(execute_run, config)
+        self._futures[future] = run_id(config)
 
     def wait(self) -> list[RunResult]:
         if not self._futures:
@@ -118,11 +115,11 @@ class ProcessPoolExecutor(Executor):
         done, _ = cf.wait(list(self._futures), return_when=cf.FIRST_COMPLETED)
         results = []
         for future in done:
-            rids = self._futures.pop(future)
+            rid = self._futures.pop(future)
             try:
-                results += future.result()
+                results.append(future.result())
             except Exception as exc:  # noqa: BLE001 - e.g. BrokenProcessPool: worker killed
-                results += [failed_result(rid, exc) for rid in rids]
+                results.append(failed_result(rid, exc))
         return results
 
     def close(self) -> None:

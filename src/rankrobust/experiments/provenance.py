@@ -8,8 +8,9 @@ invocation stores its own record in the database's ``meta`` table under ``sweep/
 - ``git_commit``: the commit of the rankrobust source tree that ran (``+dirty`` when it had
   uncommitted changes), or null outside a git checkout;
 - ``versions``: python, torch, numpy, rankrobust and the platform;
-- ``host``, ``cpus``, ``executor``, ``workers``, ``stack``, ``started_at``, ``finished_at`` and ``seconds`` (wall
-  time of the session), ``runs_executed``, ``runs_failed``.
+- ``host``, ``cpus``, ``executor``, ``workers``, ``started_at``, ``finished_at`` and ``seconds``
+  (wall time of the session), ``runs_executed``, ``runs_failed``. (Records of sessions before
+  stacked training was removed also hold ``stack``: true or false; they are read as they are.)
 
 The report sums ``seconds`` over sessions for the study's wall time and prints the commands, so
 that a reader can repeat the run.
@@ -46,8 +47,7 @@ def git_commit(where: str | os.PathLike[str] | None = None) -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def session_record(command: str | None, executor: str, workers: int, stack: bool = False
-                   ) -> dict[str, Any]:
+def session_record(command: str | None, executor: str, workers: int) -> dict[str, Any]:
     """The record of a sweep session starting now (finish it with :func:`finish_record`)."""
     return {
         "command": command or "rankrobust.experiments.run_sweep (library call)",
@@ -57,7 +57,6 @@ def session_record(command: str | None, executor: str, workers: int, stack: bool
         "cpus": os.cpu_count(),
         "executor": executor,
         "workers": workers,
-        "stack": stack,
         "started_at": utc_now(),
         "finished_at": None,
         "seconds": None,

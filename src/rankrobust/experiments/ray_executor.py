@@ -7,9 +7,9 @@ Ray is imported only here, and only when a :class:`RayExecutor` is made. What it
   (``RAY_AUTH_MODE=token``) from a driver without it, in one line naming Ray's settings.
 - **A run lost to a dead node or worker is not a failed run.** Tasks run with Ray's
   ``max_retries=0``; a task whose node or worker died (``NodeDiedError``, ``WorkerCrashedError``,
-  ``OutOfMemoryError``, a lost result) comes back as results with ``lost=True`` and the sweep runs
+  ``OutOfMemoryError``, a lost result) comes back as a result with ``lost=True`` and the sweep runs
   it again, on the nodes still alive. A run that *raised* comes back as an ordinary failed result
-  (``execute_runs`` never raises). One notice per lost node.
+  (``execute_run`` never raises). One notice per lost node.
 - **A cluster that goes away is noticed in seconds.** ``wait`` polls every
   :data:`POLL_SECONDS` and checks that the cluster's GCS still answers; a GCS silent for
   :data:`GONE_SECONDS`, or a driver whose local raylet died (``ray stop``), raises
@@ -32,7 +32,7 @@ import os
 import re
 import socket
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -40,7 +40,7 @@ from rankrobust.errors import ConfigError
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.executors import ClusterLostError, Executor, init_worker
 from rankrobust.experiments.grid import run_id
-from rankrobust.experiments.run import RunResult, execute_runs, failed_result
+from rankrobust.experiments.run import RunResult, execute_run, failed_result
 
 PROBE_SECONDS = 5.0  # how long to try to reach a Ray cluster's port before giving up
 HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"  # RFC 9113 §3.4, the client's first bytes
@@ -174,17 +174,15 @@ def check_ray_auth(address: str) -> None:
         return
 
 
-def _ray_task(configs: list[RunConfig]) -> list[RunResult]:
-    """What a Ray worker runs: torch threads = the CPUs the task reserved; each result records
-    the node that ran it."""
+def _ray_task(config: RunConfig) -> RunResult:
+    """What a Ray worker runs: torch threads = the CPUs the run reserved; the result records the
+    node that ran it."""
     import ray
 
-    init_worker(max(1, int(max(c.resources.num_cpus for c in configs))))
-    results = execute_runs(configs)
-    node = ray.get_runtime_context().get_node_id()
-    for result in results:
-        result.node = node
-    return results
+    init_worker(max(1, int(config.resources.num_cpus)))
+    result = execute_run(config)
+    result.node = ray.get_runtime_context().get_node_id()
+    return result
 
 
 def _quiet_driver(ray: Any) -> None:
@@ -211,7 +209,7 @@ class RayExecutor(Executor):
         self._where = address or "the local Ray"
         self._gcs = split_address(ray.get_runtime_context().gcs_address)
         self._task = ray.remote(_ray_task)
-        self._refs: dict[Any, list[RunConfig]] = {}
+        self._refs: dict[Any, RunConfig] = {}
         self._cpus, self._read_at = 1, -RESOURCE_SECONDS
         self._dead: set[str] = set()  # the nodes reported dead
         self._lines: list[str] = []
@@ -249,12 +247,11 @@ class RayExecutor(Executor):
             self._read_at = time.monotonic()
         return WINDOW * self._cpus
 
-    def submit(self, configs: Sequence[RunConfig]) -> None:
-        task = list(configs)  # a stack asks for what its most demanding run asks
-        ref = self._task.options(num_cpus=max(c.resources.num_cpus for c in task),
-                                 num_gpus=max(c.resources.num_gpus for c in task),
-                                 max_retries=0).remote(task)
-        self._refs[ref] = task
+    def submit(self, config: RunConfig) -> None:
+        ref = self._task.options(num_cpus=config.resources.num_cpus,
+                                 num_gpus=config.resources.num_gpus,
+                                 max_retries=0).remote(config)
+        self._refs[ref] = config
 
     def notices(self) -> list[str]:
         lines, self._lines = self._lines, []
@@ -272,15 +269,15 @@ class RayExecutor(Executor):
             return []
         results: list[RunResult] = []
         for ref in ready:
-            task = self._refs.pop(ref)
+            config = self._refs.pop(ref)
             try:
-                results += self._ray.get(ref)
+                results.append(self._ray.get(ref))
             except Exception as exc:  # noqa: BLE001 - NodeDiedError, WorkerCrashedError, ...
-                results += self._lost_or_failed(task, exc)
+                results.append(self._lost_or_failed(config, exc))
         return results
 
-    def _lost_or_failed(self, task: list[RunConfig], exc: Exception) -> list[RunResult]:
-        """The results of a task that raised ``exc`` in Ray: lost (its node or worker died),
+    def _lost_or_failed(self, config: RunConfig, exc: Exception) -> RunResult:
+        """The result of a run whose task raised ``exc`` in Ray: lost (its node or worker died),
         or failed; ClusterLostError when the whole cluster went away."""
         ex = self._ray.exceptions
         if isinstance(exc, ex.LocalRayletDiedError):
@@ -291,19 +288,17 @@ class RayExecutor(Executor):
         lost = isinstance(exc, lost_types)
         if lost:
             self._confirm_alive()  # a worker lost to `ray stop` dies before its GCS does
-            self._note_loss(task, exc)
-        results = [failed_result(run_id(c), exc) for c in task]
-        for result in results:
-            result.lost = lost
-        return results
+            self._note_loss(config, exc)
+        result = failed_result(run_id(config), exc)
+        result.lost = lost
+        return result
 
-    def _note_loss(self, task: list[RunConfig], exc: Exception) -> None:
+    def _note_loss(self, config: RunConfig, exc: Exception) -> None:
         """One notice per node that died (named by Ray's NodeDiedError: its id and IP); one
-        per lost task otherwise."""
+        per lost run otherwise."""
         found = NODE_DIED.search(str(exc))
         if found is None:
-            runs = ", ".join(run_id(c) for c in task)
-            self._lines.append(f"ray: the worker running {runs} died ({type(exc).__name__}); "
+            self._lines.append(f"ray: the worker running {run_id(config)} died ({type(exc).__name__}); "
                                "the run goes back to the queue")
         elif found["node"] not in self._dead:
             self._dead.add(found["node"])

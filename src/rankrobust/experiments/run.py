@@ -5,12 +5,6 @@ an exception (including :class:`~rankrobust.errors.TrainingDivergedError`) comes
 ``RunResult`` with ``status="failed"`` and the reason, so the same function serves tests
 (in-process), local worker processes and Ray tasks. Its only side effect is the optional
 checkpoint under ``<output_dir>/checkpoints/<run_id>/`` (written to a temp file and renamed).
-
-``execute_runs(configs)`` does the same for runs that train together as one stacked model
-(:func:`rankrobust.training.stacked.fit_many`: one optimizer step serves them all; runs that do
-not stack train one by one), then evaluates each exactly as ``execute_run`` does; a run that
-fails (diverges, or its evaluation raises) fails alone. ``execute_run(c)`` is
-``execute_runs([c])[0]``.
 """
 
 from __future__ import annotations
@@ -23,7 +17,6 @@ import platform
 import socket
 import time
 import traceback as _tb
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,10 +35,9 @@ from rankrobust.interventions import intervention_table
 from rankrobust.robustness import rho_adv, robustness_curve, sanity_checks
 from rankrobust.robustness.summaries import summarize
 from rankrobust.structure import spectra
-from rankrobust.training.fit import FitResult
+from rankrobust.training.fit import FitResult, fit
 from rankrobust.training.seeding import seed_everything
 from rankrobust.training.selection import collapse_warning, detect_collapse
-from rankrobust.training.stacked import fit_many
 
 Status = Literal["complete", "failed"]
 
@@ -211,12 +203,9 @@ def _complete(config: RunConfig, fitted: FitResult | BaseException, started_at: 
         if isinstance(fitted, BaseException):
             raise fitted
         final = fitted.result.final
-        history = _plain(fitted.result.history)
-        if fitted.stack_size > 1:  # epoch_seconds is this run's share of the stack's time
-            history = [{**row, "stack_size": fitted.stack_size} for row in history]
         result = RunResult(
             run_id=rid, status="complete", started_at=started_at, host=socket.gethostname(),
-            history=history, structure=_plain(fitted.result.records.get("structure", [])),
+            history=_plain(fitted.result.history), structure=_plain(fitted.result.records.get("structure", [])),
             train_seconds=fitted.result.seconds, versions=package_versions(),
         )
         result.clean_accuracy = float(final["test_acc"]) if "test_acc" in final else None
@@ -228,7 +217,7 @@ def _complete(config: RunConfig, fitted: FitResult | BaseException, started_at: 
         t0 = time.perf_counter()
         checks_seconds = _evaluate(config, fitted.model, result)
         result.eval_seconds = time.perf_counter() - t0
-        # where the hours go: training (this run's share of a stack), evaluation, sanity checks
+        # where the hours go: training, evaluation, sanity checks
         result.scalars["time_train_s"] = float(fitted.result.seconds)
         result.scalars["time_eval_s"] = result.eval_seconds - checks_seconds
         result.scalars["time_checks_s"] = checks_seconds
@@ -248,30 +237,17 @@ def _complete(config: RunConfig, fitted: FitResult | BaseException, started_at: 
     return result
 
 
-def execute_runs(configs: Sequence[RunConfig]) -> list[RunResult]:
-    """Train ``configs`` together where they stack, then evaluate each; one RunResult per config,
-    in order (see the module docstring). Runs of different data or architecture run one by one."""
-    if not configs:
-        return []
-    first = configs[0]
-    shared = (first.dataset, first.model, first.model_options, first.data_dir)
-    if any((c.dataset, c.model, c.model_options, c.data_dir) != shared for c in configs):
-        return [execute_runs([c])[0] for c in configs]
-    started_at = utc_now()
-    fitted: list[FitResult | BaseException]
-    try:
-        fitted = list(fit_many(first.dataset, first.model, [c.train for c in configs],
-                               dict(first.model_options), first.data_dir))
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as exc:  # noqa: BLE001 - recorded for every run of the group
-        fitted = [exc] * len(configs)
-    results = [_complete(c, f, started_at) for c, f in zip(configs, fitted, strict=True)]
-    for result in results:
-        result.worker_pid = os.getpid()
-    return results
-
-
 def execute_run(config: RunConfig) -> RunResult:
     """Train and evaluate one run; returns its results (status "failed" with the reason on error)."""
-    return execute_runs([config])[0]
+    started_at = utc_now()
+    fitted: FitResult | BaseException
+    try:
+        fitted = fit(config.dataset, config.model, config.train, dict(config.model_options),
+                     config.data_dir)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - recorded as the run's failure
+        fitted = exc
+    result = _complete(config, fitted, started_at)
+    result.worker_pid = os.getpid()
+    return result

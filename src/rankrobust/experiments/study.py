@@ -148,19 +148,15 @@ def run_reproduce(
     address: str | None = None,
     data_dir: str | os.PathLike[str] | None = None,
     progress: bool | None = None,
-    stack: bool = False,
-    max_stack: int | None = None,
     command: str | None = None,
     max_runs: int | None = None,
     max_hours: float | None = None,
 ) -> SweepSummary:
     """Run (or resume) the study of ``scale`` into ``out/results.sqlite``; its sweep summary.
 
-    ``stack``/``max_stack``: train compatible runs as stacked models (see
-    :func:`~rankrobust.experiments.sweep.run_sweep`), as are ``max_runs`` and ``max_hours``.
+    ``max_runs`` and ``max_hours`` as in :func:`~rankrobust.experiments.sweep.run_sweep`.
     The report (``rankrobust.report.build_report``) is built from that database by the caller.
     """
     study = reproduce_study(scale, dataset, seeds, data_dir, max_runs)
     return run_sweep(study, out=out, executor=executor, workers=workers, address=address,
-                     progress=progress, stack=stack, max_stack=max_stack, command=command,
-                     max_runs=max_runs, max_hours=max_hours)
+                     progress=progress, command=command, max_runs=max_runs, max_hours=max_hours)

@@ -6,22 +6,12 @@ Resume rules, per run id of the expanded study:
 - ``pending`` or ``running`` (a driver was killed while it ran): run (again);
 - ``failed``: skipped unless ``retry_failed``.
 
-With ``stack``, the runs to execute are grouped by
-:func:`~rankrobust.training.stacked.stack_groups` (same data, architecture, loop and optimizer
-settings; methods that stack; at most ``max_stack`` runs) and each group is one executor task
-that trains its runs as one stacked model (:func:`~rankrobust.experiments.run.execute_runs`);
-runs that do not stack are tasks of their own. Groups form from the runs still to do, so a
-resumed sweep regroups what is left. Each run's result is stored on its own, as without
-stacking (its ``epoch_metrics`` rows also carry ``stack_size``). A group whose runs all come back
-failed with one same error (a crashed worker, say), other than divergence, is retried once with
-each run alone.
-
 Only this driver writes the database, one transaction per state change, so killing it at any
 moment loses at most the runs in flight, which the next sweep reruns. A run that raises or
 diverges is stored as failed with its reason and the sweep goes on.
 
-Tasks are handed to the executor as its ``capacity`` allows, read again before each submit (a
-Ray cluster that grows gets more). A task *lost* with its node or worker (not a failure of the
+Runs are handed to the executor as its ``capacity`` allows, read again before each submit (a
+Ray cluster that grows gets more). A run *lost* with its node or worker (not a failure of the
 run) is queued again, at most :data:`MAX_ATTEMPTS` submits per session, then stored as failed.
 When the loop ends early (the cluster went away, Ctrl-C) the runs in flight go back to
 *pending*; a lost cluster is reported in one line that says how to resume.
@@ -37,6 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError
@@ -51,7 +42,6 @@ from rankrobust.experiments.study_config import StudyConfig
 from rankrobust.experiments.study_file import load_study
 from rankrobust.models import state_shapes
 from rankrobust.progress import Progress
-from rankrobust.training.stacked import DEFAULT_MAX_GROUP, stack_groups
 from rankrobust.work import check_work
 
 DB_NAME = "results.sqlite"
@@ -175,48 +165,6 @@ def record(store: ResultsStore, result: RunResult) -> RunResult:
     return result
 
 
-def tasks(configs: list[RunConfig], stack: bool, max_stack: int = DEFAULT_MAX_GROUP
-          ) -> list[list[RunConfig]]:
-    """The executor tasks for ``configs``: one run each, or with ``stack`` the groups of
-    :func:`~rankrobust.training.stacked.stack_groups`, largest first (so that no big group is
-    left to run alone at the end), in study order otherwise."""
-    if not stack:
-        return [[c] for c in configs]
-    groups = stack_groups(configs, max_stack)
-    return [[configs[i] for i in g] for g in sorted(groups, key=len, reverse=True)]
-
-
-def describe_tasks(task_list: list[list[RunConfig]]) -> list[str]:
-    """One line per stacked task (groups of more than one run), then one for the solo runs:
-    what ``--stack`` would submit, for ``sweep --dry-run``. E.g.
-    ``stack of 10: lenet5 on mnist5k, seed 0: natural, l1 ×3, nuclear ×3, …``."""
-    lines, solo = [], 0
-    for task in task_list:
-        if len(task) == 1:
-            solo += 1
-            continue
-        methods: dict[str, int] = {}
-        for config in task:
-            methods[config.method] = methods.get(config.method, 0) + 1
-        seeds = sorted({c.seed for c in task})
-        first = task[0]
-        lines.append(f"stack of {len(task)}: {first.model} on {first.dataset}, "
-                     f"seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))}: "
-                     + ", ".join(m if k == 1 else f"{m} ×{k}" for m, k in methods.items()))
-    if solo:
-        lines.append(f"{solo} run{'s' if solo > 1 else ''} alone (not stackable with another "
-                     "pending run)")
-    return lines
-
-
-def retry_alone(task: list[RunConfig], results: list[RunResult]) -> bool:
-    """Whether a finished task's runs should run again one by one: a group whose runs all
-    failed with one same error that is not divergence (e.g. its worker was killed)."""
-    errors = {r.error for r in results}
-    return (len(task) > 1 and not any(r.ok for r in results) and len(errors) == 1
-            and not str(next(iter(errors))).startswith("TrainingDivergedError"))
-
-
 def run_sweep(
     study: StudyConfig | str | os.PathLike[str],
     *,
@@ -227,8 +175,6 @@ def run_sweep(
     address: str | None = None,
     retry_failed: bool = False,
     progress: bool | None = None,
-    stack: bool = False,
-    max_stack: int | None = None,
     command: str | None = None,
     max_runs: int | None = None,
     max_hours: float | None = None,
@@ -240,11 +186,8 @@ def run_sweep(
     ``executor`` is "local" (``workers`` processes; 1 = in this process), "ray" (``address``
     or a local Ray), or an Executor instance. ``progress``: None (default) a bar on a terminal
     and a line every ~10 s in a log; False none; True also a closing line in a log
-    (:class:`~rankrobust.progress.Progress`).
-    ``stack``: train compatible runs together, at most ``max_stack`` (default
-    :data:`~rankrobust.training.stacked.DEFAULT_MAX_GROUP`) per stacked model (see the module
-    docstring); results as without it, up to float rounding. ``command``: the command line
-    stored in this session's provenance record (:mod:`rankrobust.experiments.provenance`).
+    (:class:`~rankrobust.progress.Progress`). ``command``: the command line stored in this
+    session's provenance record (:mod:`rankrobust.experiments.provenance`).
     ``max_runs`` caps the runs the study may expand to (:func:`~rankrobust.experiments.grid.
     run_cap`); ``max_hours`` bounds the estimated work of all its runs, shared by ``workers``
     (:mod:`rankrobust.work`). Both come from the command line, never from the study file, and
@@ -254,16 +197,12 @@ def run_sweep(
     that cannot be reached leaves nothing written.
     """
     start = time.perf_counter()
-    max_stack = DEFAULT_MAX_GROUP if max_stack is None else max_stack
-    if max_stack < 1:
-        raise ConfigError(f"--max-stack must be ≥ 1, got {max_stack}")
     if not isinstance(study, StudyConfig):
         study = load_study(study)
     out_dir = Path(out if out is not None else ".").resolve()
     db_path = Path(db) if db is not None else out_dir / DB_NAME
     configs = [dataclasses.replace(c, output_dir=str(out_dir))
                for c in check_study(study, max_runs, max_hours, workers)]
-    ids = [run_id(c) for c in configs]
     inspect_database(db_path)  # refuse a foreign file before creating its lock or writing to it
     ex = make_executor(executor, workers, address) if isinstance(executor, str) else executor
     try:
@@ -271,69 +210,77 @@ def run_sweep(
             if study.margins is not None:  # fixed before any result: refused if changed later
                 store.declare_margins(study.margins)
             store.register(configs)
-            key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
             session = session_record(command, executor if isinstance(executor, str)
-                                     else type(executor).__name__, workers, stack)
-            todo: list[RunConfig] = []
-            state = _Progress()
-            try:
-                todo = plan(configs, store, retry_failed)
-                if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
-                    store.save_session(key, session)
-                    bar = Progress(len(todo), study.name, "runs", enabled=progress)
-                    try:
-                        drive(ex, store, deque(tasks(todo, stack, max_stack)), bar, state)
-                    except BaseException:
-                        bar.close(ok=False)
-                        raise
-                    finally:
-                        bar.close()
-                final = store.status_of(ids)
-            finally:  # an interrupted session keeps its record, with the time it ran
-                if todo:
-                    store.save_session(key, finish_record(session, time.perf_counter() - start,
-                                                          state.complete + state.failed, state.failed))
+                                     else type(executor).__name__, workers)
+            todo, state, final = run_session(study.name, configs, store, ex, session, start,
+                                             retry_failed, progress)
     finally:
         if isinstance(executor, str):
             ex.close()
     return SweepSummary(
-        study=study.name, db=db_path, total=len(ids), skipped=len(ids) - len(todo),
+        study=study.name, db=db_path, total=len(configs), skipped=len(configs) - len(todo),
         executed=state.complete + state.failed, complete=state.complete, failed=state.failed,
         failed_total=sum(1 for s in final.values() if s == "failed"),
         seconds=time.perf_counter() - start,
     )
 
 
+def run_session(name: str, configs: list[RunConfig], store: ResultsStore, ex: Executor,
+                session: dict[str, Any], start: float, retry_failed: bool,
+                progress: bool | None) -> tuple[list[RunConfig], _Progress, dict[str, str]]:
+    """Run the runs of ``configs`` still to do (:func:`plan`) on ``ex`` into ``store``: (those
+    runs, the session's counts, every run's status at the end). A session that runs something
+    stores its provenance ``session`` record, finished even when it is interrupted."""
+    key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
+    todo: list[RunConfig] = []
+    state = _Progress()
+    try:
+        todo = plan(configs, store, retry_failed)
+        if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
+            store.save_session(key, session)
+            bar = Progress(len(todo), name, "runs", enabled=progress)
+            try:
+                drive(ex, store, deque(todo), bar, state)
+            except BaseException:
+                bar.close(ok=False)
+                raise
+            finally:
+                bar.close()
+        return todo, state, store.status_of([run_id(c) for c in configs])
+    finally:  # an interrupted session keeps its record, with the time it ran
+        if todo:
+            store.save_session(key, finish_record(session, time.perf_counter() - start,
+                                                  state.complete + state.failed, state.failed))
+
+
 @dataclass
 class _Progress:
-    """The driver's view of one session: tasks in flight and what came back."""
+    """The driver's view of one session: runs in flight and what came back."""
 
     complete: int = 0
     failed: int = 0
-    submitted: int = 0
-    open_tasks: dict[int, tuple[list[RunConfig], list[RunResult]]] = dataclasses.field(default_factory=dict)
-    task_of: dict[str, int] = dataclasses.field(default_factory=dict)  # run id in flight → its task
-    tries: dict[tuple[str, ...], int] = dataclasses.field(default_factory=dict)  # task → submits
+    in_flight: dict[str, RunConfig] = dataclasses.field(default_factory=dict)  # by run id
+    tries: dict[str, int] = dataclasses.field(default_factory=dict)  # run id → submits
 
     def postfix(self) -> str:
-        return f"done={self.complete} running={len(self.task_of)} failed={self.failed}"
+        return f"done={self.complete} running={len(self.in_flight)} failed={self.failed}"
 
 
-def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar: Progress,
+def drive(ex: Executor, store: ResultsStore, queue: deque[RunConfig], bar: Progress,
           state: _Progress) -> None:
-    """Hand the tasks of ``queue`` to ``ex`` as its capacity allows (re-read before each
+    """Hand the runs of ``queue`` to ``ex`` as its capacity allows (re-read before each
     submit) and store each result as it comes, counting in ``state``.
 
-    A task lost with its node or worker (results with ``lost``) goes back to the front of the
-    queue, up to :data:`MAX_ATTEMPTS` submits in this session; then its runs are stored as
-    failed. The executor's notices (a lost node, ...) are written as they come. Whatever ends
-    the loop early (a lost cluster, Ctrl-C, a bug), the runs in flight go back to *pending*; a
+    A run lost with its node or worker (a result with ``lost``) goes back to the front of the
+    queue, up to :data:`MAX_ATTEMPTS` submits in this session; then it is stored as failed.
+    The executor's notices (a lost node, ...) are written as they come. Whatever ends the
+    loop early (a lost cluster, Ctrl-C, a bug), the runs in flight go back to *pending*; a
     :class:`~rankrobust.experiments.executors.ClusterLostError` is raised again with how to
     resume.
     """
     try:
-        while queue or state.open_tasks:
-            while queue and len(state.open_tasks) < ex.capacity:
+        while queue or state.in_flight:
+            while queue and len(state.in_flight) < ex.capacity:
                 submit(ex, store, queue.popleft(), state)
             bar.set_postfix(state.postfix())
             results = ex.wait()
@@ -352,51 +299,35 @@ def drive(ex: Executor, store: ResultsStore, queue: deque[list[RunConfig]], bar:
         release(store, state)
 
 
-def submit(ex: Executor, store: ResultsStore, task: list[RunConfig], state: _Progress) -> None:
-    """Mark ``task``'s runs running and hand it to ``ex``."""
-    for config in task:
-        store.mark_running(run_id(config))
-        state.task_of[run_id(config)] = state.submitted
-    ex.submit(task)
-    state.open_tasks[state.submitted] = (task, [])
-    key = tuple(run_id(c) for c in task)
-    state.tries[key] = state.tries.get(key, 0) + 1
-    state.submitted += 1
+def submit(ex: Executor, store: ResultsStore, config: RunConfig, state: _Progress) -> None:
+    """Mark ``config``'s run running and hand it to ``ex``."""
+    rid = run_id(config)
+    store.mark_running(rid)
+    state.in_flight[rid] = config
+    ex.submit(config)
+    state.tries[rid] = state.tries.get(rid, 0) + 1
 
 
 def collect(store: ResultsStore, result: RunResult, state: _Progress,
-            queue: deque[list[RunConfig]], bar: Progress) -> None:
-    """Take one result; when its task is complete, store its results, or queue it again (a
-    lost task with attempts left, a failed stack to run alone)."""
-    number = state.task_of.pop(result.run_id)
-    task, results = state.open_tasks[number]
-    results.append(result)
-    if len(results) < len(task):
+            queue: deque[RunConfig], bar: Progress) -> None:
+    """Take one result: store it, or queue its run again (lost, with attempts left)."""
+    config = state.in_flight.pop(result.run_id)
+    if result.lost and state.tries[result.run_id] < MAX_ATTEMPTS:
+        queue.appendleft(config)
         return
-    del state.open_tasks[number]
-    if all(r.lost for r in results) and state.tries[tuple(run_id(c) for c in task)] < MAX_ATTEMPTS:
-        queue.appendleft(task)
-        return
-    if retry_alone(task, results):
-        bar.write(f"{len(task)} stacked runs failed ({results[0].error}); "
-                  "running them one by one")
-        queue.extendleft([c] for c in reversed(task))
-        return
-    for done in results:
-        done = record(store, done)
-        if done.ok:
-            state.complete += 1
-        else:
-            state.failed += 1
-            bar.write(f"run {done.run_id} failed: {done.error}")
-        bar.update(1)
+    done = record(store, result)
+    if done.ok:
+        state.complete += 1
+    else:
+        state.failed += 1
+        bar.write(f"run {done.run_id} failed: {done.error}")
+    bar.update(1)
 
 
 def release(store: ResultsStore, state: _Progress) -> int:
     """Return the runs still in flight to *pending* (best effort); how many."""
-    rids = list(state.task_of)
-    state.task_of.clear()
-    state.open_tasks.clear()
+    rids = list(state.in_flight)
+    state.in_flight.clear()
     if rids:
         with suppress(Exception):
             store.mark_pending(rids)

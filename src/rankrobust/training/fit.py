@@ -31,7 +31,6 @@ class FitResult:
     config: TrainConfig
     dataset: str
     result: TrainResult
-    stack_size: int = 1  # runs trained together with this one (rankrobust.training.stacked)
 
 
 def model_spec_for(dataset: str, model: str, options: dict[str, Any] | None = None) -> ModelSpec:
