@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from rankrobust.attacks.registry import AttackName, get_attack
 from rankrobust.configuration import brief, check_seed, closest, from_dict, require
 from rankrobust.data import DATASETS, dataset_info
 from rankrobust.data.files import read_regular
@@ -32,11 +33,6 @@ from rankrobust.models.registry import meta_model, model_options, state_shapes
 from rankrobust.strict_yaml import load_yaml
 from rankrobust.training.config import TrainConfig
 from rankrobust.work_args import DEFAULT_MAX_RUNS, check_levels  # only --max-runs raises the cap
-
-AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
-
-
-GRID_OPTIONS = ("grid", "bisect")
 
 
 @dataclass
@@ -66,9 +62,7 @@ class AttackSpec:
         require(len(set(eps)) == len(eps), f"{where}.epsilons: duplicate budgets in {eps}")
         if "seed" in self.options:
             check_seed(self.options["seed"], f"{where}.options.seed")
-        for key in GRID_OPTIONS:  # the ε-grid schedule is AutoAttack's (attacks.autoattack)
-            require(key not in self.options or self.attack == "autoattack",
-                    f"{where}.options.{key}: only autoattack takes it, not {self.attack}")
+        get_attack(self.attack).check_spec(self.norm, self.options, where)
         grid, bisect = self.options.get("grid", False), self.options.get("bisect", 0)
         require(isinstance(grid, bool), f"{where}.options.grid: true or false, got {brief(grid)}")
         require(not isinstance(bisect, bool) and isinstance(bisect, int) and 0 <= bisect <= 20,
@@ -103,6 +97,7 @@ class InterventionSpec:
                 f"{where}.per_layer: {self.kind!r} has no per-layer form")
         if "seed" in self.options:
             check_seed(self.options["seed"], f"{where}.options.seed")
+        get_attack(self.attack).check_spec(self.norm, self.options, where)
 
 
 @dataclass
