@@ -217,7 +217,7 @@ def test_resume_after_a_partial_sweep(tmp_path: Path, solo_db: Path, first_stack
 def test_a_run_failing_in_a_group_fails_alone(tmp_path: Path) -> None:
     """Two natural runs of seed 0 stack; one's evaluation raises: the other is complete."""
     bad = {"name": "bad", "evaluation": {**STUDY["evaluation"], "attacks": [
-        {"attack": "pgd", "norm": "inf", "epsilons": [0.1], "options": {"no_such_option": 1}}]}}
+        {"attack": "pgd", "norm": "inf", "epsilons": [0.1], "options": {"steps": 0}}]}}
     two = study(seeds=[0], variants=[STUDY["variants"][0], bad])
     ex = Recording()
     summary = run_sweep(two, out=tmp_path, executor=ex, stack=True, progress=False)
@@ -226,7 +226,7 @@ def test_a_run_failing_in_a_group_fails_alone(tmp_path: Path) -> None:
     with ResultsStore(summary.db, readonly=True) as store:
         runs = store.runs().set_index("variant")
     assert runs.status["natural"] == "complete" and runs.status["bad"] == "failed"
-    assert "no_such_option" in runs.error["bad"]
+    assert "steps and restarts must be at least 1" in runs.error["bad"]
 
 
 class CrashingStacks(Recording):
