@@ -74,7 +74,7 @@ def test_the_registered_attack_runs_through_evaluate(
     # a flag the attack takes no option for is refused in one line, naming who takes it
     assert main([*argv[:-2], "--steps", "3"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"--steps applies to --attack pgd" in err and plugin in err
+    assert err.count("\n") == 1 and "--steps applies to --attack pgd" in err and plugin in err
     assert main([*argv, "--norm", "2"]) == 2  # ℓ∞ only: refused, not run in another norm
     assert "supports norm inf, not '2'" in capsys.readouterr().err
     # and `evaluate --help` names it, with what it does
