@@ -13,13 +13,7 @@ import argparse
 import sys
 from typing import Any
 
-from rankrobust.cli.attacking import (
-    add_attack_arguments,
-    attack_options,
-    attack_settings,
-    check_attack_args,
-    load_attack_inputs,
-)
+from rankrobust.cli import attacking
 from rankrobust.cli.common import emit_frame, float_list
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import add_max_hours_argument, check_levels
@@ -35,7 +29,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("checkpoint", help="model.safetensors, model.json or their folder")
     p.add_argument("--eps", type=float_list, required=True, help="budgets, e.g. 0.05,0.1,0.2,0.3")
-    add_attack_arguments(p, n=1000, queries=True)
+    attacking.add_attack_arguments(p, n=1000, queries=True)
     p.add_argument("--grid", action="store_true",
                    help="autoattack over the ε grid: largest budget first, APGD-CE → APGD-T at "
                    "every budget, Square at the largest only; a smaller budget attacks only the "
@@ -71,14 +65,14 @@ def run(args: argparse.Namespace) -> int:
     from rankrobust.progress import Progress
     from rankrobust.robustness import robustness_curve, sanity_checks
 
-    check_attack_args(args)
+    attacking.check_attack_args(args)
     if any(e < 0 for e in args.eps):
         raise ConfigError("--eps values must be non-negative")
     check_levels(args.eps, "--eps")
     if args.summary and args.format == "csv":
         raise ConfigError("--summary needs --format table or json")
-    options = attack_options(args)
-    loaded, x, y = load_attack_inputs(args)
+    options = attacking.attack_options(args)
+    loaded, x, y = attacking.load_attack_inputs(args)
     check_evaluation_work(args, loaded, x, y, options)
     with Progress(min(args.n, len(x)), f"evaluate {args.attack}", "inputs",
                   enabled=False if args.no_progress else None) as progress:
@@ -91,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
         with Progress(None, "evaluate: gradient-masking checks", enabled=False if args.no_progress else None):
             warnings = sanity_checks(loaded.model, (x, y), curve, batch_size=args.batch_size,
                                      n=args.n, seed=args.seed)
-    settings = {**attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
+    settings = {**attacking.attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
                 **(loaded.adaptation or {})}
     if args.summary:
         emit_summary(result, args.format, {"settings": settings, "warnings": warnings})

@@ -5,13 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rankrobust.cli.attacking import (
-    add_attack_arguments,
-    attack_options,
-    attack_settings,
-    check_attack_args,
-    load_attack_inputs,
-)
+from rankrobust.cli import attacking
 from rankrobust.cli.common import emit_frame, float_list
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import add_max_hours_argument, check_levels
@@ -43,7 +37,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--per-layer", action="store_true",
                    help="intervene on one layer at a time (one row per layer and keep)")
     p.add_argument("--eps", type=float, required=True, help="attack budget, e.g. 0.1")
-    add_attack_arguments(p, n=500, queries=False)
+    attacking.add_attack_arguments(p, n=500, queries=False)
     p.add_argument("--seed", type=int, default=0, help="attack seed, shared by every row (default 0)")
     p.add_argument("--no-deepfool", action="store_true", help="skip rho_adv (DeepFool), the slowest column")
     add_max_hours_argument(p)
@@ -91,12 +85,12 @@ def run(args: argparse.Namespace) -> int:
     from rankrobust.interventions import intervention_table
 
     kind, keeps = intervention_kind(args)
-    check_attack_args(args)
+    attacking.check_attack_args(args)
     if not args.eps >= 0:
         raise ConfigError(f"--eps must be non-negative, got {args.eps}")
     check_levels(keeps, "--svd-keep" if args.svd_keep is not None else "--prune-keep")
-    options = attack_options(args)
-    loaded, x, y = load_attack_inputs(args)
+    options = attacking.attack_options(args)
+    loaded, x, y = attacking.load_attack_inputs(args)
     check_intervention_work(args, loaded, x, y, keeps, options)
     frame = intervention_table(
         loaded.model, (x, y), kind, keeps, attack=args.attack, eps=args.eps, norm=args.norm,
@@ -106,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         frame = frame.drop(columns="rho_adv")
     if loaded.network is not loaded.model:  # behind a ModelAdapter: name layers as analyze does
         frame["layer"] = frame["layer"].str.replace(r"^net\.", "", regex=True)
-    settings = {**attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
+    settings = {**attacking.attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
                 **(loaded.adaptation or {})}
     emit_frame(frame, args.format, extra={"settings": settings})
     return 0

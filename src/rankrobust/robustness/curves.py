@@ -113,25 +113,17 @@ class Curve:
 
 
 def fooling_ratio_curve(
-    model: nn.Module,
-    data: Data,
-    attack: str,
-    epsilons: float | Sequence[float],
-    *,
-    norm: str = "inf",
-    batch_size: int = 256,
-    n: int | None = None,
-    seed: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    **attack_options: Any,
+    model: nn.Module, data: Data, attack: str, epsilons: float | Sequence[float], **options: Any
 ) -> pd.DataFrame:
-    """Fooling ratio of ``attack`` at each ε over the first ``n`` inputs of ``data``.
+    """Fooling ratio of ``attack`` at each ε over the first ``n`` inputs of ``data``; ``options``
+    are :func:`robustness_curve`'s keywords (norm="inf", batch_size=256, n=None: all, seed=None:
+    from torch's RNG, progress=None) and the attack's options.
 
     ``data`` = (x (N, C, H, W) in [0, 1], y (N,)); ``attack`` a registered attack
     (:data:`rankrobust.attacks.ATTACKS`: fgsm (norm "2": FGM), pgd, apgd-ce, apgd-dlr, apgd-t
     (targeted DLR), square (gradient-free), autoattack (the ensemble APGD-CE → APGD-T → Square;
     ``grid=True``: the ε-grid schedule), deepfool (minimal: success at ε iff ‖r‖ ≤ ε), or one a
-    plug-in registered). ``attack_options`` go to the attack (steps, restarts, n_queries,
+    plug-in registered). The attack's options go to it (steps, restarts, n_queries,
     bounds, grid, bisect, ...; an option it does not take is refused). Returns one row per ε,
     in the given order, with columns attack, norm, epsilon, fooling_ratio,
     fooling_ratio_correct, robust_accuracy, clean_accuracy, n; for an ensemble (autoattack)
@@ -145,8 +137,7 @@ def fooling_ratio_curve(
     done after each batch (e.g. :meth:`rankrobust.progress.Progress.update`).
     :func:`robustness_curve` also returns each input's minimal budget.
     """
-    return robustness_curve(model, data, attack, epsilons, norm=norm, batch_size=batch_size,
-                            n=n, seed=seed, progress=progress, **attack_options).frame
+    return robustness_curve(model, data, attack, epsilons, **options).frame
 
 
 def robustness_curve(
