@@ -77,10 +77,14 @@ def test_the_registered_attack_runs_through_evaluate(
     assert err.count("\n") == 1 and "--steps applies to --attack pgd" in err and plugin in err
     assert main([*argv, "--norm", "2"]) == 2  # ℓ∞ only: refused, not run in another norm
     assert "supports norm inf, not '2'" in capsys.readouterr().err
-    # and `evaluate --help` names it, with what it does
+    # `evaluate --help` names it, and `rankrobust attacks` lists it with its options
     with pytest.raises(SystemExit):
         main(["evaluate", "--help"])
-    assert plugin in capsys.readouterr().out
+    assert plugin in "".join(capsys.readouterr().out.split())  # argparse wraps at hyphens
+    assert main(["attacks", "--format", "json"]) == 0
+    listed = {e["name"]: e for e in json.loads(capsys.readouterr().out)}
+    assert listed[plugin]["options"] == {"tries": 1} and listed[plugin]["norms"] == ["inf"]
+    assert listed["apgd-t"]["options"]["n_targets"] == 9 and list(listed)[:2] == ["fgsm", "pgd"]
 
 
 def test_the_registered_attack_runs_in_a_study_and_reaches_the_report(

@@ -68,7 +68,8 @@ def _takers(keys: tuple[str, ...]) -> list[tuple[str, str, Any]]:
 def _attack_help() -> str:
     from rankrobust.attacks import ATTACKS
 
-    return ("a registered attack (default pgd): " + " | ".join(ATTACKS) + ". "
+    return ("a registered attack (default pgd; `rankrobust attacks` lists their options): "
+            + " | ".join(ATTACKS) + ". "
             + "; ".join(f"{name} = {a.description}" for name, a in ATTACKS.items() if a.description))
 
 

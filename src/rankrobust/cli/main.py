@@ -27,6 +27,7 @@ COMMAND_MODULES: list[str] = [
     "rankrobust.cli.train",
     "rankrobust.cli.methods",
     "rankrobust.cli.evaluate",
+    "rankrobust.cli.attacks",
     "rankrobust.cli.analyze",
     "rankrobust.cli.intervene",
     "rankrobust.cli.sweep",

@@ -1,0 +1,45 @@
+"""``rankrobust attacks``: every registered evaluation attack, its norms, options and defaults."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "attacks", help="list the evaluation attacks and their options",
+        description="List every registered evaluation attack: name, label, norms, strength (the "
+        "report's primary attack is the strongest one stored), a one-line description and its "
+        "options with their defaults (use them in study YAML as `evaluation: {attacks: "
+        "[{attack: NAME, options: {key: value}}]}`, or `evaluate --attack NAME --steps ...`).",
+    )
+    p.add_argument("--format", choices=["table", "json"], default="table")
+    p.set_defaults(run=run)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def catalogue() -> list[dict[str, Any]]:
+    """One entry per attack: name, label, norms, strength, description, options {key: default}."""
+    from rankrobust.attacks import ATTACKS  # heavy: imports torch
+
+    return [{"name": a.name, "label": a.label, "norms": list(a.norms), "strength": a.strength,
+             "description": a.description,
+             "options": {k: _plain(v) for k, v in a.options.items()}} for a in ATTACKS.values()]
+
+
+def run(args: argparse.Namespace) -> int:
+    entries = catalogue()
+    if args.format == "json":
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return 0
+    for e in entries:
+        strength = "" if e["strength"] is None else f", strength {e['strength']}"
+        print(f"{e['name']}  [{e['label']}; ℓ {' | '.join(e['norms'])}{strength}]  {e['description']}")
+        for key, default in e["options"].items():
+            print(f"    {key} = {default!r}")
+    return 0
