@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import Any
+
+from rankrobust.cli.common import emit_catalogue
 
 
 def register(subparsers: Any) -> None:
@@ -32,14 +33,11 @@ def catalogue() -> list[dict[str, Any]]:
              "options": {k: _plain(v) for k, v in a.options.items()}} for a in ATTACKS.values()]
 
 
+def _lines(e: dict[str, Any]) -> list[str]:
+    strength = "" if e["strength"] is None else f", strength {e['strength']}"
+    return ([f"{e['name']}  [{e['label']}; ℓ {' | '.join(e['norms'])}{strength}]  {e['description']}"]
+            + [f"    {key} = {default!r}" for key, default in e["options"].items()])
+
+
 def run(args: argparse.Namespace) -> int:
-    entries = catalogue()
-    if args.format == "json":
-        print(json.dumps(entries, indent=2, ensure_ascii=False))
-        return 0
-    for e in entries:
-        strength = "" if e["strength"] is None else f", strength {e['strength']}"
-        print(f"{e['name']}  [{e['label']}; ℓ {' | '.join(e['norms'])}{strength}]  {e['description']}")
-        for key, default in e["options"].items():
-            print(f"    {key} = {default!r}")
-    return 0
+    return emit_catalogue(catalogue(), args.format, _lines)

@@ -8,7 +8,7 @@ import json
 import math
 import os
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn
 
@@ -320,3 +320,15 @@ def load_test_split(args: argparse.Namespace, loaded: LoadedModel) -> tuple[Any,
         raise ConfigError(f"dataset {loaded.dataset} has inputs {tuple(x.shape[1:])} but the model "
                           f"expects {tuple(loaded.in_shape)}")
     return x, y
+
+
+def emit_catalogue(entries: list[dict[str, Any]], fmt: str,
+                   lines: Callable[[dict[str, Any]], list[str]]) -> int:
+    """A registry listing (``rankrobust methods``, ``rankrobust attacks``): ``entries`` as one
+    JSON array, or each entry's ``lines``; returns the exit code 0."""
+    if fmt == "json":
+        print(json.dumps(entries, indent=2, ensure_ascii=False))
+        return 0
+    for entry in entries:
+        print("\n".join(lines(entry)))
+    return 0

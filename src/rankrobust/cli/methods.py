@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import typing
 from typing import Any
+
+from rankrobust.cli.common import emit_catalogue
 
 
 def register(subparsers: Any) -> None:
@@ -38,14 +39,11 @@ def catalogue() -> list[dict[str, Any]]:
     return out
 
 
+def _lines(e: dict[str, Any]) -> list[str]:
+    return [f"{e['name']}  [{e['kind']}]  {e['description']}"] + [
+        f"    {p['name']} = {p['default']!r}  : {p['type']}"
+        + ("  (swept)" if p["name"] in e["swept"] else "") for p in e["params"]]
+
+
 def run(args: argparse.Namespace) -> int:
-    entries = catalogue()
-    if args.format == "json":
-        print(json.dumps(entries, indent=2, ensure_ascii=False))
-        return 0
-    for e in entries:
-        print(f"{e['name']}  [{e['kind']}]  {e['description']}")
-        for p in e["params"]:
-            swept = "  (swept)" if p["name"] in e["swept"] else ""
-            print(f"    {p['name']} = {p['default']!r}  : {p['type']}{swept}")
-    return 0
+    return emit_catalogue(catalogue(), args.format, _lines)
