@@ -90,16 +90,24 @@ def test_the_registered_attack_runs_through_evaluate(
 def test_the_registered_attack_runs_in_a_study_and_reaches_the_report(
     plugin: str, tmp_path: Path
 ) -> None:
-    from rankrobust.experiments import ResultsStore, run_sweep, study_from_dict
+    from rankrobust.experiments import ResultsStore, load_study, run_sweep
     from rankrobust.report import build_report
     from rankrobust.report.figures_robustness import _attacks
 
-    study = study_from_dict({
-        "name": "plugin-attack", "dataset": "synthetic", "model": "mlp",
-        "model_options": {"hidden": [8]}, "train": {"epochs": 1, "device": "cpu"},
-        "evaluation": {"n": 16, "batch_size": 16, "sanity_checks": [plugin], "attacks": [
-            {"attack": plugin, "epsilons": [0.0, 0.2, 0.5], "options": {"tries": 2}}]},
-    })
+    path = tmp_path / "study.yaml"
+    path.write_text(f"""name: plugin-attack
+dataset: synthetic
+model: mlp
+model_options: {{hidden: [8]}}
+train: {{epochs: 1, device: cpu}}
+evaluation:
+  n: 16
+  batch_size: 16
+  sanity_checks: [{plugin}]
+  attacks:
+    - {{attack: {plugin}, epsilons: [0.0, 0.2, 0.5], options: {{tries: 2}}}}
+""")
+    study = load_study(path)
     summary = run_sweep(study, out=tmp_path, workers=1, progress=False)
     assert summary.exit_code == 0
     with ResultsStore(tmp_path / "results.sqlite") as store:
