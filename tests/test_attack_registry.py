@@ -40,7 +40,7 @@ def random_sign(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, epsilon
 
 @pytest.fixture
 def plugin() -> Iterator[str]:
-    register_attack(NAME, label=LABEL, norms=("inf",), strength=5, random=True, nests=False,
+    register_attack(NAME, label=LABEL, norms=("inf",), strength=5, random=True,
                     passes=lambda k, classes, o: k * o["tries"] * FORWARD,
                     description="test-only: random ±ε corners")(random_sign)
     try:
@@ -189,6 +189,8 @@ def test_registration_is_checked() -> None:
         register_attack("pgd", label="PGD again", passes=cost)(runner)
     with pytest.raises(ValueError, match="norms"):
         register_attack("t-norms", label="x", passes=cost, norms=("1",))(runner)
+    with pytest.raises(ValueError, match="nested budgets"):
+        register_attack("t-points", label="x", passes=cost, per_point=True)(runner)
     with pytest.raises(ValueError, match="curve setting"):
         register_attack("t-seed", label="x", passes=cost, options={"seed": 0})(runner)
 
@@ -197,7 +199,7 @@ def test_registration_is_checked() -> None:
 
     with pytest.raises(ValueError, match="takes \\(model, x, labels"):
         register_attack("t-args", label="x", passes=cost)(wrong)
-    assert not {"t-norms", "t-seed", "t-args"} & set(ATTACKS)
+    assert not {"t-norms", "t-points", "t-seed", "t-args"} & set(ATTACKS)
 
 
 # --- the registry is consistent -----------------------------------------------------------------
@@ -216,7 +218,7 @@ def test_every_built_in_attack_declares_what_consumers_need(name: str) -> None:
     params = inspect.signature(function).parameters
     for key, default in a.options.items():
         assert params[key].default == default, (name, key)
-    assert not a.per_point or a.nests
+    assert a.nests  # every built-in nests its budgets (per_point needs it)
     assert a.ensemble == (name == "autoattack")
 
 

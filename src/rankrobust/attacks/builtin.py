@@ -50,7 +50,7 @@ def _targets(options: Mapping[str, Any], classes: int) -> float:
 
 
 @register_attack(
-    "fgsm", label="FGSM", options=defaults(fgsm), strength=10, norm_labels={"2": "FGM"},
+    "fgsm", label="FGSM", options=defaults(fgsm), strength=10, nests=True, norm_labels={"2": "FGM"},
     passes=lambda k, c, o: 1.0 + k * FORWARD,
     description="FGSM (ℓ∞) / FGM (ℓ2): one gradient step of size ε")
 def run_fgsm(model: nn.Module, x: Tensor, labels: Tensor, epsilons: list[float], norm: str,
@@ -59,7 +59,7 @@ def run_fgsm(model: nn.Module, x: Tensor, labels: Tensor, epsilons: list[float],
 
 
 @register_attack(
-    "pgd", label="PGD", options=defaults(pgd), strength=20, random=True, iterative=True,
+    "pgd", label="PGD", options=defaults(pgd), strength=20, random=True, nests=True, iterative=True,
     beats_single_step=True, settings={"step_size": "2.5*eps/steps"},
     passes=lambda k, c, o: k * count(o, "restarts") * (count(o, "steps") + FORWARD),
     description="PGD with random starts and restarts (Madry et al. 2018)")
@@ -78,7 +78,7 @@ def _apgd(loss: str) -> Callable[..., AttackResult]:
     return run
 
 
-_APGD = dict(random=True, iterative=True, beats_single_step=True)
+_APGD = dict(random=True, nests=True, iterative=True, beats_single_step=True)
 register_attack(
     "apgd-ce", label="APGD-CE", options=defaults(apgd, "n_targets"), strength=30, **_APGD,
     settings={"loss": "ce", "step_size": ADAPTIVE},
@@ -97,7 +97,8 @@ register_attack(
 
 
 @register_attack(
-    "square", label="Square", options=defaults(square), random=True, beats_single_step=True,
+    "square", label="Square", options=defaults(square), random=True, nests=True,
+    beats_single_step=True,
     passes=lambda k, c, o: k * count(o, "n_queries") * FORWARD,
     description="Square Attack: gradient-free random search (Andriushchenko et al. 2020)")
 def run_square(model: nn.Module, x: Tensor, labels: Tensor, epsilons: list[float], norm: str,
@@ -116,7 +117,7 @@ def _autoattack_passes(k: float, classes: int, options: Mapping[str, Any]) -> fl
 
 @register_attack(
     "autoattack", label="AutoAttack", options=defaults(autoattack), strength=50, random=True,
-    ensemble=True, per_point=True, iterative=True, beats_single_step=True,
+    nests=True, ensemble=True, per_point=True, iterative=True, beats_single_step=True,
     settings={"step_size": ADAPTIVE}, passes=_autoattack_passes,
     description="APGD-CE → APGD-T → Square, each on the inputs the earlier ones left, with a "
     "broken_by column (grid: the ε-grid schedule; bisect: refined minimal budgets)")
@@ -127,7 +128,7 @@ def run_autoattack(model: nn.Module, x: Tensor, labels: Tensor, epsilons: list[f
 
 
 @register_attack(
-    "deepfool", label="DeepFool", options=defaults(deepfool),
+    "deepfool", label="DeepFool", options=defaults(deepfool), nests=True,
     passes=lambda k, c, o: count(o, "max_iter") * c,
     description="DeepFool's minimal perturbation: success at ε iff ‖r‖ ≤ ε")
 def run_deepfool(model: nn.Module, x: Tensor, labels: Tensor, epsilons: list[float], norm: str,

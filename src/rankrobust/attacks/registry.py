@@ -56,7 +56,7 @@ class Attack:
     norms: tuple[str, ...] = NORMS
     strength: int | None = None  # "strongest attack" order (higher first); None: never primary
     random: bool = False  # draws from the generator (random starts, queries, a seed)
-    nests: bool = True  # success at ε implies success at every larger budget of the same call
+    nests: bool = False  # success at ε implies success at every larger budget of the same call
     ensemble: bool = False  # returns an EnsembleResult (which member broke each input)
     per_point: bool = False  # a run stores its per-input ε_min and summaries (needs ``nests``)
     iterative: bool = False  # multi-step gradient attack: check 1's reference against FGSM
