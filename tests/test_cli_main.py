@@ -129,7 +129,7 @@ def _registry(module: str, name: str) -> list[str]:
 @pytest.mark.parametrize(
     ("command", "registries"),
     [
-        ("evaluate", [("rankrobust.robustness", "ATTACKS"), ("rankrobust.data", "DATASETS")]),
+        ("evaluate", [("rankrobust.attacks", "ATTACKS"), ("rankrobust.data", "DATASETS")]),
         ("analyze", [("rankrobust.structure", "CONV_MODES"), ("rankrobust.structure", "METHODS")]),
         ("reproduce", [("rankrobust.experiments.study", "SCALES"), ("rankrobust.data", "DATASETS")]),
         ("train", [("rankrobust.data", "DATASETS"), ("rankrobust.models", "MODELS")]),

@@ -6,18 +6,9 @@ in one line giving the estimate and the flag that raises the bound (``--max-hour
 would take longer than :data:`DEFAULT_MAX_HOURS`. The bound is read from the command line only.
 
 Unit: one *pass* is one example's forward and backward pass through the model; a forward pass
-alone (a Square query, an accuracy check) counts :data:`FORWARD` of one. Per example and ε
-budget (K budgets, N points, C classes; options at the attacks' defaults when not given):
-
-====================  ==========================================================
-fgsm                  1 + K·FORWARD (one gradient serves every budget)
-pgd                   K · restarts · (steps + FORWARD)
-apgd-ce, apgd-dlr     K · restarts · steps
-apgd-t                K · restarts · steps · min(n_targets, C − 1)
-square                K · n_queries · FORWARD
-autoattack            the sum of its members (apgd-ce, apgd-t, square)
-deepfool              max_iter · C (one gradient per class and iteration), for all budgets
-====================  ==========================================================
+alone (a Square query, an accuracy check) counts :data:`FORWARD` of one. Per example, an attack
+at K budgets costs what its registry entry says (``Attack.passes``, options at the attack's
+defaults when not given; the built-ins' table is in :mod:`rankrobust.attacks.builtin`).
 
 Training: epochs · N_train · the method's :meth:`~rankrobust.methods.TrainingMethod.passes`
 (1 natural, 2 FGSM-adv, steps + 1 PGD-adv, steps + 2 TRADES) plus a forward pass over the test
@@ -46,24 +37,14 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from rankrobust.attacks.registry import ATTACKS, FORWARD
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import DEFAULT_MAX_HOURS
 
-FORWARD = 1.0 / 3.0  # a forward pass alone, in passes (backward ≈ 2 forwards)
 FLOP_RATE = 2e10  # FLOP/s (one thread here: 9-37 GFLOP/s measured, see the module docstring)
 PASS_OVERHEAD = 5e-6  # seconds per example pass beyond its FLOPs (≤ 200,000 passes/s)
 SANITY_STEPS, SANITY_QUERIES = 20, 1000  # rankrobust.robustness.sanity_checks' defaults
 
-# attack defaults (rankrobust.attacks): steps, restarts, targets, queries, DeepFool iterations
-_DEFAULTS: dict[str, dict[str, int]] = {
-    "pgd": {"steps": 40, "restarts": 1},
-    "apgd-ce": {"steps": 100, "restarts": 1},
-    "apgd-dlr": {"steps": 100, "restarts": 1},
-    "apgd-t": {"steps": 100, "restarts": 1, "n_targets": 9},
-    "square": {"n_queries": 5000},
-    "autoattack": {"steps": 100, "restarts": 1, "n_targets": 9, "n_queries": 2500},
-    "deepfool": {"max_iter": 50},
-}
 
 
 @dataclass(frozen=True)
@@ -155,40 +136,14 @@ def spec_cost(name: str, in_shape: Sequence[int], num_classes: int,
 
 
 # -- passes per example --------------------------------------------------------------------------
-def _option(attack: str, options: Mapping[str, Any], key: str) -> float:
-    value = options.get(key, _DEFAULTS.get(attack, {}).get(key, 1))
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        return 1.0  # not a count: the attack refuses it itself
-    return float(value)
-
-
 def attack_passes(attack: str, budgets: int, num_classes: int, options: Mapping[str, Any]) -> float:
-    """Passes per example of ``attack`` at ``budgets`` ε's (module docstring table)."""
-    k = float(budgets)
-
-    def opt(key: str) -> float:
-        return _option(attack, options, key)
-
-    targets = min(opt("n_targets"), max(1, num_classes - 1))
-    if attack == "fgsm":
-        return 1.0 + k * FORWARD
-    if attack == "pgd":
-        return k * opt("restarts") * (opt("steps") + FORWARD)
-    if attack in ("apgd-ce", "apgd-dlr"):
-        return k * opt("restarts") * opt("steps")
-    if attack == "apgd-t":
-        return k * opt("restarts") * opt("steps") * targets
-    if attack == "square":
-        return k * opt("n_queries") * FORWARD
-    if attack == "autoattack":
-        members = options.get("members", ("apgd-ce", "apgd-t", "square"))
-        names = [str(m) for m in members] if isinstance(members, (list, tuple)) else []
-        per = {"apgd-ce": opt("steps") * opt("restarts"), "apgd-dlr": opt("steps") * opt("restarts"),
-               "apgd-t": opt("steps") * opt("restarts") * targets, "square": opt("n_queries") * FORWARD}
-        return k * sum(per.get(m, 0.0) for m in names)
-    if attack == "deepfool":
-        return opt("max_iter") * num_classes
-    return k  # an attack without a known cost: one pass per budget
+    """Passes per example of ``attack`` at ``budgets`` ε's: the registered attack's cost
+    (``Attack.passes``, the built-ins' table in :mod:`rankrobust.attacks.builtin`) at its
+    options; an attack without a registered cost counts one pass per budget."""
+    entry = ATTACKS.get(attack)
+    if entry is None:
+        return float(budgets)
+    return entry.passes(float(budgets), num_classes, entry.resolved(options))
 
 
 def sanity_passes(budgets: int, num_classes: int, model_checks: bool = True) -> float:

@@ -45,14 +45,10 @@ from rankrobust.attacks.base import (
     AttackResult,
     Bounds,
     SingleBudget,
-    ascending_budgets,
     base_seed,
     budget_generator,
-    check_epsilons,
-    check_norm,
-    eval_mode,
+    budgets_attack,
     per_sample,
-    prepare,
 )
 from rankrobust.attacks.perturb import project, random_in_ball, steepest_direction
 from rankrobust.errors import ConfigError
@@ -252,11 +248,9 @@ def apgd(
 ) -> AttackResult:
     """APGD-CE / APGD-DLR / APGD-T (Croce & Hein 2020) at every ε in ``epsilons``
     (``keep_adv=False``: no (K, N, ...) examples are kept, ``x_adv`` is None)."""
-    norm = check_norm(norm)
-    eps_list = check_epsilons(epsilons)
     check_apgd(loss, steps, restarts, n_targets)
-    x, y = prepare(model, x, y, bounds)
-    with eval_mode(model):
-        attack_one = apgd_budgets(model, x, y, norm, loss, steps, restarts, n_targets, bounds,
-                                  generator)
-        return ascending_budgets(x, y, eps_list, norm, attack_one, keep_adv)
+    return budgets_attack(
+        model, x, y, epsilons, norm, bounds,
+        lambda xs, ys, nm: apgd_budgets(model, xs, ys, nm, loss, steps, restarts, n_targets,
+                                        bounds, generator),
+        keep_adv)

@@ -281,6 +281,26 @@ def ascending_budgets(
     return ensemble_budgets(x, y, epsilons, norm, [attack_one], keep_adv)[0]
 
 
+def budgets_attack(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    epsilons: float | Sequence[float],
+    norm: str,
+    bounds: Bounds,
+    single: Callable[[torch.Tensor, torch.Tensor, str], SingleBudget],
+    keep_adv: bool = True,
+) -> AttackResult:
+    """The template of a fixed-budget attack at K budgets: norm and budgets checked, x and y
+    prepared (:func:`prepare`), then, in eval mode, :func:`ascending_budgets` over
+    ``single(x, y, norm)``, the attack at one budget on the prepared inputs."""
+    norm = check_norm(norm)
+    eps_list = check_epsilons(epsilons)
+    x, y = prepare(model, x, y, bounds)
+    with eval_mode(model):
+        return ascending_budgets(x, y, eps_list, norm, single(x, y, norm), keep_adv)
+
+
 def ensemble_budgets(
     x: torch.Tensor,
     y: torch.Tensor,

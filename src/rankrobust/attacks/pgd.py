@@ -38,13 +38,10 @@ from torch import nn
 from rankrobust.attacks.base import (
     AttackResult,
     Bounds,
-    ascending_budgets,
-    check_epsilons,
-    check_norm,
+    SingleBudget,
+    budgets_attack,
     check_positive,
     default_generator,
-    eval_mode,
-    prepare,
 )
 from rankrobust.attacks.perturb import pgd_run, random_in_ball
 from rankrobust.errors import ConfigError
@@ -68,46 +65,46 @@ def pgd(
 ) -> AttackResult:
     """PGD (Madry et al. 2018) at every ε in ``epsilons``; keeps the highest-loss restart
     (``keep_adv=False``: no (K, N, ...) examples are kept, ``x_adv`` is None)."""
-    norm = check_norm(norm)
-    eps_list = check_epsilons(epsilons)
     if steps < 1 or restarts < 1:
         raise ConfigError(f"steps and restarts must be at least 1, got {steps} and {restarts}")
     if step_size is not None:
         check_positive("step_size", step_size)
-    x, y = prepare(model, x, y, bounds)
     gen = default_generator(generator)
     n_runs = restarts if random_start else 1
-    previous: dict[str, torch.Tensor] = {}  # highest-loss iterates at the last (smaller) budget
 
-    def attack_one(
-        xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        alpha = 2.5 * eps / steps if step_size is None else step_size
-        best_x, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
-        best_loss = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
-        for run in range(n_runs):
-            todo = (~fooled).nonzero().squeeze(1)
-            if not len(todo):
-                break
-            sub = xs[todo]
-            if run == 0 and warm_start and "x" in previous:
-                start = previous["x"][rows[todo]] - sub  # inside the smaller, hence this, ball
-            elif random_start:
-                start = random_in_ball(sub, eps, norm, gen)
-            else:
-                start = torch.zeros_like(sub)
-            tracked = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
-                              track=True, early_stop=early_stop)
-            xa, hit, loss = tracked.x_adv, tracked.fooled, tracked.loss
-            assert hit is not None and loss is not None  # track=True records both
-            better = loss > best_loss[todo]
-            best_x[todo[better]] = xa[better]
-            best_loss[todo[better]] = loss[better]
-            fooled[todo[hit]] = True
-        if "x" not in previous:
-            previous["x"] = x.clone()
-        previous["x"][rows] = best_x
-        return best_x, fooled
+    def single(x: torch.Tensor, y: torch.Tensor, norm: str) -> SingleBudget:
+        previous: dict[str, torch.Tensor] = {}  # highest-loss iterates at the last (smaller) budget
 
-    with eval_mode(model):
-        return ascending_budgets(x, y, eps_list, norm, attack_one, keep_adv)
+        def attack_one(
+            xs: torch.Tensor, ys: torch.Tensor, eps: float, rows: torch.Tensor
+        ) -> tuple[torch.Tensor, torch.Tensor]:
+            alpha = 2.5 * eps / steps if step_size is None else step_size
+            best_x, fooled = xs.clone(), torch.zeros(len(xs), dtype=torch.bool, device=xs.device)
+            best_loss = torch.full((len(xs),), -torch.inf, dtype=xs.dtype, device=xs.device)
+            for run in range(n_runs):
+                todo = (~fooled).nonzero().squeeze(1)
+                if not len(todo):
+                    break
+                sub = xs[todo]
+                if run == 0 and warm_start and "x" in previous:
+                    start = previous["x"][rows[todo]] - sub  # inside the smaller, hence this, ball
+                elif random_start:
+                    start = random_in_ball(sub, eps, norm, gen)
+                else:
+                    start = torch.zeros_like(sub)
+                tracked = pgd_run(model, sub, ys[todo], eps, norm, steps, alpha, start, bounds,
+                                  track=True, early_stop=early_stop)
+                xa, hit, loss = tracked.x_adv, tracked.fooled, tracked.loss
+                assert hit is not None and loss is not None  # track=True records both
+                better = loss > best_loss[todo]
+                best_x[todo[better]] = xa[better]
+                best_loss[todo[better]] = loss[better]
+                fooled[todo[hit]] = True
+            if "x" not in previous:
+                previous["x"] = x.clone()
+            previous["x"][rows] = best_x
+            return best_x, fooled
+
+        return attack_one
+
+    return budgets_attack(model, x, y, epsilons, norm, bounds, single, keep_adv)

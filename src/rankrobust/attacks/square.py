@@ -43,7 +43,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cache
 
 import torch
@@ -53,13 +53,9 @@ from rankrobust.attacks.base import (
     AttackResult,
     Bounds,
     SingleBudget,
-    ascending_budgets,
     base_seed,
     budget_generator,
-    check_epsilons,
-    check_norm,
-    eval_mode,
-    prepare,
+    budgets_attack,
 )
 from rankrobust.errors import ConfigError
 
@@ -133,6 +129,58 @@ def l2_candidate(
     return (x0 + d_new / (d_norm + 1e-12) * eps).clamp(*bounds)
 
 
+Draw = Callable[..., torch.Tensor]  # draw(high, *size): (n_total, *size) integer draws on the CPU
+
+
+def square_start(x: torch.Tensor, eps: float, norm: str, bounds: Bounds, draw: Draw,
+                 rows: torch.Tensor) -> torch.Tensor:
+    """The first point for x (B, C, H, W) = inputs ``rows``: ℓ∞ vertical stripes x ± ε; ℓ2 a
+    centred grid of ±η squares (at most 5×5) scaled to ‖δ‖₂ = ε; clipped to ``bounds``."""
+    dev, (_, c, h, w) = x.device, x.shape
+    if norm == "inf":
+        r = draw(2, c, 1, w)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, 1, W) stripes
+        return (x + eps * r).clamp(*bounds)
+    s0 = max(min(h, w) // 5, 1)
+    nh, nw = min(5, h // s0), min(5, w // s0)
+    signs = draw(2, c, nh, nw)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, nh, nw)
+    grid = signs.repeat_interleave(s0, 2).repeat_interleave(s0, 3)
+    grid = grid * eta(s0).to(dev, x.dtype).repeat(nh, nw)  # (B, C, nh·s0, nw·s0)
+    delta = torch.zeros_like(x)
+    top, left = (h - nh * s0) // 2, (w - nw * s0) // 2
+    delta[:, :, top : top + nh * s0, left : left + nw * s0] = grid
+    norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+    return (x + delta / norms * eps).clamp(*bounds)
+
+
+def square_proposal(st: dict[str, torch.Tensor], p: float, eps: float, norm: str, bounds: Bounds,
+                    draw: Draw) -> torch.Tensor:
+    """One query's candidate for the running inputs ``st`` (rows, x0, xb; ℓ∞ also the vertex
+    values hi, lo): a square covering a share ``p`` of the image (module docstring)."""
+    rs, x0, xb = st["rows"], st["x0"], st["xb"]
+    dev, (_, c, h, w) = x0.device, x0.shape
+    if norm == "inf":
+        s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
+        m1 = window(draw(h - s + 1)[rs].to(dev), draw(w - s + 1)[rs].to(dev), s, h, w)
+        up = draw(2, c)[rs].to(dev).bool()[:, :, None, None]  # (B, C, 1, 1)
+        x_new = torch.where(m1, torch.where(up, st["hi"], st["lo"]), xb)
+        same = (x_new == xb).flatten(1).all(1).view(-1, 1, 1, 1)  # a wasted query
+        if same.any():  # the window already holds these signs: flip them
+            x_new = torch.where(m1, torch.where(up ^ same, st["hi"], st["lo"]), xb)
+        return x_new
+    s = max(int(round(math.sqrt(p * h * w))), 3)
+    s = min(s + 1 - s % 2, h, w)  # odd, fits the image
+    vh, vw = draw(h - s + 1)[rs].to(dev), draw(w - s + 1)[rs].to(dev)
+    m2 = window(draw(h - s + 1)[rs].to(dev), draw(w - s + 1)[rs].to(dev), s, h, w)
+    flip = draw(2)[rs].to(dev).bool()[:, None, None]  # η transposed
+    r = draw(2, c)[rs].to(dev, x0.dtype)[:, :, None, None] * 2 - 1  # (B, C, 1, 1)
+    e = eta(s).to(dev, x0.dtype)
+    ph = (torch.arange(h, device=dev) - vh[:, None]).clamp(0, s - 1)  # (B, H)
+    pw = (torch.arange(w, device=dev) - vw[:, None]).clamp(0, s - 1)  # (B, W)
+    pattern = torch.where(flip, e[pw[:, None, :], ph[:, :, None]],
+                          e[ph[:, :, None], pw[:, None, :]])[:, None]  # (B, 1, H, W)
+    return l2_candidate(x0, xb, window(vh, vw, s, h, w), m2, pattern, r, eps, bounds)
+
+
 def square_run(
     model: nn.Module,
     x: torch.Tensor,
@@ -150,7 +198,7 @@ def square_run(
     mode): (x_adv (B, ...), fooled (B,)). Draws come from ``gen`` for all n_total inputs."""
     shape, dev = x.shape, x.device
     xi = as_image(x)  # (B, C, H, W)
-    b, c, h, w = xi.shape
+    b = xi.shape[0]
     rows = rows.cpu()
 
     def margin(xc: torch.Tensor, yc: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -172,20 +220,7 @@ def square_run(
             out, fooled = x.clone(), wrong.clone()
             out[keep], fooled[keep] = xa, hit
             return out, fooled
-        if norm == "inf":
-            r = ints(2, c, 1, w)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, 1, W) stripes
-            xb = (xi + eps * r).clamp(*bounds)
-        else:
-            s0 = max(min(h, w) // 5, 1)
-            nh, nw = min(5, h // s0), min(5, w // s0)
-            signs = ints(2, c, nh, nw)[rows].to(dev, x.dtype) * 2 - 1  # (B, C, nh, nw)
-            grid = signs.repeat_interleave(s0, 2).repeat_interleave(s0, 3)
-            grid = grid * eta(s0).to(dev, x.dtype).repeat(nh, nw)  # (B, C, nh·s0, nw·s0)
-            delta = torch.zeros_like(xi)
-            top, left = (h - nh * s0) // 2, (w - nw * s0) // 2
-            delta[:, :, top : top + nh * s0, left : left + nw * s0] = grid
-            norms = delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
-            xb = (xi + delta / norms * eps).clamp(*bounds)
+        xb = square_start(xi, eps, norm, bounds, ints, rows)
         mb, hit = margin(xb, y)
         out, fooled = xi.clone(), torch.zeros(b, dtype=torch.bool, device=dev)
         # state of the inputs still running: local index, global row, x, y, best point, margin
@@ -198,29 +233,8 @@ def square_run(
                 st = {k: v[(~hit).to(v.device)] for k, v in st.items()}
             if it == n_queries or not len(st["i"]):
                 break
-            rs, x0, xb = st["rows"], st["x0"], st["xb"]
-            p = p_schedule(it, n_queries, p_init)
-            if norm == "inf":
-                s = min(max(int(round(math.sqrt(p * h * w))), 1), h, w)
-                m1 = window(ints(h - s + 1)[rs].to(dev), ints(w - s + 1)[rs].to(dev), s, h, w)
-                up = ints(2, c)[rs].to(dev).bool()[:, :, None, None]  # (B, C, 1, 1)
-                x_new = torch.where(m1, torch.where(up, st["hi"], st["lo"]), xb)
-                same = (x_new == xb).flatten(1).all(1).view(-1, 1, 1, 1)  # a wasted query
-                if same.any():  # the window already holds these signs: flip them
-                    x_new = torch.where(m1, torch.where(up ^ same, st["hi"], st["lo"]), xb)
-            else:
-                s = max(int(round(math.sqrt(p * h * w))), 3)
-                s = min(s + 1 - s % 2, h, w)  # odd, fits the image
-                vh, vw = ints(h - s + 1)[rs].to(dev), ints(w - s + 1)[rs].to(dev)
-                m2 = window(ints(h - s + 1)[rs].to(dev), ints(w - s + 1)[rs].to(dev), s, h, w)
-                flip = ints(2)[rs].to(dev).bool()[:, None, None]  # η transposed
-                r = ints(2, c)[rs].to(dev, x.dtype)[:, :, None, None] * 2 - 1  # (B, C, 1, 1)
-                e = eta(s).to(dev, x.dtype)
-                ph = (torch.arange(h, device=dev) - vh[:, None]).clamp(0, s - 1)  # (B, H)
-                pw = (torch.arange(w, device=dev) - vw[:, None]).clamp(0, s - 1)  # (B, W)
-                pattern = torch.where(flip, e[pw[:, None, :], ph[:, :, None]],
-                                      e[ph[:, :, None], pw[:, None, :]])[:, None]  # (B, 1, H, W)
-                x_new = l2_candidate(x0, xb, window(vh, vw, s, h, w), m2, pattern, r, eps, bounds)
+            xb = st["xb"]
+            x_new = square_proposal(st, p_schedule(it, n_queries, p_init), eps, norm, bounds, ints)
             m_new, hit = margin(x_new, st["y"])
             better = (m_new < st["mb"]) | hit
             st["xb"] = torch.where(better.view(-1, 1, 1, 1), x_new, xb)
@@ -274,10 +288,8 @@ def square(
 ) -> AttackResult:
     """Square Attack (Andriushchenko et al. 2020) at every ε in ``epsilons`` (``keep_adv=False``:
     no (K, N, ...) examples are kept, ``x_adv`` is None)."""
-    norm = check_norm(norm)
-    eps_list = check_epsilons(epsilons)
     check_square(n_queries, p_init)
-    x, y = prepare(model, x, y, bounds)
-    with eval_mode(model):
-        attack_one = square_budgets(model, x, y, norm, n_queries, p_init, bounds, generator)
-        return ascending_budgets(x, y, eps_list, norm, attack_one, keep_adv)
+    return budgets_attack(
+        model, x, y, epsilons, norm, bounds,
+        lambda xs, ys, nm: square_budgets(model, xs, ys, nm, n_queries, p_init, bounds, generator),
+        keep_adv)

@@ -2,9 +2,9 @@
 that list a registry (``rankrobust methods``, ``models``, ``datasets``).
 
 The registries (datasets, models) import torch, and building the parser must not
-(``rankrobust --help`` answers in a blink). So a flag's help is a :class:`RegistryHelp`: a
-text with ``{names}`` and the registry's ``module:ATTRIBUTE``; the parser's formatter fills
-in ``a | b | c`` from the registry only when it prints the help. Whatever is registered then,
+(``rankrobust --help`` answers in a blink). So a flag's help is a :class:`LazyHelp`, made only when
+the help is printed: :func:`registry_help` fills ``{names}`` with ``a | b | c`` from the
+registry ``module:ATTRIBUTE``. Whatever is registered then,
 a built-in or an entry from a module imported in-process, is listed.
 """
 
@@ -17,27 +17,33 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 
-class RegistryHelp(str):
-    """A help text whose ``{names}`` becomes the names of the registry ``module:ATTRIBUTE``."""
+class LazyHelp(str):
+    """A help text made by ``make()`` when the help is printed (argparse reads it only then)."""
 
-    registry: str
+    make: Callable[[], str]
 
-    def __new__(cls, text: str, registry: str) -> RegistryHelp:
-        help_text = super().__new__(cls, text)
-        help_text.registry = registry
-        return help_text
+    def __new__(cls, make: Callable[[], str]) -> LazyHelp:
+        text = super().__new__(cls, "(registry)")
+        text.make = make
+        return text
 
-    def expand(self) -> str:
-        """The text with ``{names}`` filled in from the registry, as it stands now."""
-        module, _, attribute = self.registry.partition(":")
-        names = " | ".join(getattr(importlib.import_module(module), attribute))
-        return str(self).replace("{names}", names.replace("%", "%%"))  # argparse %-formats help
+    def strip(self, chars: str | None = None) -> str:
+        return self.make().strip(chars)
+
+    def __mod__(self, params: Any) -> str:  # a formatter other than ours %-formats the text
+        return self.make().replace("%", "%%") % params
+
+
+def _expand(registry: str, text: str) -> str:
+    module, _, attribute = registry.partition(":")
+    names = " | ".join(getattr(importlib.import_module(module), attribute))
+    return text.replace("{names}", names.replace("%", "%%"))  # argparse %-formats help
 
 
 def registry_help(registry: str, text: str = "{names}") -> str:
     """The help ``text`` naming every entry of ``registry`` (``module:ATTRIBUTE``, e.g.
-    ``rankrobust.data:DATASETS``) when the help is printed."""
-    return RegistryHelp(text, registry)
+    ``rankrobust.data:DATASETS``) in place of ``{names}``, when the help is printed."""
+    return LazyHelp(lambda: _expand(registry, text))
 
 
 DATASET_NAMES = "rankrobust.data:DATASETS"
@@ -45,11 +51,11 @@ MODEL_NAMES = "rankrobust.models:MODELS"
 
 
 class RegistryHelpFormatter(argparse.HelpFormatter):
-    """argparse's formatter, filling in :class:`RegistryHelp` texts as it prints them."""
+    """argparse's formatter, making :class:`LazyHelp` texts as it prints them."""
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help
-        return text.expand() if isinstance(text, RegistryHelp) else text
+        return text.make() if isinstance(text, LazyHelp) else text
 
 
 def add_listing(subparsers: Any, name: str, help_text: str, description: str,

@@ -5,18 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rankrobust.cli.common import (
-    add_model_source_args,
-    add_progress_argument,
-    check_choice,
-    emit_frame,
-    float_list,
-    load_model_for_cli,
-    load_test_split,
-    require_dataset,
-)
-from rankrobust.cli.help import DATASET_NAMES, registry_help
-from rankrobust.configuration import check_seed
+from rankrobust.cli import attacking
+from rankrobust.cli.common import emit_frame, float_list
 from rankrobust.errors import ConfigError
 from rankrobust.work_args import add_max_hours_argument, check_levels
 
@@ -46,24 +36,10 @@ def register(subparsers: Any) -> None:
                    help="with --prune-keep: one magnitude threshold over all layers together")
     p.add_argument("--per-layer", action="store_true",
                    help="intervene on one layer at a time (one row per layer and keep)")
-    p.add_argument("--attack", default="pgd",
-                   help="fgsm | pgd | apgd-ce | apgd-dlr | apgd-t | deepfool (default pgd)")
     p.add_argument("--eps", type=float, required=True, help="attack budget, e.g. 0.1")
-    p.add_argument("--norm", default="inf", choices=["inf", "2"])
-    p.add_argument("--dataset", default=None,
-                   help=registry_help(DATASET_NAMES, "{names} (default: the dataset stored with "
-                   "the checkpoint; with --model-factory, the one its inputs and class count come from)"))
-    p.add_argument("--data-dir", default=None, help="folder with dataset files")
-    p.add_argument("--n", type=int, default=500, help="number of test inputs (default 500)")
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--steps", type=int, default=None, help="iterations of pgd/apgd (max_iter of deepfool)")
-    p.add_argument("--restarts", type=int, default=None, help="random restarts of pgd/apgd")
+    attacking.add_attack_arguments(p, n=500, queries=False)
     p.add_argument("--seed", type=int, default=0, help="attack seed, shared by every row (default 0)")
     p.add_argument("--no-deepfool", action="store_true", help="skip rho_adv (DeepFool), the slowest column")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--format", default="table", choices=["table", "csv", "json"])
-    add_progress_argument(p)
-    add_model_source_args(p)
     add_max_hours_argument(p)
     p.set_defaults(run=run)
 
@@ -106,26 +82,15 @@ def check_intervention_work(args: argparse.Namespace, loaded: Any, x: Any, y: An
 
 def run(args: argparse.Namespace) -> int:
     # heavy: imports torch
-    from rankrobust.cli.evaluate import attack_options, attack_settings
-    from rankrobust.data import DATASETS
-    from rankrobust.device import resolve_device
     from rankrobust.interventions import intervention_table
-    from rankrobust.robustness import ATTACKS
 
     kind, keeps = intervention_kind(args)
-    check_choice("--attack", args.attack, ATTACKS)
-    if args.dataset is not None:
-        check_choice("--dataset", args.dataset, DATASETS)
-    if args.n < 1 or args.batch_size < 1:
-        raise ConfigError("--n and --batch-size must be positive")
+    attacking.check_attack_args(args)
     if not args.eps >= 0:
         raise ConfigError(f"--eps must be non-negative, got {args.eps}")
-    check_seed(args.seed, "--seed")
     check_levels(keeps, "--svd-keep" if args.svd_keep is not None else "--prune-keep")
-    options = attack_options(args)
-    require_dataset(args)
-    loaded = load_model_for_cli(args, resolve_device(args.device))
-    x, y = load_test_split(args, loaded)
+    options = attacking.attack_options(args)
+    loaded, x, y = attacking.load_attack_inputs(args)
     check_intervention_work(args, loaded, x, y, keeps, options)
     frame = intervention_table(
         loaded.model, (x, y), kind, keeps, attack=args.attack, eps=args.eps, norm=args.norm,
@@ -135,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         frame = frame.drop(columns="rho_adv")
     if loaded.network is not loaded.model:  # behind a ModelAdapter: name layers as analyze does
         frame["layer"] = frame["layer"].str.replace(r"^net\.", "", regex=True)
-    settings = {**attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
+    settings = {**attacking.attack_settings(args.attack, args.norm, args.seed, options, loaded.num_classes),
                 **(loaded.adaptation or {})}
     emit_frame(frame, args.format, extra={"settings": settings})
     return 0

@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "rankrobust.cli.models",
     "rankrobust.cli.datasets",
     "rankrobust.cli.evaluate",
+    "rankrobust.cli.attacks",
     "rankrobust.cli.analyze",
     "rankrobust.cli.intervene",
     "rankrobust.cli.sweep",

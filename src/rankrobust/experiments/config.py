@@ -18,6 +18,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from rankrobust.attacks.registry import AttackName, get_attack
 from rankrobust.configuration import brief, check_seed, closest, from_dict, require
 from rankrobust.data import DATASETS, dataset_info
 from rankrobust.errors import ConfigError
@@ -27,11 +28,6 @@ from rankrobust.models import MODELS
 from rankrobust.models.registry import meta_model, model_options, state_shapes
 from rankrobust.training.config import TrainConfig
 from rankrobust.work_args import check_levels
-
-AttackName = Literal["fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack", "deepfool"]
-
-
-GRID_OPTIONS = ("grid", "bisect")
 
 
 @dataclass
@@ -60,9 +56,7 @@ class AttackSpec:
         require(len(set(eps)) == len(eps), f"epsilons: duplicate budgets in {eps}")
         if "seed" in self.options:
             check_seed(self.options["seed"], "options.seed")
-        for key in GRID_OPTIONS:  # the ε-grid schedule is AutoAttack's (attacks.autoattack)
-            require(key not in self.options or self.attack == "autoattack",
-                    f"options.{key}: only autoattack takes it, not {self.attack}")
+        get_attack(self.attack).check_spec(self.norm, self.options, "")
         grid, bisect = self.options.get("grid", False), self.options.get("bisect", 0)
         require(isinstance(grid, bool), f"options.grid: true or false, got {brief(grid)}")
         require(not isinstance(bisect, bool) and isinstance(bisect, int) and 0 <= bisect <= 20,
@@ -96,6 +90,7 @@ class InterventionSpec:
                 f"per_layer: {self.kind!r} has no per-layer form")
         if "seed" in self.options:
             check_seed(self.options["seed"], "options.seed")
+        get_attack(self.attack).check_spec(self.norm, self.options, "")
 
 @dataclass
 class EvaluationConfig:

@@ -26,6 +26,7 @@ import pandas as pd
 import torch
 
 from rankrobust import __version__
+from rankrobust.attacks import get_attack
 from rankrobust.checkpoint import save_checkpoint
 from rankrobust.configuration import to_dict
 from rankrobust.data import load_dataset
@@ -111,9 +112,6 @@ def failed_result(rid: str, exc: BaseException, started_at: str = "") -> RunResu
     )
 
 
-PER_POINT_ATTACKS = ("autoattack",)  # curves whose per-input ε_min and summaries are stored
-
-
 def _per_point(attack: str, norm: str, curve: Any, result: RunResult) -> None:
     """``curve``'s ε_min rows (point = index in the test split) and its summaries as scalars
     ``{attack}_{norm}_{area|eps50|eps_min_q25|…}`` (:mod:`rankrobust.robustness.summaries`;
@@ -128,8 +126,8 @@ def _per_point(attack: str, norm: str, curve: Any, result: RunResult) -> None:
 
 
 def _evaluate(config: RunConfig, model: Any, result: RunResult) -> float:
-    """Robustness curves (with per-input ε_min and summaries of the first autoattack curve per
-    norm), ρ_adv, intervention tables and spectra of ``model`` into ``result``; returns the
+    """Robustness curves (with per-input ε_min and summaries of the first curve per norm of an
+    attack registered ``per_point``: autoattack), ρ_adv, intervention tables and spectra of ``model`` into ``result``; returns the
     seconds spent in the sanity checks (part of the evaluation)."""
     ev = config.evaluation
     checks_seconds = 0.0
@@ -148,7 +146,7 @@ def _evaluate(config: RunConfig, model: Any, result: RunResult) -> float:
             stored = json.dumps(spec.options, sort_keys=True)
             for row in frame.to_dict(orient="records"):
                 result.robustness.append({**_plain(row), "options": stored})
-            if spec.attack in PER_POINT_ATTACKS and not any(
+            if get_attack(spec.attack).per_point and not any(
                     p["attack"] == spec.attack and p["norm"] == spec.norm for p in result.points):
                 _per_point(spec.attack, spec.norm, curve, result)
         checked_norms: set[str] = set()

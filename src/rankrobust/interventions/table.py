@@ -27,13 +27,14 @@ import pandas as pd
 import torch
 from torch import nn
 
+from rankrobust.attacks import get_attack
 from rankrobust.attacks.base import check_epsilons, check_norm
 from rankrobust.configuration import closest
 from rankrobust.errors import ConfigError
 from rankrobust.interventions.base import check_keeps, select_layers
 from rankrobust.interventions.registry import get_intervention
 from rankrobust.progress import Progress
-from rankrobust.robustness import ATTACKS, fooling_ratio_curve, rho_adv
+from rankrobust.robustness import fooling_ratio_curve, rho_adv
 from rankrobust.structure import analyze, layer_matrices
 
 Data = tuple[torch.Tensor, torch.Tensor]
@@ -139,10 +140,10 @@ def intervention_table(
     """
     intervention = get_intervention(kind)
     levels = check_keeps(keeps)
-    if attack not in ATTACKS:
-        raise ConfigError(f"unknown attack {attack!r}{closest(attack, list(ATTACKS))}; "
-                          f"choose from {', '.join(ATTACKS)}")
+    entry = get_attack(attack)
     norm = check_norm(norm)
+    entry.check_norm(norm)
+    entry.check_options(attack_options)
     eps = check_epsilons([eps])[0]
     if per_layer and not intervention.per_layer:
         raise ConfigError(f"intervention {kind!r} acts on all layers together; it has no per-layer form")

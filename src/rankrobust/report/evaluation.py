@@ -8,8 +8,9 @@ from typing import Any
 
 import pandas as pd
 
+from rankrobust.attacks.registry import attack_label
 from rankrobust.report.document import code, plain
-from rankrobust.report.summary import ATTACK_STRENGTH, attack_label, method_label, method_order
+from rankrobust.report.summary import attack_strength, method_label, method_order
 
 SETTING_COLUMNS = ["attack", "norm", "steps", "restarts", "points", "epsilons", "options"]
 
@@ -99,7 +100,7 @@ def member_sentence(members: pd.DataFrame, member: str = "square") -> str:
         return ""
     total, runs = int(members[member].sum()), int(members["runs"].sum())
     per = members.groupby("method", sort=False)[member].sum()
-    name = {"square": "Square"}.get(member, member)
+    name = attack_label(member)
     if total == 0:
         return (f"{name}, run on the inputs the gradient-based members left unbroken, broke none "
                 f"of them in any of the {runs} runs.")
@@ -116,7 +117,7 @@ def attack_gaps(curves: pd.DataFrame) -> pd.DataFrame:
     linf = curves[curves["norm"].astype(str) == "inf"] if len(curves) else curves
     if linf.empty or "robust_accuracy" not in linf:
         return pd.DataFrame()
-    rank = {a: i for i, a in enumerate(ATTACK_STRENGTH)}
+    rank = {a: i for i, a in enumerate(attack_strength())}
     attacks = sorted(set(map(str, linf["attack"])), key=lambda a: rank.get(a, len(rank)))
     if len(attacks) < 2 or attacks[0] not in rank:
         return pd.DataFrame()

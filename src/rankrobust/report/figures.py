@@ -18,11 +18,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from rankrobust.attacks.registry import attack_label
 from rankrobust.report.claims import t_interval
 from rankrobust.report.correlation import spearman
 from rankrobust.report.summary import (
     NATURAL,
-    attack_label,
     family,
     method_color,
     method_label,

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rankrobust.attacks.registry import attack_label
 from rankrobust.report.figures import _ci, _grid, _methods, _models, _save
 from rankrobust.report.summary import (
-    ATTACK_STRENGTH,
-    attack_label,
+    attack_strength,
     family,
     method_color,
     method_label,
@@ -24,7 +24,7 @@ CURVE_METRICS = (("fooling_ratio", "fooling ratio"), ("robust_accuracy", "robust
 def _attacks(frame: pd.DataFrame) -> list[tuple[str, str]]:
     """Every stored (attack, norm), the strongest first, ℓ∞ before other norms."""
     pairs = {(str(a), str(n)) for a, n in zip(frame["attack"], frame["norm"], strict=True)}
-    rank = {a: i for i, a in enumerate(ATTACK_STRENGTH)}
+    rank = {a: i for i, a in enumerate(attack_strength())}
     return sorted(pairs, key=lambda p: (p[1] != "inf", p[1], rank.get(p[0], len(rank)), p[0]))
 
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import ArrayLike
 
-from rankrobust.report.summary import ATTACK_STRENGTH, methods_of_kind, setting, strength
+from rankrobust.report.summary import attack_strength, methods_of_kind, setting, strength
 
 Scope = tuple[str, str]  # (dataset, model)
 _TOL = 1e-9
@@ -100,7 +100,7 @@ def choose_attack(curves: pd.DataFrame, eps_train: Mapping[Scope, float],
     if curves.empty:
         return None, "no robustness curves stored"
     passed: list[str] = []
-    for attack in ATTACK_STRENGTH:
+    for attack in attack_strength():
         rows = curves[(curves["attack"] == attack) & (curves["norm"] == norm)]
         if rows.empty:
             continue

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from rankrobust.attacks.registry import attack_label
 from rankrobust.report.context import Context
-from rankrobust.report.summary import attack_label
 
 AUTOATTACK = "autoattack"
 

@@ -9,10 +9,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rankrobust.attacks.registry import attack_label
 from rankrobust.report.document import Markup, code, plain
 from rankrobust.report.summary import (
     DEGENERATE_MARGIN,
-    attack_label,
     chance_level,
     family,
     method_label,

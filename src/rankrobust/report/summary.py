@@ -26,8 +26,9 @@ compared is the held-out **validation** accuracy (``final_val_acc``, from traini
 held out by ``train.validation_size``) wherever every run has one, so that λ is not chosen on
 the test points the attacks then use; otherwise the test accuracy, and the table says so.
 
-Method labels, colours, kinds and sweeps come from ``rankrobust.methods``; a model's family (FC
-or CNN) from the model registry. Names a registry does not know (e.g. a method of a plug-in that
+Method labels, colours, kinds and sweeps come from ``rankrobust.methods``; attack labels and
+their strength order from ``rankrobust.attacks.registry``; a model's family (FC or CNN) from the
+model registry. Names a registry does not know (e.g. a method of a plug-in that
 is not imported) are shown as they are, family "?".
 """
 
@@ -39,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from rankrobust.attacks.registry import by_strength
 from rankrobust.data import dataset_info
 from rankrobust.errors import ConfigError, RankRobustError
 from rankrobust.methods import METHODS
@@ -49,21 +51,12 @@ from rankrobust.report.tables import StudyTables
 NATURAL = Natural.name
 LAMBDA_TOLERANCE = 0.02
 DEGENERATE_MARGIN = 0.10
-# Attacks by strength: the report's primary robustness metric uses the first one a study stored.
-ATTACK_STRENGTH = ("autoattack", "apgd-t", "apgd-ce", "pgd", "fgsm")
-ATTACK_NAMES = {"autoattack": "AutoAttack", "apgd-t": "APGD-T", "apgd-ce": "APGD-CE",
-                "apgd-dlr": "APGD-DLR", "pgd": "PGD", "fgsm": "FGSM", "square": "Square",
-                "deepfool": "DeepFool"}
 
 
-def attack_label(attack: str, norm: str | None = None) -> str:
-    """'PGD ℓ∞', 'FGM ℓ2' (FGSM's ℓ2 form), or the stored name for an attack we do not know."""
-    name = ATTACK_NAMES.get(attack, str(attack))
-    if norm is None:
-        return name
-    if attack == "fgsm" and str(norm) != "inf":
-        name = "FGM"
-    return f"{name} ℓ{'∞' if str(norm) == 'inf' else norm}"
+def attack_strength() -> list[str]:
+    """Attacks by strength, strongest first (the attack registry's ``strength``): the report's
+    primary robustness metric uses the first one a study stored."""
+    return by_strength()
 
 
 def method_order() -> list[str]:
@@ -159,8 +152,8 @@ def chance_level(dataset: str) -> float:
 
 
 def primary_attack(summary: pd.DataFrame, norm: str = "inf") -> str | None:
-    """The strongest attack with stored curves at ``norm`` (see :data:`ATTACK_STRENGTH`)."""
-    for attack in ATTACK_STRENGTH:
+    """The strongest attack with stored curves at ``norm`` (see :func:`attack_strength`)."""
+    for attack in attack_strength():
         if f"fr_auc_{attack}_{norm}" in summary.columns and summary[f"fr_auc_{attack}_{norm}"].notna().any():
             return attack
     return None

@@ -2,7 +2,6 @@
 ρ_adv, and sanity checks against gradient masking."""
 
 from rankrobust.robustness.curves import (
-           ATTACKS,
            Curve,
            fooling_ratio_curve,
            rho_adv,
@@ -10,5 +9,5 @@ from rankrobust.robustness.curves import (
 )
 from rankrobust.robustness.sanity import noise_fooling_ratio, sanity_checks
 
-__all__ = ["ATTACKS", "Curve", "fooling_ratio_curve", "noise_fooling_ratio", "rho_adv",
+__all__ = ["Curve", "fooling_ratio_curve", "noise_fooling_ratio", "rho_adv",
            "robustness_curve", "sanity_checks"]

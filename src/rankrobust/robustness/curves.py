@@ -8,9 +8,9 @@ k̂(x) = y) and clean accuracy.
 
 Per input, :func:`robustness_curve` also gives ε_min, the smallest budget of the curve at which
 the input is not robust: 0 for an input misclassified without perturbation, NaN for one robust
-at every budget (every attack here nests its budgets, so the curve's robust accuracy at ε_k is
-the share of inputs with ε_min > ε_k or NaN; autoattack with ``bisect`` refines ε_min between
-grid budgets). Memory does not grow with the number of budgets K beyond (K, batch) booleans:
+at every budget (for an attack that nests its budgets, as every built-in one does
+(``Attack.nests``), the curve's robust accuracy at ε_k is the share of inputs with ε_min > ε_k
+or NaN; autoattack with ``bisect`` refines ε_min between grid budgets). Memory does not grow with the number of budgets K beyond (K, batch) booleans:
 results are reduced per batch as they are made and no (K, N, C, H, W) adversarial examples are
 kept.
 
@@ -30,7 +30,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rankrobust.attacks import EnsembleResult, apgd, autoattack, deepfool, fgsm, pgd, square
+from rankrobust.attacks import EnsembleResult, deepfool, get_attack
 from rankrobust.attacks.base import (
     check_epsilons,
     check_labels,
@@ -44,7 +44,6 @@ from rankrobust.attacks.grid import first_success
 from rankrobust.errors import ConfigError, DataError
 
 Data = tuple[torch.Tensor, torch.Tensor]
-ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "autoattack", "deepfool")
 COLUMNS = ["attack", "norm", "epsilon", "fooling_ratio", "fooling_ratio_correct",
            "robust_accuracy", "clean_accuracy", "n"]
 ENSEMBLE_COLUMNS = [*COLUMNS, "broken_by"]  # autoattack: + JSON {member: inputs it broke}
@@ -82,30 +81,11 @@ def attack_batch(
     generator: torch.Generator,
     **options: Any,
 ) -> tuple[torch.Tensor, EnsembleResult | None]:
-    """(K, B) success of ``attack`` at each ε on one batch (on the model's device), and for
-    autoattack its :class:`EnsembleResult` (which member broke which input, ``eps_min``).
-    No adversarial examples are kept (``keep_adv=False``)."""
-    if attack == "deepfool":
-        options = {"norm": norm, **options}
-        return deepfool(model, x, labels, **options).success_at(epsilons), None
-    if attack == "fgsm":
-        result = fgsm(model, x, labels, epsilons, norm=norm, keep_adv=False, **options)
-    elif attack == "pgd":
-        result = pgd(model, x, labels, epsilons, norm=norm, generator=generator, keep_adv=False,
-                     **options)
-    elif attack == "square":
-        result = square(model, x, labels, epsilons, norm=norm, generator=generator,
-                        keep_adv=False, **options)
-    elif attack == "autoattack":
-        seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-        ens = autoattack(model, x, labels, epsilons, norm=norm, seed=seed, keep_adv=False,
-                         **options)
-        return ens.success, ens
-    else:
-        loss = {"apgd-ce": "ce", "apgd-dlr": "dlr", "apgd-t": "dlr-targeted"}[attack]
-        result = apgd(model, x, labels, epsilons, norm=norm, loss=loss, generator=generator,
-                      keep_adv=False, **options)
-    return result.success, None
+    """(K, B) success of the registered ``attack`` at each ε on one batch (on the model's
+    device), and for an ensemble its :class:`EnsembleResult` (which member broke which input,
+    ``eps_min``). No adversarial examples are kept."""
+    result = get_attack(attack).run(model, x, labels, epsilons, norm, generator, **options)
+    return result.success, result if isinstance(result, EnsembleResult) else None
 
 
 def success_matrix(
@@ -133,27 +113,21 @@ class Curve:
 
 
 def fooling_ratio_curve(
-    model: nn.Module,
-    data: Data,
-    attack: str,
-    epsilons: float | Sequence[float],
-    *,
-    norm: str = "inf",
-    batch_size: int = 256,
-    n: int | None = None,
-    seed: int | None = None,
-    progress: Callable[[int], None] | None = None,
-    **attack_options: Any,
+    model: nn.Module, data: Data, attack: str, epsilons: float | Sequence[float], **options: Any
 ) -> pd.DataFrame:
-    """Fooling ratio of ``attack`` at each ε over the first ``n`` inputs of ``data``.
+    """Fooling ratio of ``attack`` at each ε over the first ``n`` inputs of ``data``; ``options``
+    are :func:`robustness_curve`'s keywords (norm="inf", batch_size=256, n=None: all, seed=None:
+    from torch's RNG, progress=None) and the attack's options.
 
-    ``data`` = (x (N, C, H, W) in [0, 1], y (N,)); ``attack`` one of fgsm (norm "2": FGM), pgd,
-    apgd-ce, apgd-dlr, apgd-t (targeted DLR), square (gradient-free), autoattack (the ensemble
-    APGD-CE → APGD-T → Square; ``grid=True``: the ε-grid schedule), deepfool (minimal: success
-    at ε iff ‖r‖ ≤ ε). ``attack_options`` go to the attack (steps, restarts, n_queries, bounds,
-    grid, bisect, ...). Returns one row per ε, in the given order, with columns attack, norm,
-    epsilon, fooling_ratio, fooling_ratio_correct, robust_accuracy, clean_accuracy, n; for
-    autoattack also ``broken_by``, a JSON object {member: count} on the true labels: "clean" =
+    ``data`` = (x (N, C, H, W) in [0, 1], y (N,)); ``attack`` a registered attack
+    (:data:`rankrobust.attacks.ATTACKS`: fgsm (norm "2": FGM), pgd, apgd-ce, apgd-dlr, apgd-t
+    (targeted DLR), square (gradient-free), autoattack (the ensemble APGD-CE → APGD-T → Square;
+    ``grid=True``: the ε-grid schedule), deepfool (minimal: success at ε iff ‖r‖ ≤ ε), or one a
+    plug-in registered). The attack's options go to it (steps, restarts, n_queries,
+    bounds, grid, bisect, ...; an option it does not take is refused). Returns one row per ε,
+    in the given order, with columns attack, norm, epsilon, fooling_ratio,
+    fooling_ratio_correct, robust_accuracy, clean_accuracy, n; for an ensemble (autoattack)
+    also ``broken_by``, a JSON object {member: count} on the true labels: "clean" =
     inputs misclassified unperturbed, then per member the correctly classified inputs it broke
     (no earlier member did), so that the counts sum to n·(1 − robust_accuracy).
 
@@ -163,8 +137,7 @@ def fooling_ratio_curve(
     done after each batch (e.g. :meth:`rankrobust.progress.Progress.update`).
     :func:`robustness_curve` also returns each input's minimal budget.
     """
-    return robustness_curve(model, data, attack, epsilons, norm=norm, batch_size=batch_size,
-                            n=n, seed=seed, progress=progress, **attack_options).frame
+    return robustness_curve(model, data, attack, epsilons, **options).frame
 
 
 def robustness_curve(
@@ -181,9 +154,10 @@ def robustness_curve(
     **attack_options: Any,
 ) -> Curve:
     """:func:`fooling_ratio_curve`'s frame plus every input's ε_min (:class:`Curve`)."""
-    if attack not in ATTACKS:
-        raise ConfigError(f"unknown attack {attack!r}; choose from {', '.join(ATTACKS)}")
+    entry = get_attack(attack)
     norm = check_norm(norm)
+    entry.check_norm(norm)
+    entry.check_options(attack_options)
     eps = check_epsilons(epsilons)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be positive, got {batch_size}")

@@ -36,7 +36,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from rankrobust.attacks import deepfool, input_gradient
+from rankrobust.attacks import ATTACKS, deepfool, get_attack, input_gradient
 from rankrobust.attacks.base import (
     Bounds,
     broadcast,
@@ -52,7 +52,15 @@ LARGE_SUCCESS = 0.99  # minimum fooling ratio at a budget that covers the whole 
 ZERO_GRADIENT_SHARE = 0.01
 SQUARE_SHARE = 0.005  # most inputs (share of n) Square may break after APGD-CE and APGD-T
 STRONGER_GAP = 0.01  # most fooling ratio a stronger attack may add to the reported one
-ITERATIVE = ("pgd", "apgd-ce", "apgd-dlr", "apgd-t", "autoattack")
+# The checklist's reference attacks (registered built-ins). Which other attacks check 1 compares
+# with FGSM, and which stored curves serve as FGSM's iterative reference, the registry says
+# (``Attack.beats_single_step``, ``Attack.iterative``).
+SINGLE_STEP, ITERATIVE_REFERENCE, ENSEMBLE = "fgsm", "pgd", "autoattack"
+
+
+def iterative_attacks() -> tuple[str, ...]:
+    """The registered multi-step gradient attacks (check 1's references for FGSM)."""
+    return tuple(name for name, a in ATTACKS.items() if a.iterative)
 
 
 def stored_ratios(reference: pd.DataFrame | None, attacks: tuple[str, ...], norm: str,
@@ -126,17 +134,20 @@ def sanity_checks(
     warnings: list[str] = []
     with eval_mode(model):
         # 1. iterative ≥ single-step
-        if attack != "deepfool":
+        fgsm = attack == SINGLE_STEP
+        if fgsm or get_attack(attack).beats_single_step:
             mine = dict(zip(eps, ratios, strict=True))
-            other = stored_ratios(reference, ("fgsm",) if attack != "fgsm" else ITERATIVE, norm, eps)
+            other = stored_ratios(reference, iterative_attacks() if fgsm else (SINGLE_STEP,), norm,
+                                  eps)
             if not other:
                 seed1 = int(torch.randint(0, 2**62, (1,), generator=gen))
-                computed = (fooling_ratio_curve(model, (x, y), "fgsm", eps, **opts)
-                            if attack != "fgsm" else fooling_ratio_curve(
-                                model, (x, y), "pgd", eps, steps=steps, seed=seed1, **opts))
+                computed = (fooling_ratio_curve(model, (x, y), SINGLE_STEP, eps, **opts)
+                            if not fgsm else fooling_ratio_curve(
+                                model, (x, y), ITERATIVE_REFERENCE, eps, steps=steps, seed=seed1,
+                                **opts))
                 other = dict(zip(eps, computed["fooling_ratio"].astype(float), strict=True))
-            single, multi = (mine, other) if attack == "fgsm" else (other, mine)
-            name = "pgd" if attack == "fgsm" else attack
+            single, multi = (mine, other) if fgsm else (other, mine)
+            name = ITERATIVE_REFERENCE if fgsm else attack
             for e in sorted(other):
                 s, m = single[e], multi[e]
                 if m < s:
@@ -164,7 +175,7 @@ def model_sanity_checks(model: nn.Module, data: Data, norm: str, generator: torc
         # 2. a budget covering the whole box
         dim = x[0].numel()
         big = (bounds[1] - bounds[0]) * (1.0 if norm == "inf" else math.sqrt(dim))
-        large = fooling_ratio_curve(model, data, "pgd", [big], steps=steps,
+        large = fooling_ratio_curve(model, data, ITERATIVE_REFERENCE, [big], steps=steps,
                                     seed=int(torch.randint(0, 2**62, (1,), generator=generator)),
                                     **opts)["fooling_ratio"].iloc[0]
         if large < LARGE_SUCCESS:
@@ -203,14 +214,14 @@ def ensemble_checks(
     attack, norm = str(curve["attack"].iloc[0]), str(curve["norm"].iloc[0])
     eps = [float(e) for e in curve["epsilon"]]
     mine = dict(zip(eps, curve["fooling_ratio"].astype(float), strict=True))
-    stored = {} if attack == "autoattack" else stored_ratios(reference, ("autoattack",), norm, eps)
-    if attack == "autoattack" and "broken_by" in curve:
+    stored = {} if attack == ENSEMBLE else stored_ratios(reference, (ENSEMBLE,), norm, eps)
+    if attack == ENSEMBLE and "broken_by" in curve:
         ens = curve
     elif stored:
         ens = None
     else:
         seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-        ens = fooling_ratio_curve(model, data, "autoattack", eps, steps=steps, n_queries=queries,
+        ens = fooling_ratio_curve(model, data, ENSEMBLE, eps, steps=steps, n_queries=queries,
                                   seed=seed, **opts)
     n = len(data[0])
     warnings = []
@@ -222,7 +233,7 @@ def ensemble_checks(
                                 "that apgd-ce and apgd-t left: gradients are likely masked")
         if ens is not curve:
             stored = dict(zip(eps, ens["fooling_ratio"].astype(float), strict=True))
-    if attack != "autoattack":
+    if attack != ENSEMBLE:
         for e in sorted(stored):
             r, s = mine[e], stored[e]
             if s - r > STRONGER_GAP:
