@@ -141,15 +141,20 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
     return _save(fig, path)
 
 
-TRAINING_METRICS = (("train_loss", "training loss"), ("test_acc", "clean test accuracy"))
+TRAINING_METRICS = (("train_loss", "training loss"), ("val_acc", "validation accuracy"),
+                    ("val_robust_acc", "validation robust accuracy"),
+                    ("test_acc", "clean test accuracy"))
 
 
 def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
-    """Training loss and clean test accuracy vs epoch for every method (rows: metrics, columns:
-    models), mean over seeds with 95 % bands: whether each method had converged when training
-    stopped. The loss includes each method's own terms (adversarial, penalties), so compare its
-    flattening, not its level, across methods."""
-    metrics = [(c, lab) for c, lab in TRAINING_METRICS if c in epochs.columns]
+    """Training loss, validation accuracy (clean, and robust where measured) and clean test
+    accuracy vs epoch for every method (rows: metrics, columns: models), mean over seeds with
+    95 % bands: whether each method had converged when training stopped. Stars: the epoch each
+    run with validation-based selection kept (rows where ``epochs["selected"]``). The loss
+    includes each method's own terms (adversarial, penalties), so compare its flattening, not
+    its level, across methods."""
+    metrics = [(c, lab) for c, lab in TRAINING_METRICS
+               if c in epochs.columns and epochs[c].notna().any()]
     if epochs.empty or not metrics or epochs["epoch"].nunique() < 2:
         return None
     models = _models(epochs)
@@ -159,13 +164,18 @@ def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
         for i, (col, ylabel) in enumerate(metrics):
             ax = axes[i, j]
             for method in _methods(sub):
-                _epoch_band(ax, sub[(sub["method"] == method) & sub[col].notna()], col, method)
+                rows = sub[(sub["method"] == method) & sub[col].notna()]
+                _epoch_band(ax, rows, col, method)
+                kept = rows[rows["selected"].astype(bool)] if "selected" in rows else rows.iloc[:0]
+                ax.scatter(kept["epoch"], kept[col].astype(float), marker="*", s=70, zorder=3,
+                           color=method_color(method), edgecolors="black", linewidths=0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.set_title(f"{model} ({family(model)})")
         axes[0, j].legend(fontsize=7)
-    fig.suptitle("Training curves of the compared runs (mean over seeds)")
+    fig.suptitle("Training curves of the compared runs (mean over seeds; ★ each run's selected "
+                 "epoch)")
     return _save(fig, path)
 
 
