@@ -132,6 +132,9 @@ def test_frontier_uses_the_strongest_attack_with_a_curve() -> None:
     assert attack == "pgd" and "autoattack" in note  # AutoAttack has one budget only
     grid = curves.iloc[:1].loc[[0] * 4].assign(epsilon=[0.025, 0.05, 0.075, 0.1])
     assert choose_attack(pd.concat([curves, grid]), eps)[0] == "autoattack"
+    # a model with no adversarial run yet (no ε_train: a partial study) does not decide it
+    other = grid.iloc[:1].assign(run_id="b", model="n", epsilon=0.3)
+    assert choose_attack(pd.concat([curves, grid, other]), eps)[0] == "autoattack"
     assert choose_attack(curves[curves["attack"] == "autoattack"], eps)[0] is None
 
 

@@ -87,7 +87,8 @@ CLAIM_TEXT = {
     "C6": "structure-specific: at the same clean accuracy, ℓ1 + nuclear's robustness gain over "
           "natural training exceeds weight decay's",
 }
-EMPTY_REASON = {"C3": "no dataset with both an FC and a CNN model",
+EMPTY_REASON = {"C3": "no dataset with an FC and a CNN model that both have natural and "
+                      "ℓ1+nuclear runs",
                 "C5": "no intervention tables of natural and adversarial runs",
                 "C6": "no weight-decay runs"}
 # C1 metrics: (column of the runs table, label); absent columns are skipped

@@ -101,12 +101,13 @@ def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _epoch_band(ax: Any, rows: pd.DataFrame, col: str, method: str) -> None:
+def _epoch_band(ax: Any, rows: pd.DataFrame, col: str, method: str,
+                bounds: tuple[float, float] = (0.0, 1.0)) -> None:
     """``method``'s mean of ``col`` per epoch over ``rows`` (one per run and epoch), with its
-    95 % band, in the method's colour; nothing for no rows."""
+    95 % band clipped to ``bounds``, in the method's colour; nothing for no rows."""
     if rows.empty:
         return
-    band = np.array([_ci(e[col].astype(float)) for _, e in rows.groupby("epoch")])
+    band = np.array([_ci(e[col].astype(float), bounds) for _, e in rows.groupby("epoch")])
     epochs = sorted(rows["epoch"].unique())
     ax.plot(epochs, band[:, 0], color=method_color(method), marker=".", label=method_label(method))
     ax.fill_between(epochs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
@@ -165,11 +166,15 @@ def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
             ax = axes[i, j]
             for method in _methods(sub):
                 rows = sub[(sub["method"] == method) & sub[col].notna()]
-                _epoch_band(ax, rows, col, method)
+                _epoch_band(ax, rows, col, method, (0.0, math.inf) if col == "train_loss" else (0.0, 1.0))
                 kept = rows[rows["selected"].astype(bool)] if "selected" in rows else rows.iloc[:0]
                 ax.scatter(kept["epoch"], kept[col].astype(float), marker="*", s=70, zorder=3,
                            color=method_color(method), edgecolors="black", linewidths=0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if not sub[col].notna().any():  # e.g. robust validation accuracy of a natural-only model
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.set_title(f"{model} ({family(model)})")
