@@ -1,4 +1,5 @@
-"""Structure read at the run's selected epoch (``best_epoch``), the weights it kept and evaluated."""
+"""What training left for the report: the selected epoch (``best_epoch``: the weights a run kept
+and was evaluated with, where structure is read), the validation curves, collapse."""
 
 from __future__ import annotations
 
@@ -112,3 +113,47 @@ def test_training_curves_mark_the_selected_epoch_of_selecting_runs_only() -> Non
     scalars = pd.DataFrame({"run_id": ["a", "b"], "name": "best_epoch", "value": [2.0, 3.0]})
     marked = mark_selected(epochs, runs, scalars)
     assert marked[SELECTED].tolist() == [False, True, False, False, False, False]
+
+
+def test_the_frontier_draws_every_lambda_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One line per method through all of its settings (paper-v2's paths: ℓ1+nuclear and weight
+    decay 5 λ, ℓ1 and nuclear 3), every run a dot; a model without an area gets no panel."""
+    from rankrobust.report import figures_robustness as rfig
+
+    settings = {"natural": 1, "l1+nuclear": 5, "weight-decay": 5, "l1": 3, "nuclear": 3}
+    paths = pd.DataFrame([{"dataset": "d", "model": "mlp", "method": m, "setting": f"λ{k}",
+                           "clean_accuracy": 0.9 - 0.01 * k, "area": 0.2 + 0.02 * k}
+                          for m, n in settings.items() for k in range(n)])
+    points = paths.loc[paths.index.repeat(2)].assign(
+        run_id=[f"r{i}" for i in range(2 * len(paths))], seed=0, degenerate=False,
+        attack="autoattack", eps_train=0.3)
+    no_area = points.iloc[:2].assign(model="lenet5-wide", area=np.nan, eps_train=np.nan)
+    drawn: list[Any] = []
+    monkeypatch.setattr(rfig, "_save", lambda fig, path: drawn.append(fig) or path)
+    assert rfig.plot_frontier(pd.concat([points, no_area]), paths, tmp_path / "f.png") is not None
+    (ax,) = [a for a in drawn[0].axes if a.has_data()]
+    lines = {line.get_label(): len(line.get_xdata()) for line in ax.get_lines()}
+    assert lines == {"natural": 1, "ℓ1+nuclear": 5, "weight decay": 5, "ℓ1": 3, "nuclear": 3}
+    assert sum(len(c.get_offsets()) for c in ax.collections) == len(points)
+
+
+def test_a_collapsed_run_is_flagged_counted_and_left_out_of_the_report(tmp_path: Path) -> None:
+    from rankrobust.report.build import build_report
+
+    db = _db(tmp_path / "c.sqlite")
+    with ResultsStore(db) as store:  # PGD-adv seed 2 collapsed
+        collapsed = _config("mlp", "pgd-adv", 0, 0, 2)
+        result = _result(collapsed, "mlp", "pgd-adv", 0, 0, 2)
+        result.scalars.update(best_epoch=1.0, collapsed=1.0)
+        store.record(result)
+    build_report(db, tmp_path / "out")
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "1 run(s) flagged collapsed" in md.split("## Summary")[0]  # the intro counts it
+    (line,) = [x for x in md.splitlines() if result.run_id in x and "| mnist5k |" in x]
+    assert line.rstrip(" |").endswith("collapsed")  # the run table's flag
+    headline = md.split("## Summary")[1].split("## Claims in detail")[0]
+    assert "| PGD-adv |" in headline and headline.split("| PGD-adv |")[1].split("\n")[0] \
+        .rstrip(" |").endswith("| 2")  # n = 2 seeds: the collapsed one left out
+    claims = pd.read_csv(tmp_path / "out" / "claims.csv")
+    c1 = claims[claims["claim"] == "C1"]
+    assert (c1["n"] == 2).all() and c1["note"].str.contains("1 collapsed run(s) left out", regex=False).all()

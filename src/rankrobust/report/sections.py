@@ -88,18 +88,19 @@ def intro(ctx: Context) -> list[Block]:
     collapsed = (f" {fell} run(s) flagged collapsed (validation accuracy fell to chance during "
                  "training): listed in **Runs**, left out of the claims, the λ choice and the "
                  "tables of compared runs." if fell else "")
-    blocks: list[Block] = [Paragraph(
+    return [Paragraph(
         f"Study of Langenberg et al. (2019), arXiv:1901.10371, from the results database "
         f"{code(ctx.source)}: {len(done)} of {len(runs)} runs complete; datasets "
-        f"{names['dataset']}; models {names['model']}; seeds {seeds}; machine "
-        f"{plain(machine(ctx.done))}.{collapsed} Summary first; the per-row tables, figures and "
-        "notes on method follow it.")]
-    models = models_table(ctx.scored.models)
-    if len(models):
-        blocks.append(Table(models, "models", "Models: trainable parameters (weights and biases) "
-                            "and the capacity-matched FC ↔ CNN pair C3 compares (parameter counts "
-                            f"within ±{100 * MATCH_TOLERANCE:g} %)."))
-    return blocks
+        f"{names['dataset']}; models {names['model']} (sizes: **Models**); seeds {seeds}; "
+        f"machine {plain(machine(ctx.done))}.{collapsed} Summary first; the per-row tables, "
+        "figures and notes on method follow it.")]
+
+
+def models(ctx: Context) -> list[Block]:
+    table = models_table(ctx.scored.models)
+    return [Table(table, "models", "Trainable parameters (weights and biases) per model and the "
+                  "capacity-matched FC ↔ CNN pair C3 compares (parameter counts within "
+                  f"±{100 * MATCH_TOLERANCE:g} %).")] if len(table) else []
 
 
 def verdicts(ctx: Context) -> list[Block]:
@@ -320,6 +321,7 @@ SECTIONS: tuple[Section, ...] = (
     Section(None, intro),
     Section("Summary", verdicts, "frontier.png", plot_frontier, prose.FRONTIER_CAPTION,
             after=headline_table, beside=True),
+    Section("Models", models, applies=lambda ctx: len(ctx.scored.models) > 0),
     Section("Claims in detail", claims_detail),
     Section("Declared margins", margins),
     Section("How rows combine into a verdict", rules),
