@@ -157,3 +157,17 @@ def test_a_collapsed_run_is_flagged_counted_and_left_out_of_the_report(tmp_path:
     claims = pd.read_csv(tmp_path / "out" / "claims.csv")
     c1 = claims[claims["claim"] == "C1"]
     assert (c1["n"] == 2).all() and c1["note"].str.contains("1 collapsed run(s) left out", regex=False).all()
+
+
+def test_the_run_table_shows_parameters_and_the_kept_epoch() -> None:
+    from rankrobust.report.runs import run_table
+    from rankrobust.report.tables import StudyTables
+
+    runs = pd.DataFrame({"run_id": ["a", "b"], "dataset": "mnist5k", "model": ["mlp", "lenet5-wide"],
+                         "method": "pgd-adv", "seed": 0, "clean_accuracy": 0.9,
+                         "config": [{"model_options": {"hidden": [150, 100]},
+                                     "train": {"select_epoch": "val_robust_acc"}}, {"train": {}}]})
+    scalars = pd.DataFrame({"run_id": ["a", "b"], "name": "best_epoch", "value": [7.0, 15.0]})
+    table = run_table(StudyTables(runs=runs, scalars=scalars)).set_index("model")
+    assert table["parameters"].to_dict() == {"mlp": "133,860", "lenet5-wide": "137,914"}
+    assert table["kept epoch"].to_dict() == {"mlp": "7", "lenet5-wide": ""}  # b keeps its last

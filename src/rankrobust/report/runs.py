@@ -11,6 +11,7 @@ import pandas as pd
 
 from rankrobust.report.capacity import run_parameters
 from rankrobust.report.document import Markup, code, plain
+from rankrobust.report.epochs import selected_epochs, selects_epoch
 from rankrobust.report.summary import (
     DEGENERATE_MARGIN,
     attack_label,
@@ -56,7 +57,7 @@ def _flags(runs: pd.DataFrame, scalars: pd.DataFrame) -> pd.Series:
 
 def run_table(tables: StudyTables) -> pd.DataFrame:
     """Every run (failed included): config, the network's trainable parameters, clean accuracy,
-    timings, flags and error."""
+    timings, the epoch kept by validation-based selection, flags and error."""
     runs = tables.runs.copy()
     if "method_params" in runs.columns:
         runs["setting"] = [setting(m, p) for m, p in zip(runs["method"], runs["method_params"],
@@ -71,6 +72,10 @@ def run_table(tables: StudyTables) -> pd.DataFrame:
     out["run_id"] = [code(r) for r in out["run_id"]]
     if "config" in runs.columns:
         out.insert(len(out.columns) - 3, "training", runs["config"].map(_config_text))
+    if "config" in runs.columns:  # the epoch a run with select_epoch kept (its weights evaluated)
+        best = selected_epochs(tables.scalars)
+        out["kept epoch"] = [str(best[str(r)]) if selects_epoch(c) and str(r) in best else ""
+                             for r, c in zip(runs["run_id"], runs["config"], strict=True)]
     out["flag"] = _flags(runs, tables.scalars)
     if "error" in runs.columns and runs["error"].notna().any():
         out["error"] = runs["error"].fillna("")

@@ -308,7 +308,8 @@ def runs(ctx: Context) -> list[Block]:
     return [Paragraph(f"Every run in the database (failed ones included). Methods: {labels}. "
                       "Flags: degenerate (clean accuracy near chance), collapsed (the run stored "
                       "that its training collapsed: left out of the claims). Parameters: the "
-                      "network's trainable weights and biases."),
+                      "network's trainable weights and biases. Kept epoch: the best validation "
+                      "epoch of a run that selects one (its weights were evaluated)."),
             Table(run_table(ctx.tables), "run-table",
                   "Runs: configuration, clean accuracy, timings (s).", {"clean_accuracy": pct})]
 
