@@ -91,7 +91,7 @@ def intro(ctx: Context) -> list[Block]:
     return [Paragraph(
         f"Study of Langenberg et al. (2019), arXiv:1901.10371, from the results database "
         f"{code(ctx.source)}: {len(done)} of {len(runs)} runs complete; datasets "
-        f"{names['dataset']}; models {names['model']} (sizes: **Models**); seeds {seeds}; "
+        f"{names['dataset']}; models {names['model']} (sizes: **Claims in detail**); seeds {seeds}; "
         f"machine {plain(machine(ctx.done))}.{collapsed} Summary first; the per-row tables, "
         "figures and notes on method follow it.")]
 
@@ -164,7 +164,7 @@ def claim_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_detail(ctx: Context) -> list[Block]:
-    blocks: list[Block] = []
+    blocks: list[Block] = models(ctx)  # the networks compared, with their sizes (C3's pairs)
     for claim, statement in CLAIM_TEXT.items():
         sub = ctx.claims[ctx.claims["claim"] == claim]
         if sub.empty:
@@ -322,7 +322,6 @@ SECTIONS: tuple[Section, ...] = (
     Section(None, intro),
     Section("Summary", verdicts, "frontier.png", plot_frontier, prose.FRONTIER_CAPTION,
             after=headline_table, beside=True),
-    Section("Models", models, applies=lambda ctx: len(ctx.scored.models) > 0),
     Section("Claims in detail", claims_detail),
     Section("Declared margins", margins),
     Section("How rows combine into a verdict", rules),
