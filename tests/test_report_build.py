@@ -16,8 +16,9 @@ from rankrobust.experiments.run import RunResult
 from rankrobust.experiments.store import ResultsStore
 from rankrobust.report.build import build_report
 
+# mlp 150-100 and lenet5-wide: a capacity-matched pair on mnist5k (133,860 and 137,914 parameters)
 LAYERS = {"mlp": [("net.0", 20, 256), ("net.2", 4, 20)],
-          "lenet5": [("conv1", 6, 25), ("conv2", 16, 150), ("fc", 4, 84)]}
+          "lenet5-wide": [("conv1", 6, 25), ("conv2", 16, 150), ("fc", 4, 84)]}
 EPS = {"inf": [0.0, 0.05, 0.1, 0.2], "2": [0.0, 0.5, 1.0, 2.0]}
 POINTS = 20_000  # test points per attack: point noise small beside the fixture's effects
 # (method, λ1, λ*) → a robustness offset; λ grids of two points per regularizer.
@@ -45,7 +46,7 @@ def _result(config, model: str, method: str, l1: float, nuc: float, seed: int) -
     strong = l1 >= 1e-3 or nuc >= 1e-2
     rank_drop = {"fgsm-adv": 0.1, "pgd-adv": 0.2}.get(method, 0.05 if method != "natural" else 0.0)
     robust = {"natural": 0.0, "fgsm-adv": 0.5, "pgd-adv": 0.6, "l1": 0.1, "nuclear": 0.15,
-              "l1+nuclear": 0.25}[method] * (1.6 if model == "lenet5" else 1.0)
+              "l1+nuclear": 0.25}[method] * (1.6 if model == "lenet5-wide" else 1.0)
     structure = []
     for epoch in range(3):
         for layer, m, n in LAYERS[model]:
@@ -75,7 +76,8 @@ def _result(config, model: str, method: str, l1: float, nuc: float, seed: int) -
 
 
 def make_db(path: Path, seeds: tuple[int, ...] = (0, 1, 2), failed: bool = True) -> Path:
-    """A results database with mlp and lenet5 × every method × λ grid × seeds (+ one failure)."""
+    """A results database with mlp and lenet5-wide × every method × λ grid × seeds (+ one
+    failure)."""
     configs = [(_config(mo, me, l1, nuc, s), mo, me, l1, nuc, s)
                for mo in LAYERS for me, l1, nuc in METHODS for s in seeds]
     with ResultsStore(path) as store:

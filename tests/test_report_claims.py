@@ -122,12 +122,19 @@ def _claim_runs(adv_rank: float, reg_fr: float) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# mlp and lenet5 given equal capacity (parameter counts within ±15 %): C3 is scored on the pair
+SIZES = pd.DataFrame({"dataset": "d", "model": ["mlp", "lenet5"], "family": ["FC", "CNN"],
+                      "parameters": [100_000.0, 104_000.0]})
+
+
 def test_claims_hold_fail_and_are_reported_honestly() -> None:
-    good = evaluate_claims(_claim_runs(adv_rank=0.6, reg_fr=0.4), metrics=[("fr_auc_pgd_inf", +1)])
+    good = evaluate_claims(_claim_runs(adv_rank=0.6, reg_fr=0.4), metrics=[("fr_auc_pgd_inf", +1)],
+                           sizes=SIZES)
     assert claim_verdicts(good).set_index("claim")["verdict"].to_dict() == {
         "C1": HOLDS, "C2": HOLDS, "C3": HOLDS, "C4": HOLDS,
         "C5": NOT_TESTABLE, "C6": NOT_TESTABLE}  # no intervention tables, no weight decay
-    bad = evaluate_claims(_claim_runs(adv_rank=0.95, reg_fr=0.6), metrics=[("fr_auc_pgd_inf", +1)])
+    bad = evaluate_claims(_claim_runs(adv_rank=0.95, reg_fr=0.6), metrics=[("fr_auc_pgd_inf", +1)],
+                          sizes=SIZES)
     rank_rows = bad[(bad["claim"] == "C1") & bad["metric"].str.contains("rank")]
     assert (rank_rows["verdict"] == FAILS).all() and (rank_rows["effect"] > 0).all()
     summary = claim_verdicts(bad).set_index("claim")["verdict"]

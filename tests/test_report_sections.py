@@ -132,6 +132,9 @@ def test_frontier_uses_the_strongest_attack_with_a_curve() -> None:
     assert attack == "pgd" and "autoattack" in note  # AutoAttack has one budget only
     grid = curves.iloc[:1].loc[[0] * 4].assign(epsilon=[0.025, 0.05, 0.075, 0.1])
     assert choose_attack(pd.concat([curves, grid]), eps)[0] == "autoattack"
+    # a model with no adversarial run yet (no ε_train: a partial study) does not decide it
+    other = grid.iloc[:1].assign(run_id="b", model="n", epsilon=0.3)
+    assert choose_attack(pd.concat([curves, grid, other]), eps)[0] == "autoattack"
     assert choose_attack(curves[curves["attack"] == "autoattack"], eps)[0] is None
 
 
@@ -158,16 +161,17 @@ def test_a_single_eps_attack_is_drawn_as_a_point_per_method() -> None:
 
 
 def test_the_headline_table_flags_a_fallback_setting() -> None:
-    chosen = pd.DataFrame({"run_id": ["n", "l"], "dataset": "d", "model": "mlp",
-                           "method": ["natural", "lowrank"], "clean_accuracy": [0.9, 0.8],
-                           "method_params": [{}, {}]})
-    curves = pd.DataFrame({"run_id": ["n", "l"], "attack": "pgd", "norm": "inf", "epsilon": 0.1,
-                           "robust_accuracy": [0.2, 0.025]})
+    chosen = pd.DataFrame({"run_id": ["n", "l", "n1"], "dataset": "d", "model": "mlp",
+                           "method": ["natural", "lowrank", "natural"], "seed": [0, 0, 1],
+                           "clean_accuracy": [0.9, 0.8, 0.9], "method_params": [{}, {}, {}]})
+    curves = pd.DataFrame({"run_id": ["n", "l", "n1"], "attack": "pgd", "norm": "inf",
+                           "epsilon": 0.1, "robust_accuracy": [0.2, 0.025, 0.2]})
     selection = pd.DataFrame({"dataset": ["d"], "model": ["mlp"], "method": ["lowrank"],
                               "fallback": [True]})
     table = headline(chosen, curves, selection, "pgd", {("d", "mlp"): 0.1}).set_index("method")
-    assert table.loc["low-rank U·V"].tolist() == [f"80.0 % {FALLBACK_MARK}", f"2.5 % {FALLBACK_MARK}"]
-    assert table.loc["natural"].tolist() == ["90.0 %", "20.0 %"]
+    # clean, robust, n (seeds) per method
+    assert table.loc["low-rank U·V"].tolist() == [f"80.0 % {FALLBACK_MARK}", f"2.5 % {FALLBACK_MARK}", "1"]
+    assert table.loc["natural"].tolist() == ["90.0 %", "20.0 %", "2"]
 
 
 def test_collapsed_runs_are_flagged_in_the_run_table() -> None:

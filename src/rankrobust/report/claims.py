@@ -7,7 +7,8 @@ One **primary metric** per claim (its rows decide the verdict; ``role`` = "prima
   weights W, and, where the study recorded it, of W − W₀ (change from the initialization).
 - C2–C4, C6: the robust-accuracy **area** over [0, ε_train] of the primary attack
   (:mod:`rankrobust.report.frontier`), higher = more robust. C2: ℓ1+nuclear − natural (> 0);
-  C3: the C2 gain of CNN − FC networks (> 0); C4: ℓ1+nuclear − each adversarial method (< 0),
+  C3: the C2 gain of the CNN − the FC network of each capacity-matched pair (> 0;
+  :mod:`rankrobust.report.capacity`); C4: ℓ1+nuclear − each adversarial method (< 0),
   plainly and at matched clean accuracy (ℓ1+nuclear's λ path read at the adversarial net's
   clean accuracy); C6: at matched clean accuracy, ℓ1+nuclear − weight decay (> 0: its gain over
   natural exceeds weight decay's; the natural arm cancels).
@@ -33,6 +34,7 @@ import pandas as pd
 
 from rankrobust.experiments.margins import DEFAULT_MARGINS, Margins
 from rankrobust.methods.l1_nuclear import L1Nuclear
+from rankrobust.report.capacity import capacity_pairs, unmatched_note
 from rankrobust.report.contrasts import (
     Arm,
     Context,
@@ -85,7 +87,8 @@ CLAIM_TEXT = {
     "C6": "structure-specific: at the same clean accuracy, ℓ1 + nuclear's robustness gain over "
           "natural training exceeds weight decay's",
 }
-EMPTY_REASON = {"C3": "no dataset with both an FC and a CNN model",
+EMPTY_REASON = {"C3": "no dataset with an FC and a CNN model that both have natural and "
+                      "ℓ1+nuclear runs",
                 "C5": "no intervention tables of natural and adversarial runs",
                 "C6": "no weight-decay runs"}
 # C1 metrics: (column of the runs table, label); absent columns are skipped
@@ -164,7 +167,8 @@ def evaluate_claims(runs: pd.DataFrame, *, metrics: list[tuple[str, int]],
                     points: Mapping[str, pd.DataFrame] | None = None,
                     margins: Margins | None = None, resamples: int = RESAMPLES,
                     paths: pd.DataFrame | None = None,
-                    scope_notes: Mapping[tuple[str, str], str] | None = None) -> pd.DataFrame:
+                    scope_notes: Mapping[tuple[str, str], str] | None = None,
+                    sizes: pd.DataFrame | None = None) -> pd.DataFrame:
     """Claims rows C1–C4 and C6 (:data:`CLAIM_COLUMNS`) from the comparison runs.
 
     ``runs``: one row per run (dataset, model, method, seed, run_id, the metric columns,
@@ -175,7 +179,9 @@ def evaluate_claims(runs: pd.DataFrame, *, metrics: list[tuple[str, int]],
     value), for the hierarchical bootstrap (also key ``clean_accuracy``: 1/0 per point).
     ``paths``: every run of every setting (the frontier), for the matched-accuracy rows of C4
     and C6; without it those rows are left out. ``scope_notes``: (dataset, model) → a note
-    added to that scope's rows (e.g. collapsed runs left out).
+    added to that scope's rows (e.g. collapsed runs left out). ``sizes``: the models' parameter
+    counts (:func:`rankrobust.report.capacity.model_sizes`): C3 is scored per capacity-matched
+    pair; without them no pair is matched and C3 says so.
     """
     # the primary metric: the first where higher = more robust, else the only kind there is
     primary = next((c for c, sign in metrics if sign < 0), metrics[0][0] if metrics else None)
@@ -207,7 +213,7 @@ def evaluate_claims(runs: pd.DataFrame, *, metrics: list[tuple[str, int]],
                 rows += _c6(s, dataset, model, col, scope, note)
     for dataset in sorted(runs["dataset"].unique()) if len(runs) else []:
         for col, sign in metrics:
-            rows += _c3(s, str(dataset), col, sign, col == primary)
+            rows += _c3(s, str(dataset), col, sign, col == primary, sizes)
     table = pd.DataFrame([r for r in rows if r is not None], columns=CLAIM_COLUMNS)
     order = {c: i for i, c in enumerate(CLAIM_TEXT)}
     return table.sort_values("claim", key=lambda x: x.map(order), kind="stable").reset_index(drop=True)
@@ -255,23 +261,55 @@ def _c6(s: _Scorer, dataset: str, model: str, col: str, scope: str,
     return rows
 
 
-def _c3(s: _Scorer, dataset: str, col: str, sign: int,
-        primary: bool) -> list[dict[str, object] | None]:
-    """C3: the C2 gain of CNN minus FC (mean over each family's models); absolute + relative."""
-    terms: dict[str, list[tuple[Arm, Arm]]] = {"FC": [], "CNN": []}
-    models = sorted(s.runs.loc[s.runs["dataset"] == dataset, "model"].unique())
-    for model in models:
-        fam = family(model)
+def _c3(s: _Scorer, dataset: str, col: str, sign: int, primary: bool,
+        sizes: pd.DataFrame | None) -> list[dict[str, object] | None]:
+    """C3 per capacity-matched pair (:mod:`rankrobust.report.capacity`): the C2 gain of the
+    pair's CNN minus its FC network's, absolute and relative. Without a matched pair, a void
+    primary row saying so, and the family-mean contrast as secondary rows."""
+    arms: dict[str, tuple[Arm, Arm]] = {}
+    for model in sorted(s.runs.loc[s.runs["dataset"] == dataset, "model"].unique()):
         reg, nat = s.arm(dataset, model, COMBINED, col), s.arm(dataset, model, NATURAL, col)
-        if fam in terms and reg is not None and nat is not None:
+        if reg is not None and nat is not None:
             reg, nat = pair([reg, nat])
-            terms[fam].append((reg, nat))
-    if not terms["FC"] or not terms["CNN"]:
+            arms[str(model)] = (reg, nat)
+    fams = {m: family(m) for m in arms}
+    if not {"FC", "CNN"} <= set(fams.values()):
         return []
-    direction = -sign  # the gain reg − nat, in "more robust" units
-    comparison = (f"({method_label(COMBINED)} − {method_label(NATURAL)}) CNN − FC" if sign < 0
-                  else f"({method_label(NATURAL)} − {method_label(COMBINED)}) CNN − FC")
     role = "primary" if primary else "secondary"
+    known = sizes if sizes is not None else pd.DataFrame(
+        {"dataset": dataset, "model": list(arms), "family": list(fams.values()),
+         "parameters": math.nan})
+    matched, others = capacity_pairs(known, dataset, set(arms))
+    rows: list[dict[str, object] | None] = []
+    for p in matched:
+        rows += _gain_rows(s, dataset, col, sign, {"FC": [arms[p.fc]], "CNN": [arms[p.cnn]]},
+                           p.scope, role, f"capacity-matched: {p.counts()}")
+    if matched:
+        return rows
+    scope = f"{dataset} · CNN vs FC"
+    if primary:  # the claim's verdict: not testable, with the counts
+        rows.append(void("C3", scope, f"gain in {col}", _c3_comparison(sign) + " of a matched pair",
+                         NOT_TESTABLE, unmatched_note(others)))
+    terms = {f: [a for m, a in arms.items() if fams[m] == f] for f in ("FC", "CNN")}
+    counts = "; ".join(p.counts() for p in others)
+    return rows + _gain_rows(s, dataset, col, sign, terms, scope, "secondary",
+                             f"not capacity-matched ({counts}): shown, not scored",
+                             " (not capacity-matched)")
+
+
+def _c3_comparison(sign: int) -> str:
+    return (f"({method_label(COMBINED)} − {method_label(NATURAL)}) CNN − FC" if sign < 0
+            else f"({method_label(NATURAL)} − {method_label(COMBINED)}) CNN − FC")
+
+
+def _gain_rows(s: _Scorer, dataset: str, col: str, sign: int,
+               terms: dict[str, list[tuple[Arm, Arm]]], scope: str, role: str,
+               note: str, label: str = "") -> list[dict[str, object] | None]:
+    """The C2 gain (reg − nat) of the CNN models minus the FC models' (each family's mean),
+    absolute (``role``) and relative to natural's mean (secondary); ``label`` ends the
+    comparison's text."""
+    direction = -sign  # the gain reg − nat, in "more robust" units
+    comparison = _c3_comparison(sign) + label
     rows: list[dict[str, object] | None] = []
     for relative in (False, True):
         weighted: list[tuple[float, Arm]] = []
@@ -287,18 +325,18 @@ def _c3(s: _Scorer, dataset: str, col: str, sign: int,
                   else math.nan)
         floor = all(at_bound(r.mean, n.mean) for fam in terms for r, n in terms[fam])
         metric = f"relative gain in {col} (÷ natural's mean)" if relative else f"gain in {col}"
-        rows.append(row("C3", f"{dataset} · CNN vs FC", metric,
-                        comparison + (", relative" if relative else ""), eff, +1, margin,
-                        role="secondary" if relative else role,
+        rows.append(row("C3", scope, metric, comparison + (", relative" if relative else ""), eff,
+                        +1, margin, role="secondary" if relative else role,
                         forced=NOT_MEASURABLE if floor else None,
-                        note="every model's arms at the floor or ceiling" if floor else ""))
+                        note="; ".join(filter(None, [note, "every model's arms at the floor or "
+                                                     "ceiling" if floor else ""]))))
     return rows
 
 
 def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
     """One row per claim: claim, statement, rows (primary rows), verdict (:func:`combine` over
     the primary rows, " (borderline)" appended when one of them is), borderline (count), detail
-    (the rows' verdicts counted)."""
+    (the rows' verdicts counted; the first row's reason where none is testable)."""
     out = []
     for claim, text in CLAIM_TEXT.items():
         sub = table[table["claim"] == claim]
@@ -310,6 +348,9 @@ def claim_verdicts(table: pd.DataFrame) -> pd.DataFrame:
         counts = pd.Series(verdicts, dtype=object).value_counts()
         detail = ", ".join(f"{k} {v}" for k, v in counts.items()) or \
             f"no rows: {EMPTY_REASON.get(claim, 'no runs to compare')}"
+        why = str(sub["note"].fillna("").iloc[0]).split("; ")[0] if "note" in sub and len(sub) else ""
+        if set(verdicts) == {NOT_TESTABLE} and why:  # say why
+            detail += f": {why}"
         out.append({"claim": claim, "statement": text, "rows": len(sub),
                     "verdict": result + (" (borderline)" if border else ""),
                     "borderline": border, "detail": detail})

@@ -8,11 +8,11 @@ from pathlib import Path
 import pandas as pd
 
 from rankrobust.experiments.margins import Margins
-from rankrobust.report.scoring import ClaimsResult, score_claims
+from rankrobust.report.epochs import at_selected_epoch, mark_selected
+from rankrobust.report.scoring import ClaimsResult, is_collapsed, score_claims
 from rankrobust.report.stats import RESAMPLES
 from rankrobust.report.summary import (
     comparison_runs,
-    final_structure,
     primary_attack,
     run_summary,
     select_lambdas,
@@ -111,8 +111,9 @@ def make_context(tables: StudyTables, figure_dir: Path, source: str = "",
     joined frames of ``tables``."""
     done = tables.completed()
     summary = run_summary(done)
-    selection = select_lambdas(summary)
-    chosen = comparison_runs(summary, selection)
+    healthy = summary[~is_collapsed(summary)]  # as the claims: collapsed runs left out
+    selection = select_lambdas(healthy)
+    chosen = comparison_runs(healthy, selection)
     ids = set(chosen["run_id"])
     attack = primary_attack(summary) or "pgd"
     interventions = with_runs(done.interventions, done.runs)
@@ -124,8 +125,9 @@ def make_context(tables: StudyTables, figure_dir: Path, source: str = "",
         tables=tables, done=done, source=source, figure_dir=figure_dir, summary=summary,
         selection=selection, chosen=chosen, attack=attack, claims=claims, verdicts=verdicts,
         scored=scored, pipeline=pipeline, structure=structure,
-        final=_of(final_structure(structure), ids), robustness=_of(robustness, ids),
-        curves=robustness, epochs=_of(with_runs(done.epoch_metrics, done.runs), ids),
+        final=_of(at_selected_epoch(structure, done.scalars), ids), robustness=_of(robustness, ids),
+        curves=robustness,
+        epochs=_of(with_runs(mark_selected(done.epoch_metrics, done.runs, done.scalars), done.runs), ids),
         spectra=_of(with_runs(done.spectra, done.runs), ids), interventions=interventions,
         points=with_runs(done.points, done.runs), frontier=frontier_points(summary, scored),
         paths=scored.frontier,

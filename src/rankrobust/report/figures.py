@@ -101,12 +101,13 @@ def plot_structure_by_layer(structure: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _epoch_band(ax: Any, rows: pd.DataFrame, col: str, method: str) -> None:
+def _epoch_band(ax: Any, rows: pd.DataFrame, col: str, method: str,
+                bounds: tuple[float, float] = (0.0, 1.0)) -> None:
     """``method``'s mean of ``col`` per epoch over ``rows`` (one per run and epoch), with its
-    95 % band, in the method's colour; nothing for no rows."""
+    95 % band clipped to ``bounds``, in the method's colour; nothing for no rows."""
     if rows.empty:
         return
-    band = np.array([_ci(e[col].astype(float)) for _, e in rows.groupby("epoch")])
+    band = np.array([_ci(e[col].astype(float), bounds) for _, e in rows.groupby("epoch")])
     epochs = sorted(rows["epoch"].unique())
     ax.plot(epochs, band[:, 0], color=method_color(method), marker=".", label=method_label(method))
     ax.fill_between(epochs, band[:, 1], band[:, 2], color=method_color(method), alpha=0.2)
@@ -141,15 +142,20 @@ def plot_structure_epochs(structure: pd.DataFrame, path: Path,
     return _save(fig, path)
 
 
-TRAINING_METRICS = (("train_loss", "training loss"), ("test_acc", "clean test accuracy"))
+TRAINING_METRICS = (("train_loss", "training loss"), ("val_acc", "validation accuracy"),
+                    ("val_robust_acc", "validation robust accuracy"),
+                    ("test_acc", "clean test accuracy"))
 
 
 def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
-    """Training loss and clean test accuracy vs epoch for every method (rows: metrics, columns:
-    models), mean over seeds with 95 % bands: whether each method had converged when training
-    stopped. The loss includes each method's own terms (adversarial, penalties), so compare its
-    flattening, not its level, across methods."""
-    metrics = [(c, lab) for c, lab in TRAINING_METRICS if c in epochs.columns]
+    """Training loss, validation accuracy (clean, and robust where measured) and clean test
+    accuracy vs epoch for every method (rows: metrics, columns: models), mean over seeds with
+    95 % bands: whether each method had converged when training stopped. Stars: the epoch each
+    run with validation-based selection kept (rows where ``epochs["selected"]``). The loss
+    includes each method's own terms (adversarial, penalties), so compare its flattening, not
+    its level, across methods."""
+    metrics = [(c, lab) for c, lab in TRAINING_METRICS
+               if c in epochs.columns and epochs[c].notna().any()]
     if epochs.empty or not metrics or epochs["epoch"].nunique() < 2:
         return None
     models = _models(epochs)
@@ -159,13 +165,22 @@ def plot_training_curves(epochs: pd.DataFrame, path: Path) -> Path | None:
         for i, (col, ylabel) in enumerate(metrics):
             ax = axes[i, j]
             for method in _methods(sub):
-                _epoch_band(ax, sub[(sub["method"] == method) & sub[col].notna()], col, method)
+                rows = sub[(sub["method"] == method) & sub[col].notna()]
+                _epoch_band(ax, rows, col, method, (0.0, math.inf) if col == "train_loss" else (0.0, 1.0))
+                kept = rows[rows["selected"].astype(bool)] if "selected" in rows else rows.iloc[:0]
+                ax.scatter(kept["epoch"], kept[col].astype(float), marker="*", s=70, zorder=3,
+                           color=method_color(method), edgecolors="black", linewidths=0.5)
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if not sub[col].notna().any():  # e.g. robust validation accuracy of a natural-only model
+                ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes)
+                ax.set_xticks([])
+                ax.set_yticks([])
             ax.set_xlabel("epoch")
             ax.set_ylabel(ylabel)
             ax.set_title(f"{model} ({family(model)})")
         axes[0, j].legend(fontsize=7)
-    fig.suptitle("Training curves of the compared runs (mean over seeds)")
+    fig.suptitle("Training curves of the compared runs (mean over seeds; ★ each run's selected "
+                 "epoch)")
     return _save(fig, path)
 
 

@@ -84,14 +84,16 @@ def plot_fooling_curves(robustness: pd.DataFrame, path: Path) -> Path | None:
 
 def plot_frontier(points: pd.DataFrame, paths: pd.DataFrame, path: Path) -> Path | None:
     """Clean accuracy (x) vs robust-accuracy area (y), one panel per dataset · model: every run a
-    faint point, each method's settings (mean over seeds) joined weakest to strongest.
-    Degenerate runs (near chance) are left out, and counted in the panel's title."""
+    faint point, each method's settings (mean over seeds) joined weakest to strongest: every
+    method's path (each λ path, ε_train, rank budget). Degenerate runs (near chance) are left
+    out, and counted in the panel's title; a model with no area (no ε_train) has no panel."""
     if "degenerate" in points:
         left_out = points[points["degenerate"].astype(bool)]
         points = points[~points["degenerate"].astype(bool)]
     else:
         left_out = points.iloc[:0]
-    if points.empty or points["area"].notna().sum() == 0:
+    points = points[points["area"].notna()]  # a model without ε_train (no adversarial run) has none
+    if points.empty:
         return None
     panels = sorted({(str(d), str(m)) for d, m in zip(points["dataset"], points["model"],
                                                        strict=True)},

@@ -96,15 +96,19 @@ def area_over(epsilons: ArrayLike, robust: ArrayLike, clean: float,
 def choose_attack(curves: pd.DataFrame, eps_train: Mapping[Scope, float],
                   norm: str = "inf") -> tuple[str | None, str]:
     """(primary attack, note): the strongest attack whose every run has a curve up to ε_train
-    (``curves``: robustness rows with dataset and model)."""
+    (``curves``: robustness rows with dataset and model). Runs of a (dataset, model) without an
+    ε_train (no adversarial run there yet) have no area whichever attack is chosen, and do not
+    decide the choice."""
     if curves.empty:
         return None, "no robustness curves stored"
+    scoped = pd.Series([(str(d), str(m)) in eps_train for d, m in
+                        zip(curves["dataset"], curves["model"], strict=True)], index=curves.index)
     passed: list[str] = []
     for attack in attack_strength():
-        rows = curves[(curves["attack"] == attack) & (curves["norm"] == norm)]
+        rows = curves[(curves["attack"] == attack) & (curves["norm"] == norm) & scoped]
         if rows.empty:
             continue
-        ok = all((str(d), str(m)) in eps_train and has_curve(g["epsilon"], eps_train[(str(d), str(m))])
+        ok = all(has_curve(g["epsilon"], eps_train[(str(d), str(m))])
                  for (_, d, m), g in rows.groupby(["run_id", "dataset", "model"]))
         if ok:
             note = (f"Robust-accuracy area from the {attack} curve" +

@@ -49,10 +49,14 @@ def claims_notes() -> Bullets:
     return Bullets([
         "**C1** effect: adversarial minus natural training, in the mean over layers of the "
         "normalized effective rank erank(W)/min(m, n) and effective sparsity esparsity(W)/(m·n) "
-        "of the final weights (claimed < 0), and of W − W₀ where the study recorded it.",
+        "of the weights each run kept (its selected epoch: the best validation epoch for runs "
+        "that select one, else the last; the weights the attacks evaluated) (claimed < 0), and "
+        "of W − W₀ where the study recorded it.",
         "**C2–C4, C6** primary metric: the robust-accuracy area over [0, ε_train] of the primary "
         "attack (the curve's average height from clean accuracy at ε 0; higher = more robust). "
-        "C2: ℓ1+nuclear − natural (> 0); C3: the C2 gain of the CNN minus the FC network's (> 0); "
+        "C2: ℓ1+nuclear − natural (> 0); C3: the C2 gain of the CNN minus the FC network's, per "
+        "capacity-matched pair (parameter counts within ±15 %; the scope names the pair; "
+        "without such a pair C3 is not testable and says why) (> 0); "
         "C4: ℓ1+nuclear − each adversarial method (< 0), plainly and at matched clean accuracy "
         "(ℓ1+nuclear's λ path read at the adversarial net's clean accuracy; where the paths do "
         "not overlap the row says so); C6: ℓ1+nuclear − weight decay at matched clean accuracy.",
@@ -64,7 +68,7 @@ def claims_notes() -> Bullets:
         "the chosen λ) are shown, not counted.",
         "Columns: `effect` and its `95 % CI` (the interval of **Notes on the scoring**; in "
         "claims.csv `ci_low`, `ci_high`), `t CI` the paired Student-t interval over seeds "
-        "(`t_low`, `t_high`), `n` seeds, `se_point` the point-level standard error, `margin` the "
+        "(`t_low`, `t_high`), `n (seeds)` the seeds the row compares, `se_point` the point-level standard error, `margin` the "
         "equivalence margin (**Declared margins**), `test` the interval's kind. Verdict marks: "
         "**(small)**: holds or does not hold with |effect| within the margin; **‡ borderline**: "
         "a CI edge within one point-level standard error of 0, not a finding until repeated.",

@@ -10,7 +10,9 @@ import numpy as np
 import pandas as pd
 
 from rankrobust.attacks.registry import attack_label
+from rankrobust.report.capacity import run_parameters
 from rankrobust.report.document import Markup, code, plain
+from rankrobust.report.epochs import selected_epochs, selects_epoch
 from rankrobust.report.summary import (
     DEGENERATE_MARGIN,
     chance_level,
@@ -54,17 +56,26 @@ def _flags(runs: pd.DataFrame, scalars: pd.DataFrame) -> pd.Series:
 
 
 def run_table(tables: StudyTables) -> pd.DataFrame:
-    """Every run (failed included): config, clean accuracy, timings, flags and error."""
+    """Every run (failed included): config, the network's trainable parameters, clean accuracy,
+    timings, the epoch kept by validation-based selection, flags and error."""
     runs = tables.runs.copy()
     if "method_params" in runs.columns:
         runs["setting"] = [setting(m, p) for m, p in zip(runs["method"], runs["method_params"],
                                                          strict=True)]
-    cols = [c for c in ("run_id", "dataset", "model", "method", "setting", "seed", "status",
-                        "clean_accuracy", "train_seconds", "eval_seconds") if c in runs.columns]
+    if len(runs) and {"dataset", "model"} <= set(runs.columns):
+        runs["parameters"] = run_parameters(runs).map(
+            lambda v: "–" if pd.isna(v) else f"{int(v):,}")
+    cols = [c for c in ("run_id", "dataset", "model", "parameters", "method", "setting", "seed",
+                        "status", "clean_accuracy", "train_seconds", "eval_seconds")
+            if c in runs.columns]
     out = runs[cols].copy()
     out["run_id"] = [code(r) for r in out["run_id"]]
     if "config" in runs.columns:
         out.insert(len(out.columns) - 3, "training", runs["config"].map(_config_text))
+    if "config" in runs.columns:  # the epoch a run with select_epoch kept (its weights evaluated)
+        best = selected_epochs(tables.scalars)
+        out["kept epoch"] = [str(best[str(r)]) if selects_epoch(c) and str(r) in best else ""
+                             for r, c in zip(runs["run_id"], runs["config"], strict=True)]
     out["flag"] = _flags(runs, tables.scalars)
     if "error" in runs.columns and runs["error"].notna().any():
         out["error"] = runs["error"].fillna("")
@@ -83,7 +94,7 @@ def headline(chosen: pd.DataFrame, robustness: pd.DataFrame, selection: pd.DataF
     """Rows = methods (registry order), columns per dataset · model: mean clean accuracy and mean
     robust accuracy under ``attack`` (ℓ∞) at ε_train (``eps_train`` per dataset and model; the
     largest stored budget below it, or the largest stored one where ε_train is unknown),
-    over the comparison runs. A setting chosen as fallback (no setting within the λ rule) is
+    over the comparison runs, and n (seeds). A setting chosen as fallback (no setting within the λ rule) is
     marked † in both cells."""
     curves = robustness[(robustness["attack"] == attack) & (robustness["norm"] == "inf")]
     fallback = (set(map(tuple, selection.loc[selection["fallback"].astype(bool),
@@ -106,6 +117,7 @@ def headline(chosen: pd.DataFrame, robustness: pd.DataFrame, selection: pd.DataF
             columns.setdefault(clean_col, {})[str(method)] = pct(runs["clean_accuracy"].mean()) + mark
             ra = robust.reindex(runs["run_id"]).mean()
             columns.setdefault(robust_col, {})[str(method)] = pct(ra) + mark
+            columns.setdefault(f"{scope} n", {})[str(method)] = str(runs["seed"].nunique() if "seed" in runs else len(runs))
     if not columns:
         return pd.DataFrame()
     table = pd.DataFrame(columns).fillna("–")

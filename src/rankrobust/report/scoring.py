@@ -11,7 +11,9 @@ Steps (each stated in :class:`ClaimsResult.notes` for the report):
    rows; every setting (the frontier) for the matched-accuracy rows.
 4. Structure (C1) of W and, where stored, of W − W₀
    (:func:`rankrobust.report.summary.structure_families`, read by ``run_summary``).
-5. Rows of C1–C4, C6 (:func:`rankrobust.report.claims.evaluate_claims`) and C5
+5. The models' parameter counts and the capacity-matched FC ↔ CNN pairs C3 is scored on
+   (:mod:`rankrobust.report.capacity`).
+6. Rows of C1–C4, C6 (:func:`rankrobust.report.claims.evaluate_claims`) and C5
    (:func:`rankrobust.report.claims.evaluate_c5`), verdicts per claim.
 """
 
@@ -25,6 +27,7 @@ import pandas as pd
 from rankrobust.errors import DataError
 from rankrobust.experiments.margins import DEFAULT_MARGINS, Margins, margins_from_json
 from rankrobust.experiments.store import ResultsStore
+from rankrobust.report.capacity import leftover_notes, model_sizes
 from rankrobust.report.claims import (
     CLAIM_COLUMNS,
     claim_verdicts,
@@ -65,6 +68,7 @@ class ClaimsResult:
     areas: pd.DataFrame = field(default_factory=pd.DataFrame)  # per run: run_id, area, fr_area, clean, n
     attack: str | None = None
     eps_train: dict[tuple[str, str], float] = field(default_factory=dict)
+    models: pd.DataFrame = field(default_factory=pd.DataFrame)  # capacity.SIZE_COLUMNS
 
 
 def read_margins(db_path: str) -> Margins:
@@ -101,10 +105,16 @@ def _at_eps_train(runs: pd.DataFrame, eps_train: dict[tuple[str, str], float]) -
     return runs[keep]
 
 
-def _collapsed(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], str], list[str]]:
+def is_collapsed(summary: pd.DataFrame) -> pd.Series:
+    """True for the runs of ``summary`` whose ``collapsed`` scalar is 1 (training collapsed:
+    flagged in the run table; left out of the claims, the λ choice and the compared runs)."""
     if "collapsed" not in summary:
-        return summary, {}, []
-    flag = pd.to_numeric(summary["collapsed"], errors="coerce").fillna(0) >= 0.5
+        return pd.Series(False, index=summary.index)
+    return pd.to_numeric(summary["collapsed"], errors="coerce").fillna(0) >= 0.5
+
+
+def _collapsed(summary: pd.DataFrame) -> tuple[pd.DataFrame, dict[tuple[str, str], str], list[str]]:
+    flag = is_collapsed(summary)
     notes: dict[tuple[str, str], str] = {}
     for (dataset, model), g in summary[flag].groupby(["dataset", "model"]):
         notes[(str(dataset), str(model))] = f"{len(g)} collapsed run(s) left out"
@@ -159,8 +169,10 @@ def score_claims(tables: StudyTables, *, points: pd.DataFrame | None = None,
     if "clean" in ok:  # matched rows compare clean accuracy on the attack's points
         chosen = chosen.assign(clean_accuracy=chosen["clean"].fillna(chosen["clean_accuracy"]))
         ok = ok.assign(clean_accuracy=ok["clean"].fillna(ok["clean_accuracy"]))
+    sizes = model_sizes(done.runs)
+    notes += leftover_notes(sizes, sorted(map(str, done.runs["dataset"].unique())))
     rows = evaluate_claims(chosen, metrics=metrics, points=point_values, margins=margins,
-                           resamples=resamples, paths=ok, scope_notes=scope_notes)
+                           resamples=resamples, paths=ok, scope_notes=scope_notes, sizes=sizes)
     interventions = done.interventions
     if not interventions.empty:
         info = ok[["run_id", "dataset", "model", "method", "seed"]]
@@ -169,7 +181,7 @@ def score_claims(tables: StudyTables, *, points: pd.DataFrame | None = None,
     rows = pd.concat([rows, evaluate_c5(interventions, margins=margins, resamples=resamples)],
                      ignore_index=True)
     return ClaimsResult(rows, claim_verdicts(rows), margins_table(margins), combine_rules(), notes,
-                        paths, values, attack, eps)
+                        paths, values, attack, eps, sizes)
 
 
 def _point_values(points: pd.DataFrame, curves: pd.DataFrame, eps: dict[tuple[str, str], float],

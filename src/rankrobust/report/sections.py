@@ -23,6 +23,7 @@ import pandas as pd
 from rankrobust.report import figures as fig
 from rankrobust.report import figures_robustness as rfig
 from rankrobust.report import prose
+from rankrobust.report.capacity import MATCH_TOLERANCE, models_table
 from rankrobust.report.claims import CLAIM_TEXT
 from rankrobust.report.context import Context
 from rankrobust.report.correlation import spearman_table
@@ -39,6 +40,7 @@ from rankrobust.report.evaluation import (
 from rankrobust.report.limits import database_limits
 from rankrobust.report.provenance import machine, provenance
 from rankrobust.report.runs import FALLBACK_MARK, headline, pct, run_table
+from rankrobust.report.scoring import is_collapsed
 from rankrobust.report.summary import DEGENERATE_MARGIN, method_label, method_order
 
 Blocks = Callable[[Context], list[Block]]
@@ -82,12 +84,23 @@ def intro(ctx: Context) -> list[Block]:
     names = {k: ", ".join(plain(v) for v in sorted(map(str, done[k].unique()))) or "–"
              for k in ("dataset", "model")}
     seeds = done["seed"].nunique() if len(done) else 0
+    fell = int(is_collapsed(ctx.summary).sum()) if len(ctx.summary) else 0
+    collapsed = (f" {fell} run(s) flagged collapsed (validation accuracy fell to chance during "
+                 "training): listed in **Runs**, left out of the claims, the λ choice and the "
+                 "tables of compared runs." if fell else "")
     return [Paragraph(
         f"Study of Langenberg et al. (2019), arXiv:1901.10371, from the results database "
         f"{code(ctx.source)}: {len(done)} of {len(runs)} runs complete; datasets "
-        f"{names['dataset']}; models {names['model']}; seeds {seeds}; machine "
-        f"{plain(machine(ctx.done))}. Summary first; the per-row tables, figures and notes on "
-        "method follow it.")]
+        f"{names['dataset']}; models {names['model']} (sizes: **Claims in detail**); seeds {seeds}; "
+        f"machine {plain(machine(ctx.done))}.{collapsed} Summary first; the per-row tables, "
+        "figures and notes on method follow it.")]
+
+
+def models(ctx: Context) -> list[Block]:
+    table = models_table(ctx.scored.models)
+    return [Table(table, "models", "Trainable parameters (weights and biases) per model and the "
+                  "capacity-matched FC ↔ CNN pair C3 compares (parameter counts within "
+                  f"±{100 * MATCH_TOLERANCE:g} %).")] if len(table) else []
 
 
 def verdicts(ctx: Context) -> list[Block]:
@@ -110,7 +123,7 @@ def headline_table(ctx: Context) -> list[Block]:
             "(**Choosing λ**); the most accurate one is shown." if
             any(FALLBACK_MARK in str(v) for v in table.to_numpy().ravel()) else "")
     return [Table(table, "headline", "Clean and robust accuracy per method at the settings the "
-                  f"claims compare (mean over seeds).{note}")]
+                  f"claims compare (mean over n seeds; collapsed runs left out).{note}")]
 
 
 def plot_frontier(ctx: Context, path: Path) -> Path | None:
@@ -141,7 +154,7 @@ def claim_rows(rows: pd.DataFrame) -> pd.DataFrame:
     out["effect"] = rows["effect"].map(_signed)
     out["95 % CI"] = [_interval(a, b) for a, b in zip(rows["ci_low"], rows["ci_high"], strict=True)]
     out["t CI"] = [_interval(a, b) for a, b in zip(rows["t_low"], rows["t_high"], strict=True)]
-    out["n"] = rows["n"].map(lambda v: "–" if pd.isna(v) else str(int(v)))
+    out["n (seeds)"] = rows["n"].map(lambda v: "–" if pd.isna(v) else str(int(v)))
     out["se_point"] = rows["se_point"].map(lambda v: "–" if pd.isna(v) else f"{float(v):.4f}")
     out["margin"] = rows["margin"].map(lambda v: "–" if pd.isna(v) else f"±{float(v):.4f}")
     out["test"] = rows["test"]
@@ -151,7 +164,7 @@ def claim_rows(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def claims_detail(ctx: Context) -> list[Block]:
-    blocks: list[Block] = []
+    blocks: list[Block] = models(ctx)  # the networks compared, with their sizes (C3's pairs)
     for claim, statement in CLAIM_TEXT.items():
         sub = ctx.claims[ctx.claims["claim"] == claim]
         if sub.empty:
@@ -294,7 +307,9 @@ def runs(ctx: Context) -> list[Block]:
     labels = ", ".join(f"`{k}` = {method_label(k)}" for k in method_order())
     return [Paragraph(f"Every run in the database (failed ones included). Methods: {labels}. "
                       "Flags: degenerate (clean accuracy near chance), collapsed (the run stored "
-                      "that its training collapsed)."),
+                      "that its training collapsed: left out of the claims). Parameters: the "
+                      "network's trainable weights and biases. Kept epoch: the best validation "
+                      "epoch of a run that selects one (its weights were evaluated)."),
             Table(run_table(ctx.tables), "run-table",
                   "Runs: configuration, clean accuracy, timings (s).", {"clean_accuracy": pct})]
 
@@ -326,8 +341,11 @@ SECTIONS: tuple[Section, ...] = (
     Section(None, figure="structure_epochs.png", plot=plot_structure_epochs,
             caption="Evolution over epochs, natural vs adversarial training (bands: 95 % CI)."),
     Section("Training curves", figure="training_curves.png", plot=plot_training,
-            caption="Training loss and clean test accuracy per epoch of the compared runs (the "
-                    "chosen λ per method; bands: 95 % CI over seeds): has each method converged?"),
+            caption="Training loss, validation accuracy (clean; robust where the run measured "
+                    "it) and clean test accuracy per epoch of the compared runs (the chosen λ per "
+                    "method; bands: 95 % CI over seeds): has each method's validation curve "
+                    "flattened? ★: the epoch a run with validation-based selection kept (its "
+                    "weights are the ones evaluated; never chosen on test points)."),
     Section("Spectra", figure="spectra.png", plot=plot_spectra,
             caption="Singular value spectra σᵢ/σ₁ per layer: natural vs adversarial vs nuclear."),
     Section("Robustness vs effective rank", figure="robustness_vs_rank.png", plot=plot_rank,

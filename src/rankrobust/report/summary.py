@@ -2,8 +2,10 @@
 
 Per run:
 - ``erank`` / ``esparsity``: mean over the model's weight layers of the *normalized* effective
-  rank erank(W)/min(m, n) and effective sparsity esparsity(W)/(m·n) at the last recorded epoch
-  (normalizing makes layers of different size comparable; both lie in (0, 1]).
+  rank erank(W)/min(m, n) and effective sparsity esparsity(W)/(m·n) at the run's selected
+  epoch (its ``best_epoch``: the weights it kept and was evaluated with,
+  :mod:`rankrobust.report.epochs`; normalizing makes layers of different size comparable; both
+  lie in (0, 1]).
 - ``fr_auc_<attack>_<norm>``: the normalized area under the fooling-ratio curve,
   (1/(ε_max − ε_min)) ∫ FR(ε) dε by the trapezoid rule over the stored ε grid (the average
   height of the piecewise-linear curve over [ε_min, ε_max], not the plain mean of the grid's
@@ -46,6 +48,7 @@ from rankrobust.errors import ConfigError, RankRobustError
 from rankrobust.methods import METHODS
 from rankrobust.methods.natural import Natural
 from rankrobust.models import model_family
+from rankrobust.report.epochs import at_selected_epoch
 from rankrobust.report.tables import StudyTables
 
 NATURAL = Natural.name
@@ -185,7 +188,8 @@ def weight_rows(structure: pd.DataFrame) -> pd.DataFrame:
 
 
 def structure_families(structure: pd.DataFrame) -> pd.DataFrame:
-    """Per run: erank, esparsity (W) and delta_erank, delta_esparsity (W − W₀) of the last epoch.
+    """Per run: erank, esparsity (W) and delta_erank, delta_esparsity (W − W₀) of the last epoch
+    in ``structure`` (``run_summary`` passes each run's selected epoch only).
 
     Read tolerantly, whichever way a study stored W − W₀: rows whose ``family`` (or ``weights``)
     column names the delta ("delta", "W − W₀", "w_minus_w0", ...), rows whose layer name starts
@@ -220,7 +224,8 @@ def run_summary(tables: StudyTables) -> pd.DataFrame:
     out["family"] = out["model"].map(family)
     chance = out["dataset"].map(chance_level)
     out["degenerate"] = out["clean_accuracy"].astype(float) < chance + DEGENERATE_MARGIN
-    out = out.merge(structure_families(tables.structure), on="run_id", how="left")
+    selected = at_selected_epoch(tables.structure, tables.scalars)  # the evaluated weights
+    out = out.merge(structure_families(selected), on="run_id", how="left")
     rob = tables.robustness
     if not rob.empty:
         rows = []
