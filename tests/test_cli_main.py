@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -153,3 +154,16 @@ def test_help_names_every_registry_entry(
     for module, name in registries:
         missing = [n for n in _registry(module, name) if n not in text]
         assert not missing, f"`rankrobust {command} --help` does not name {missing} of {name}"
+
+
+def test_a_listing_piped_into_a_reader_that_left_prints_no_traceback() -> None:
+    # `rankrobust attacks | head -0`: the reader is gone before the first write (EPIPE)
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        out = subprocess.run([sys.executable, "-m", "rankrobust", "attacks"], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert "Traceback" not in out.stderr and "BrokenPipe" not in out.stderr, out.stderr
+    assert out.returncode == 141

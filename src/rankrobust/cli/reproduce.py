@@ -15,10 +15,12 @@ from rankrobust.work_args import add_max_hours_argument, add_max_runs_argument
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
         "reproduce", help="run the paper's study (built-in sweep) and write its report",
-        description="FC (mlp) and CNN (lenet5; cnn-small on cifar10) × {natural, FGSM-adv, "
-        "PGD-adv, ℓ1, nuclear, ℓ1+nuclear (λ grids)} × seeds, with structure tracked each epoch "
-        "and FGSM ℓ∞ / FGM ℓ2 / PGD ℓ∞ fooling-ratio curves plus DeepFool ρ_adv; then the report "
-        "(claims C1–C4 with 95 % CIs) in OUT/report/. Resumable: finished runs are skipped.",
+        description="An FC and a CNN model (the preset's, or the dataset's default pair: "
+        "`rankrobust datasets`) × training methods (natural, adversarial, structure-promoting "
+        "with λ paths, controls; the preset file lists them) × seeds, with structure tracked each "
+        "epoch and robustness curves (FGSM/FGM, PGD, ε-grid AutoAttack) plus DeepFool ρ_adv; then "
+        "the report (claims C1–C6 with 95 % CIs) in OUT/report/. Resumable: finished runs are "
+        "skipped.",
     )
     p.add_argument("--scale", default="small",
                    help="smoke ≈ 1 min (synthetic data); small = MNIST-5k, 3 seeds, ≤ 15 min on "
