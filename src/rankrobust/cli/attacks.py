@@ -5,19 +5,18 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from rankrobust.cli.help import print_listing
+from rankrobust.cli.help import add_listing, print_listing
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "attacks", help="list the evaluation attacks and their options",
-        description="List every registered evaluation attack: name, label, norms, strength (the "
+    add_listing(
+        subparsers, "attacks", "list the evaluation attacks and their options",
+        "List every registered evaluation attack: name, label, norms, strength (the "
         "report's primary attack is the strongest one stored), a one-line description and its "
         "options with their defaults (use them in study YAML as `evaluation: {attacks: "
         "[{attack: NAME, options: {key: value}}]}`, or `evaluate --attack NAME --steps ...`).",
+        run,
     )
-    p.add_argument("--format", choices=["table", "json"], default="table")
-    p.set_defaults(run=run)
 
 
 def _plain(value: Any) -> Any:
