@@ -75,3 +75,28 @@ def test_capacity_matched_pairs_have_parameter_counts_within_15_percent() -> Non
     assert ModelSpec("lenet5-wide", shape, 10).parameter_count() == 137_914
     with pytest.raises(ConfigError, match="takes 2 channels"):
         build_model("lenet5", shape, 10, channels=[6, 16, 32])
+
+
+@pytest.mark.parametrize(("name", "shape"), [("lenet5", (1, 28, 28)), ("lenet5-wide", (3, 32, 32)),
+                                             ("cnn-small", (1, 16, 16))])
+def test_convolutional_models_keep_channels_last_weights_with_the_same_function(
+        name: str, shape: tuple[int, int, int]) -> None:
+    torch.manual_seed(0)
+    model = build_model(name, shape, 10)
+    convs = [p for p in model.parameters() if p.ndim == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert all(not p.is_contiguous() for p in convs if p.shape[1] > 1)  # really NHWC, not a no-op
+    contiguous = build_model(name, shape, 10)
+    for mine, theirs in zip(contiguous.parameters(), model.parameters(), strict=True):
+        mine.data = theirs.detach().clone(memory_format=torch.contiguous_format)
+    x = torch.rand(5, *shape)
+    torch.testing.assert_close(model(x), contiguous(x), rtol=1e-5, atol=1e-5)  # same function
+    fresh = build_model(name, shape, 10)
+    fresh.load_state_dict(contiguous.state_dict())  # a checkpoint's contiguous tensors
+    assert all(p.is_contiguous(memory_format=torch.channels_last)
+               for p in fresh.parameters() if p.ndim == 4)
+    assert torch.equal(fresh(x), model(x))
+    opt = torch.optim.Adam(model.parameters())
+    torch.nn.functional.cross_entropy(model(x), torch.arange(5)).backward()
+    opt.step()  # training keeps the layout (grads and optimizer state follow the parameter)
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from rankrobust.models.layout import channels_last
 from rankrobust.models.normalize import Normalize
 from rankrobust.models.pooling import MaxPool2x2
 from rankrobust.models.registry import register_model
@@ -64,6 +65,7 @@ class LeNet5(nn.Module):
             nn.Linear(f1, f2), nn.ReLU(),
             nn.Linear(f2, num_classes),
         )
+        channels_last(self)  # 1.3–1.5× faster training on CPU (models/layout.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.normalize(x)).flatten(1))

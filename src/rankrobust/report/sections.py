@@ -37,6 +37,7 @@ from rankrobust.report.evaluation import (
     sanity_statement,
     sanity_warnings,
 )
+from rankrobust.report.hours import hours_table
 from rankrobust.report.limits import database_limits
 from rankrobust.report.provenance import machine, provenance
 from rankrobust.report.runs import FALLBACK_MARK, headline, pct, run_table
@@ -300,6 +301,12 @@ def provenance_blocks(ctx: Context) -> list[Block]:
     if len(sessions):
         blocks.append(Table(sessions, "provenance", "Sweep sessions that wrote this database: "
                             "repeat a study with its command at its commit."))
+    hours = hours_table(ctx.tables)
+    if len(hours):
+        blocks.append(Table(hours, "hours", "Where the hours go: worker time per run by model and "
+                            "method, split into training, evaluation and sanity checks (mean "
+                            "seconds per run; worker hours summed over runs; W workers share "
+                            "the wall time)."))
     return blocks or [Paragraph("(No sweep session recorded.)")]
 
 
