@@ -200,3 +200,23 @@ def test_training_curves_figure_draws_every_method_per_model(tmp_path: Path) -> 
     out = figures.plot_training_curves(frame, tmp_path / "training_curves.png")
     assert out is not None and out.stat().st_size > 1000
     assert figures.plot_training_curves(frame[frame["epoch"] == 1], tmp_path / "one.png") is None
+
+
+def test_code_spans_and_trusted_cells_survive_pandas_string_columns(report_dir: Path) -> None:
+    """Our own markup in table cells (run ids, commits, the headline's cells) is rendered, never
+    escaped as untrusted text: pandas ≥ 3 would store those str cells in its string dtype and drop
+    their Markup type (report/document.markup_frame)."""
+    md = (report_dir / "report.md").read_text()
+    html = (report_dir / "report.html").read_text()
+    assert "\\`" not in md  # an escaped backtick: a code span shown as text
+    ids = re.findall(r"^\| `([0-9a-f]{16})` \|", md, flags=re.M)
+    assert len(ids) >= 10  # the runs table's first column, as code spans
+    assert f"<code>{ids[0]}</code>" in html
+    assert "\\\\" not in md  # nothing escaped twice
+
+
+def test_provenance_says_where_the_hours_go(report_dir: Path) -> None:
+    md = (report_dir / "report.md").read_text()
+    assert "Where the hours go" in md
+    section = md.split("Where the hours go")[0].rsplit("| model | method | runs |", 1)[1]
+    assert "| all |" in section and "| mlp | natural |" in section

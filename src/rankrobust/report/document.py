@@ -62,6 +62,14 @@ def code(value: Any) -> Markup:
     return Markup(f"{fence}{pad}{text}{pad}{fence}")
 
 
+def markup_frame(data: Any, columns: list[str] | None = None,
+                 index: Any = None) -> pd.DataFrame:
+    """A DataFrame of object dtype, so that every cell keeps its type. pandas ≥ 3 stores a column
+    of str values (a :class:`Markup` is one) in its string dtype and hands back plain str, which
+    the renderers would then escape as untrusted text (a code span shown as \\`…\\`)."""
+    return pd.DataFrame(data, columns=columns, index=index, dtype=object)
+
+
 @dataclass
 class Heading:
     text: str

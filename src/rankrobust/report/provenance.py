@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from rankrobust.report.document import Markup, code, plain
+from rankrobust.report.document import Markup, code, markup_frame, plain
 from rankrobust.report.tables import StudyTables
 
 # Longer than any study: a wall time past it is shown in seconds, as stored, and flagged.
@@ -128,4 +128,4 @@ def provenance(tables: StudyTables) -> tuple[str, pd.DataFrame]:
                      + "; ".join(plain(n) for n in tables.notes) + ".")
     records = tables.sessions.to_dict(orient="records") if len(tables.sessions) else []
     rows = [_session_row(rec) for rec in records]
-    return " ".join(parts), pd.DataFrame(rows, columns=SESSION_COLUMNS)
+    return " ".join(parts), markup_frame(rows, columns=SESSION_COLUMNS)

@@ -11,7 +11,7 @@ import pandas as pd
 
 from rankrobust.attacks.registry import attack_label
 from rankrobust.report.capacity import run_parameters
-from rankrobust.report.document import Markup, code, plain
+from rankrobust.report.document import Markup, code, markup_frame, plain
 from rankrobust.report.epochs import selected_epochs, selects_epoch
 from rankrobust.report.summary import (
     DEGENERATE_MARGIN,
@@ -69,7 +69,7 @@ def run_table(tables: StudyTables) -> pd.DataFrame:
                         "status", "clean_accuracy", "train_seconds", "eval_seconds")
             if c in runs.columns]
     out = runs[cols].copy()
-    out["run_id"] = [code(r) for r in out["run_id"]]
+    out["run_id"] = markup_frame({"id": [code(r) for r in out["run_id"]]}, index=out.index)["id"]
     if "config" in runs.columns:
         out.insert(len(out.columns) - 3, "training", runs["config"].map(_config_text))
     if "config" in runs.columns:  # the epoch a run with select_epoch kept (its weights evaluated)
@@ -123,5 +123,6 @@ def headline(chosen: pd.DataFrame, robustness: pd.DataFrame, selection: pd.DataF
     table = pd.DataFrame(columns).fillna("–")
     order = [m for m in method_order() if m in table.index] + sorted(set(table.index) - set(method_order()))
     table = table.loc[order]
-    table.insert(0, "method", [plain(method_label(m), block_start=False) for m in table.index])
-    return table.reset_index(drop=True).map(lambda v: v if isinstance(v, Markup) else Markup(v))
+    cells = {"method": [plain(method_label(m), block_start=False) for m in table.index]}
+    cells.update({c: [Markup(v) for v in table[c]] for c in table.columns})  # our own text
+    return markup_frame(cells)
