@@ -11,7 +11,8 @@ configuration dict in both trees: the v1 ``paper`` preset's run on Fashion-MNIST
 training images, 5,000 held out) with its evaluation list, at ``--epochs`` epochs and ``--n``
 attacked test points. The issue's per-run times ("natural LeNet-5: 42 s training, 29 s
 evaluation; PGD-adv LeNet-5: 258 s, 120 s" at 5 epochs and n = 1,000) are these cases at full
-size.
+size. The ``lenet5-wide`` cases time the study v2's CNN instead (``--only natural-lenet5-wide
+pgd-adv-lenet5-wide``, against a base that has that model: e2b5e84, where the study v2 started).
 
 Each run is a fresh process whose ``PYTHONPATH`` is one tree, with 1 torch thread; the trees
 alternate (base first in even repeats, this checkout first in odd ones) so that a change in
@@ -43,7 +44,13 @@ CASES: dict[str, dict[str, Any]] = {  # the v1 paper preset's runs on Fashion-MN
     "l1+nuclear-lenet5": {"model": "lenet5", "interventions": [], "method": {
         "name": "l1+nuclear", "lambda_l1": 0.0001, "lambda_nuclear": 0.3}},
     "natural-mlp": {"model": "mlp", "method": {"name": "natural"}, "interventions": [SVD]},
+    # the study v2's CNN (paper-v2's matched pair); needs a base that has it, e.g. e2b5e84
+    "natural-lenet5-wide": {"model": "lenet5-wide", "method": {"name": "natural"},
+                            "interventions": [SVD]},
+    "pgd-adv-lenet5-wide": {"model": "lenet5-wide", "interventions": [SVD], "method": {
+        "name": "pgd-adv", "eps": 0.1, "steps": 5, "warmup_epochs": 1}},
 }
+V1_CASES = ["natural-lenet5", "pgd-adv-lenet5", "l1+nuclear-lenet5", "natural-mlp"]
 CODE = """
 import json, sys, time, torch
 torch.set_num_threads(1)
@@ -106,8 +113,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--n", type=int, default=300, help="attacked test points (v1: 1,000)")
-    parser.add_argument("--only", choices=list(CASES), nargs="+", default=list(CASES),
-                        help="the cases to time (default: all)")
+    parser.add_argument("--only", choices=list(CASES), nargs="+", default=V1_CASES,
+                        help="the cases to time (default: the v1 paper study's four)")
     args = parser.parse_args()
     print(f"load average before: {load()}", flush=True)
     ratios: dict[str, dict[str, float]] = {}
