@@ -182,6 +182,22 @@ def test_collapsed_runs_are_flagged_in_the_run_table() -> None:
     assert table.set_index("seed")["flag"].to_dict() == {0: "collapsed", 1: ""}
 
 
+def test_adversarial_runs_that_never_became_robust_are_flagged() -> None:
+    """Twice chance (20 % on 10 classes) is the line: c peaks at 19.9 %, b at 20 %, a (natural)
+    measured no validation robust accuracy; a collapse (d: above, then at chance) is not this."""
+    runs = pd.DataFrame({"run_id": ["a", "b", "c", "d"], "dataset": "mnist", "model": "mlp",
+                         "method": ["natural", "pgd-adv", "fgsm-adv", "pgd-adv"],
+                         "seed": [0, 1, 2, 3], "clean_accuracy": 0.95})
+    epochs = pd.DataFrame({
+        "run_id": ["a", "a", "b", "b", "c", "c", "c", "d", "d"], "epoch": [1, 2, 1, 2, 1, 2, 3, 1, 2],
+        "val_robust_acc": [np.nan, np.nan, 0.05, 0.2, 0.02, 0.199, 0.01, 0.6, 0.1]})
+    scalars = pd.DataFrame({"run_id": ["d"], "name": "collapsed", "value": [1.0]})
+    table = run_table(StudyTables(runs=runs, scalars=scalars, epoch_metrics=epochs))
+    assert table.set_index("seed")["flag"].to_dict() == {0: "", 1: "", 2: "never robust",
+                                                         3: "collapsed"}
+    assert not run_table(StudyTables(runs=runs))["flag"].str.contains("never").any()
+
+
 def test_point_robustness_plot_and_section(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     points = pd.DataFrame({"run_id": "a", "attack": "autoattack", "norm": "inf",
                            "point": range(6), "eps_min": [0.0, 0.01, 0.05, 0.05, np.inf, np.nan],

@@ -22,9 +22,11 @@ from rankrobust.report.summary import (
     setting,
 )
 from rankrobust.report.tables import StudyTables
+from rankrobust.training.selection import ABOVE_CHANCE
 
 FALLBACK_MARK = "†"
 COLLAPSED = "collapsed"  # a run scalar: 1 when training collapsed (constant predictions)
+NEVER_ROBUST = "never robust"
 
 
 def pct(value: Any) -> str:
@@ -39,9 +41,22 @@ def _config_text(config: Any) -> str:
     return f"{t['epochs']} ep, {t['optimizer']} lr {t['lr']:g}, bs {t['batch_size']}"
 
 
-def _flags(runs: pd.DataFrame, scalars: pd.DataFrame) -> pd.Series:
-    """'degenerate' (clean accuracy within 10 points of chance) and 'collapsed' (the run's
-    ``collapsed`` scalar is 1), comma-joined per run."""
+def never_robust(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.Series:
+    """True for the runs whose validation robust accuracy, measured at some epoch, never reached
+    ``ABOVE_CHANCE``/C (the threshold of collapse detection, ``training.selection``): adversarial
+    training that never became robust (e.g. FGSM-adv's catastrophic overfitting from its first
+    epochs), which collapse detection, a fall after being above chance, does not catch."""
+    out = pd.Series(False, index=runs.index)
+    if epochs.empty or "val_robust_acc" not in epochs.columns or "dataset" not in runs.columns:
+        return out
+    best = pd.to_numeric(epochs["val_robust_acc"], errors="coerce").groupby(epochs["run_id"]).max()
+    peak = runs["run_id"].map(best)  # NaN: never measured
+    return (peak < ABOVE_CHANCE * runs["dataset"].map(chance_level)).fillna(False).astype(bool)
+
+
+def _flags(runs: pd.DataFrame, scalars: pd.DataFrame, epochs: pd.DataFrame) -> pd.Series:
+    """'degenerate' (clean accuracy within 10 points of chance), 'collapsed' (the run's
+    ``collapsed`` scalar is 1) and 'never robust' (:func:`never_robust`), comma-joined per run."""
     flags: pd.Series = pd.Series([[] for _ in range(len(runs))], index=runs.index, dtype=object)
     if "clean_accuracy" in runs.columns and "dataset" in runs.columns:
         chance = runs["dataset"].map(chance_level)
@@ -52,6 +67,8 @@ def _flags(runs: pd.DataFrame, scalars: pd.DataFrame) -> pd.Series:
         hit = scalars[(scalars["name"] == COLLAPSED) & (scalars["value"].astype(float) == 1.0)]
         for i in runs.index[runs["run_id"].isin(set(hit["run_id"]))]:
             flags[i].append(COLLAPSED)
+    for i in runs.index[never_robust(runs, epochs)]:
+        flags[i].append(NEVER_ROBUST)
     return flags.map(", ".join)
 
 
@@ -76,7 +93,7 @@ def run_table(tables: StudyTables) -> pd.DataFrame:
         best = selected_epochs(tables.scalars)
         out["kept epoch"] = [str(best[str(r)]) if selects_epoch(c) and str(r) in best else ""
                              for r, c in zip(runs["run_id"], runs["config"], strict=True)]
-    out["flag"] = _flags(runs, tables.scalars)
+    out["flag"] = _flags(runs, tables.scalars, tables.epoch_metrics)
     if "error" in runs.columns and runs["error"].notna().any():
         out["error"] = runs["error"].fillna("")
     return out.sort_values([c for c in ("dataset", "model", "method", "seed") if c in out.columns])

@@ -40,7 +40,7 @@ from rankrobust.report.evaluation import (
 from rankrobust.report.hours import hours_table
 from rankrobust.report.limits import database_limits
 from rankrobust.report.provenance import machine, provenance
-from rankrobust.report.runs import FALLBACK_MARK, headline, pct, run_table
+from rankrobust.report.runs import FALLBACK_MARK, headline, never_robust, pct, run_table
 from rankrobust.report.scoring import is_collapsed
 from rankrobust.report.summary import DEGENERATE_MARGIN, method_label, method_order
 
@@ -89,6 +89,10 @@ def intro(ctx: Context) -> list[Block]:
     collapsed = (f" {fell} run(s) flagged collapsed (validation accuracy fell to chance during "
                  "training): listed in **Runs**, left out of the claims, the λ choice and the "
                  "tables of compared runs." if fell else "")
+    weak = int(never_robust(done, ctx.done.epoch_metrics).sum()) if len(done) else 0
+    collapsed += (f" {weak} adversarially trained run(s) never became robust (validation robust "
+                  "accuracy below twice chance at every epoch): flagged in **Runs**, kept in the "
+                  "claims as measured." if weak else "")
     return [Paragraph(
         f"Study of Langenberg et al. (2019), arXiv:1901.10371, from the results database "
         f"{code(ctx.source)}: {len(done)} of {len(runs)} runs complete; datasets "
@@ -314,7 +318,9 @@ def runs(ctx: Context) -> list[Block]:
     labels = ", ".join(f"`{k}` = {method_label(k)}" for k in method_order())
     return [Paragraph(f"Every run in the database (failed ones included). Methods: {labels}. "
                       "Flags: degenerate (clean accuracy near chance), collapsed (the run stored "
-                      "that its training collapsed: left out of the claims). Parameters: the "
+                      "that its training collapsed: left out of the claims), never robust "
+                      "(validation robust accuracy below twice chance at every epoch: kept in the "
+                      "claims as measured). Parameters: the "
                       "network's trainable weights and biases. Kept epoch: the best validation "
                       "epoch of a run that selects one (its weights were evaluated)."),
             Table(run_table(ctx.tables), "run-table",
