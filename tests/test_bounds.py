@@ -95,6 +95,11 @@ def test_a_run_estimate_multiplies_every_count() -> None:
     assert grow("evaluation.attacks.0.epsilons", [0.1, 0.2]) == pytest.approx(16 * (7 + FORWARD))
     per_level = 16 * (FORWARD + 40 + FORWARD)  # clean pass + pgd (40 steps) at one ε
     assert grow("evaluation.interventions.0.keeps", [0.25, 0.5, 1.0]) == pytest.approx(per_level)
+    # the images an epoch trains on: what validation leaves, or train_size of them
+    per_image = 6  # pgd-adv, 5 steps: 5 + 1 forward+backward passes
+    assert grow("train.validation_size", 112) == pytest.approx(-112 * per_image)
+    assert grow("train.train_size", 100) == pytest.approx(-(512 - 100) * per_image)
+    assert grow("train.train_size", 10_000) == pytest.approx(0)  # no more than there are
 
 
 def test_the_refusal_is_one_line_with_the_estimate_and_the_flag() -> None:

@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> int:
 
     info = DATASETS[args.dataset]
     seconds, _ = spec_cost(args.model, info.in_shape, info.num_classes, options)
-    passes = training_passes(config.epochs, info.train_size, info.test_size, config.method.passes())
+    passes = training_passes(config.epochs, config.training_images(info.train_size), info.test_size,
+                             config.method.passes())
     check_work(Work(passes, seconds, f"training {args.model} via {config.method.name}"), args.max_hours)
     fitted = fit(args.dataset, args.model, config, options, args.data_dir)
     path = save_fit(args.out, fitted)

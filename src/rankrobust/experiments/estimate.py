@@ -27,8 +27,8 @@ def run_work(config: RunConfig) -> Work:
     info = dataset_info(config.dataset)
     seconds, layers = spec_cost(config.model, info.in_shape, info.num_classes, config.model_options)
     train = config.train
-    n_train = max(0, info.train_size - train.validation_size)
-    passes = training_passes(train.epochs, n_train, info.test_size, train.method.passes())
+    passes = training_passes(train.epochs, train.training_images(info.train_size), info.test_size,
+                             train.method.passes())
     ev = config.evaluation
     classes = info.num_classes
     n = min(ev.n, info.test_size)

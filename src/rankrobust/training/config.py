@@ -76,6 +76,12 @@ class TrainConfig:
         require(self.val_attack_steps >= 1, f"val_attack_steps must be ≥ 1, got {self.val_attack_steps}")
         require(self.val_attack_n >= 1, f"val_attack_n must be ≥ 1, got {self.val_attack_n}")
 
+    def training_images(self, available: int) -> int:
+        """The images an epoch trains on out of a training split of ``available``: what
+        ``validation_size`` leaves, or ``train_size`` of them when set (``fit.split_data``)."""
+        left = max(0, available - self.validation_size)
+        return min(self.train_size, left) if self.train_size > 0 else left
+
     @property
     def robust_eps(self) -> float | None:
         """The method's training ε (adversarial methods, TRADES), else None."""
