@@ -3,9 +3,10 @@
 With its weights channels-last, a convolution runs oneDNN's NHWC kernels and returns NHWC
 activations, and ``max_pool2d`` (the native kernel, which serves every pass that records a
 graph) takes its vectorized channels-last path instead of a per-window scalar scan. On one CPU
-thread (torch 2.13, ``benchmarks/bench_train.py``, ``benchmarks/RESULTS.md`` "channels-last"):
-a training step of ``lenet5-wide`` 1.36–1.51× faster, a forward+backward to the input (every
-PGD / APGD step) 1.22–1.29×; ``lenet5`` and ``cnn-small`` 1.0–1.34×.
+thread (torch 2.13, ``benchmarks/bench_layout.py``; ``benchmarks/RESULTS.md`` "bench_run"): a
+training step of ``lenet5-wide`` 1.5× faster, a forward+backward to the input (every PGD / APGD
+step) 1.24–1.30×; ``cnn-small`` 1.3× both; ``lenet5`` 1.25× / 1.00×. A whole study run of
+``lenet5-wide`` (training and evaluation): 0.72× the worker time (``benchmarks/bench_run.py``).
 
 Values are the same functions of the same parameters; only the order of floating-point sums
 inside a convolution changes, so results differ from contiguous weights in the last bits (and

@@ -65,7 +65,7 @@ class LeNet5(nn.Module):
             nn.Linear(f1, f2), nn.ReLU(),
             nn.Linear(f2, num_classes),
         )
-        channels_last(self)  # 1.3–1.5× faster training on CPU (models/layout.py)
+        channels_last(self)  # faster convolutions and pooling on CPU (models/layout.py)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(self.normalize(x)).flatten(1))
