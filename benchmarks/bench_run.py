@@ -27,12 +27,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
+
+from trees import load, run_in_tree
 
 NEW = str(Path(__file__).resolve().parents[1] / "src")
 SVD = {"kind": "svd", "keeps": [0.1, 0.25, 0.5, 1.0], "attack": "pgd", "eps": 0.1,
@@ -94,17 +93,7 @@ def run_config(case: dict[str, Any], epochs: int, n: int) -> dict[str, Any]:
 
 
 def time_one(tree: str, config: dict[str, Any]) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": tree, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", CODE, json.dumps(config)],
-                          capture_output=True, text=True, env=env, timeout=3600)
-    if done.returncode:
-        raise SystemExit(f"{tree}: {done.stderr[-2000:]}")
-    out: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return run_in_tree(tree, CODE, [json.dumps(config)], timeout=3600)
 
 
 def main() -> None:

@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
+
+from trees import load, run_in_tree
 
 NEW = str(Path(__file__).resolve().parents[1] / "src")
 CASES = {
@@ -46,17 +45,7 @@ print(json.dumps({"fit": time.perf_counter() - t0, "fit_cpu": time.process_time(
 
 
 def time_one(tree: str, model: str, method: dict[str, object], epochs: int) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": tree, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-c", CODE, model, json.dumps(method), str(epochs)],
-                          capture_output=True, text=True, env=env, timeout=1800)
-    if done.returncode:
-        raise SystemExit(f"{tree}: {done.stderr[-2000:]}")
-    out: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
-    return out
-
-
-def load() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return run_in_tree(tree, CODE, [model, json.dumps(method), str(epochs)], timeout=1800)
 
 
 def main() -> None:
