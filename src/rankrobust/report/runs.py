@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from rankrobust.attacks.registry import attack_label
+from rankrobust.chance import ABOVE_CHANCE
 from rankrobust.report.capacity import run_parameters
 from rankrobust.report.document import Markup, code, markup_frame, plain
 from rankrobust.report.epochs import selected_epochs, selects_epoch
@@ -22,7 +23,6 @@ from rankrobust.report.summary import (
     setting,
 )
 from rankrobust.report.tables import StudyTables
-from rankrobust.training.selection import ABOVE_CHANCE
 
 FALLBACK_MARK = "†"
 COLLAPSED = "collapsed"  # a run scalar: 1 when training collapsed (constant predictions)
@@ -43,7 +43,7 @@ def _config_text(config: Any) -> str:
 
 def never_robust(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.Series:
     """True for the runs whose validation robust accuracy, measured at some epoch, never reached
-    ``ABOVE_CHANCE``/C (the threshold of collapse detection, ``training.selection``): adversarial
+    ``ABOVE_CHANCE``/C (``rankrobust.chance``, as collapse detection): adversarial
     training that never became robust (e.g. FGSM-adv's catastrophic overfitting from its first
     epochs), which collapse detection, a fall after being above chance, does not catch."""
     out = pd.Series(False, index=runs.index)

@@ -30,10 +30,9 @@ import torch
 from torch import nn
 
 from rankrobust.attacks.pgd import pgd
+from rankrobust.chance import ABOVE_CHANCE, AT_CHANCE
 from rankrobust.training.evaluate import evaluate
 
-ABOVE_CHANCE = 2.0  # "clearly above chance": accuracy ≥ 2/C
-AT_CHANCE = 1.25  # "at chance": accuracy ≤ 1.25/C (a constant predictor scores 1/C, balanced)
 COLLAPSE_KEYS = ("val_acc", "val_robust_acc")
 VAL_ATTACK_SEED = 104729  # the validation attack's random starts: the same at every epoch
 
