@@ -3,7 +3,8 @@
 With its weights channels-last, a convolution runs oneDNN's NHWC kernels and returns NHWC
 activations, and ``max_pool2d`` (the native kernel, which serves every pass that records a
 graph) takes its vectorized channels-last path instead of a per-window scalar scan. On one CPU
-thread (torch 2.13, ``benchmarks/bench_layout.py``; ``benchmarks/RESULTS.md`` "bench_run"): a
+thread (torch 2.13, ``benchmarks/bench_layout.py``, CPU time beside another job, load ≈ 2.5;
+``benchmarks/RESULTS.md`` "bench_run"): a
 training step of ``lenet5-wide`` 1.5× faster, a forward+backward to the input (every PGD / APGD
 step) 1.24–1.30×; ``cnn-small`` 1.3× both; ``lenet5`` 1.25× / 1.00×. A whole study run of
 ``lenet5-wide`` (training and evaluation): 0.72× the worker time (``benchmarks/bench_run.py``).
