@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         max_hours=args.max_hours,
     )
     print(summary.line())
+    if summary.stopped:  # a partial study: its report comes with the run that finishes it
+        print("report: not built (stopped before the end of the study)")
+        return summary.exit_code
     report = build_report(summary.db, out / "report")
     print(f"report: {report}")
     return summary.exit_code

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
+from contextlib import suppress
 
 import torch
 
@@ -57,6 +58,11 @@ class Executor:
 
     def close(self) -> None:
         """Release workers (idempotent)."""
+
+    def abort(self) -> None:
+        """Release workers without waiting for the runs they hold (the driver is stopping on an
+        interrupt; those runs are back to pending). Default: :meth:`close`."""
+        self.close()
 
 
 class SequentialExecutor(Executor):
@@ -123,6 +129,14 @@ class ProcessPoolExecutor(Executor):
         return results
 
     def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def abort(self) -> None:
+        # the pool offers no way to stop a running task before Python 3.14's terminate_workers
+        processes = dict(getattr(self._pool, "_processes", None) or {})
+        for process in processes.values():
+            with suppress(Exception):
+                process.terminate()
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 

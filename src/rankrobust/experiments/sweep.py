@@ -15,18 +15,27 @@ Ray cluster that grows gets more). A run *lost* with its node or worker (not a f
 run) is queued again, at most :data:`MAX_ATTEMPTS` submits per session, then stored as failed.
 When the loop ends early (the cluster went away, Ctrl-C) the runs in flight go back to
 *pending*; a lost cluster is reported in one line that says how to resume.
+
+Stopping on purpose (the end of a working session, a machine to hand back): send the driver
+SIGTERM. It starts no new run, waits for the runs in flight and stores them, and returns with
+the rest still *pending* (:attr:`SweepSummary.stopped`); a second SIGTERM stops at once, as
+Ctrl-C does. The session's provenance record is saved after every stored run, so a driver
+killed outright (SIGKILL, a machine taken away) still leaves its wall time up to its last run.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from rankrobust.data import dataset_info
@@ -46,6 +55,7 @@ from rankrobust.work import check_work
 
 DB_NAME = "results.sqlite"
 MAX_ATTEMPTS = 3  # submits per session of a task lost with its node or worker
+STOPPED_EXIT = 128 + signal.SIGTERM  # as a shell reports a process ended by SIGTERM
 
 
 @dataclass
@@ -61,16 +71,24 @@ class SweepSummary:
     failed: int
     failed_total: int
     seconds: float
+    stopped: int = 0  # runs left pending because a stop was requested (SIGTERM)
 
     @property
     def exit_code(self) -> int:
-        """0 when no run of the study is failed, else 1."""
+        """143 (128 + SIGTERM) when stopped on request with runs left to do; else 0 when no
+        run of the study is failed, 1 when one is."""
+        if self.stopped:
+            return STOPPED_EXIT
         return 1 if self.failed_total else 0
 
     def line(self) -> str:
-        return (f"study {self.study}: {self.total} runs, {self.skipped} already done, "
+        text = (f"study {self.study}: {self.total} runs, {self.skipped} already done, "
                 f"{self.executed} executed ({self.complete} complete, {self.failed} failed) "
                 f"in {self.seconds:.1f}s; {self.failed_total} failed in total; results {self.db}")
+        if self.stopped:
+            text += (f"; stopped on request with {self.stopped} run(s) still to do: rerun the "
+                     "same command to resume")
+        return text
 
 
 def lock_path(db_path: str | os.PathLike[str]) -> Path:
@@ -214,7 +232,11 @@ def run_sweep(
                                      else type(executor).__name__, workers)
             todo, state, final = run_session(study.name, configs, store, ex, session, start,
                                              retry_failed, progress)
-    finally:
+    except BaseException:
+        if isinstance(executor, str):
+            ex.abort()  # e.g. a second SIGTERM: do not wait for the runs still in the workers
+        raise
+    else:
         if isinstance(executor, str):
             ex.close()
     return SweepSummary(
@@ -222,6 +244,8 @@ def run_sweep(
         executed=state.complete + state.failed, complete=state.complete, failed=state.failed,
         failed_total=sum(1 for s in final.values() if s == "failed"),
         seconds=time.perf_counter() - start,
+        stopped=sum(1 for s in final.values() if s in ("pending", "running")) if state.stopping
+        else 0,
     )
 
 
@@ -234,13 +258,20 @@ def run_session(name: str, configs: list[RunConfig], store: ResultsStore, ex: Ex
     key = f"{SESSION_PREFIX}{utc_now()}/{os.getpid()}"
     todo: list[RunConfig] = []
     state = _Progress()
+
+    def heartbeat() -> None:  # the time so far, in case this driver never reaches its end
+        store.save_session(key, {**finish_record(session, time.perf_counter() - start,
+                                                 state.complete + state.failed, state.failed),
+                                 "finished_at": None})
+
     try:
         todo = plan(configs, store, retry_failed)
         if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
             store.save_session(key, session)
             bar = Progress(len(todo), name, "runs", enabled=progress)
             try:
-                drive(ex, store, deque(todo), bar, state)
+                with stop_on_sigterm(state):
+                    drive(ex, store, deque(todo), bar, state, heartbeat)
             except BaseException:
                 bar.close(ok=False)
                 raise
@@ -261,13 +292,40 @@ class _Progress:
     failed: int = 0
     in_flight: dict[str, RunConfig] = dataclasses.field(default_factory=dict)  # by run id
     tries: dict[str, int] = dataclasses.field(default_factory=dict)  # run id → submits
+    stopping: bool = False  # a stop was requested: submit nothing more
 
     def postfix(self) -> str:
-        return f"done={self.complete} running={len(self.in_flight)} failed={self.failed}"
+        stop = " stopping" if self.stopping else ""
+        return f"done={self.complete} running={len(self.in_flight)} failed={self.failed}{stop}"
+
+
+@contextmanager
+def stop_on_sigterm(state: _Progress) -> Iterator[None]:
+    """While the driver runs: the first SIGTERM sets ``state.stopping`` (finish the runs in
+    flight, start none), a second raises KeyboardInterrupt (stop now, runs in flight back to
+    pending). Outside the main thread signals cannot be handled: nothing is installed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if state.stopping:
+            raise KeyboardInterrupt
+        state.stopping = True
+        # os.write, not print: a signal may arrive in the middle of another write to stderr
+        os.write(2, (f"rankrobust: stop requested (SIGTERM): finishing the {len(state.in_flight)}"
+                     " run(s) in flight and starting no new one; SIGTERM again stops now\n"
+                     ).encode())
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def drive(ex: Executor, store: ResultsStore, queue: deque[RunConfig], bar: Progress,
-          state: _Progress) -> None:
+          state: _Progress, heartbeat: Callable[[], None] | None = None) -> None:
     """Hand the runs of ``queue`` to ``ex`` as its capacity allows (re-read before each
     submit) and store each result as it comes, counting in ``state``.
 
@@ -276,11 +334,13 @@ def drive(ex: Executor, store: ResultsStore, queue: deque[RunConfig], bar: Progr
     The executor's notices (a lost node, ...) are written as they come. Whatever ends the
     loop early (a lost cluster, Ctrl-C, a bug), the runs in flight go back to *pending*; a
     :class:`~rankrobust.experiments.executors.ClusterLostError` is raised again with how to
-    resume.
+    resume. Once ``state.stopping`` is set (:func:`stop_on_sigterm`) nothing more is submitted
+    and the loop ends when the runs in flight are stored. ``heartbeat`` is called after each
+    batch of stored results.
     """
     try:
-        while queue or state.in_flight:
-            while queue and len(state.in_flight) < ex.capacity:
+        while (queue and not state.stopping) or state.in_flight:
+            while queue and not state.stopping and len(state.in_flight) < ex.capacity:
                 submit(ex, store, queue.popleft(), state)
             bar.set_postfix(state.postfix())
             results = ex.wait()
@@ -289,6 +349,8 @@ def drive(ex: Executor, store: ResultsStore, queue: deque[RunConfig], bar: Progr
             for result in results:
                 collect(store, result, state, queue, bar)
             bar.set_postfix(state.postfix())
+            if results and heartbeat is not None:
+                heartbeat()
     except ClusterLostError as exc:
         back = release(store, state)
         raise ClusterLostError(

@@ -101,7 +101,10 @@ def _session_row(rec: dict[Any, Any]) -> dict[str, Markup]:
     commit, command = rec.get("git_commit"), rec.get("command")
     return {
         "started": _text(rec.get("started_at")),
-        "wall time": Markup(duration(float(rec["seconds"])) if ended else NOT_ENDED),
+        "wall time": Markup(NOT_ENDED if not ended else duration(float(rec["seconds"]))
+                            if not _missing(rec.get("finished_at"))
+                            else f"{duration(float(rec['seconds']))} (to its last stored run: no "
+                                 "end recorded, still running or killed)"),
         "runs run / failed": Markup(counts if ended else "– (killed or still running)"),
         "executor": Markup(executor),
         "git commit": Markup("–") if _missing(commit) else code(commit),
