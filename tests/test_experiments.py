@@ -34,7 +34,9 @@ RUN: dict[str, Any] = {
     "evaluation": {"n": 32},
 }
 # A run that raises at run time (the config is valid; the data is not there).
-BROKEN = {"name": "broken", "dataset": "mnist", "data_dir": "/nonexistent/rankrobust"}
+# a run that fails while it runs (a study whose data is missing is refused before it starts):
+# Adam moves every weight by ~lr in its first step, so the second step's logits overflow
+DIVERGING = {"name": "broken", "train": {"epochs": 2, "lr": 1e30}}
 
 
 def _study(**over: Any) -> dict[str, Any]:
@@ -120,18 +122,18 @@ def test_sweep_isolates_failures_resumes_and_retries(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     study = study_from_dict(_study(seeds=[0, 1], variants=[
-        {"name": "ok"}, {**BROKEN, "train": {"epochs": 1}},
+        {"name": "ok"}, DIVERGING,
     ]))
     first = run_sweep(study, out=tmp_path, progress=True)
     assert (first.total, first.executed, first.complete, first.failed) == (4, 4, 2, 2)
     assert first.exit_code == 1
     bar = capsys.readouterr().err
     assert "done=2 running=0 failed=2" in bar and "ETA" in bar and "4/4" in bar
-    assert bar.count("failed: DataError") == 2
+    assert bar.count("failed: TrainingDivergedError") == 2
     store = ResultsStore(tmp_path / "results.sqlite")
     runs = store.runs()
     failed = runs[runs.status == "failed"]
-    assert set(failed.variant) == {"broken"} and failed.error.str.startswith("DataError").all()
+    assert set(failed.variant) == {"broken"} and failed.error.str.startswith("TrainingDivergedError").all()
     assert set(runs[runs.status == "complete"].variant) == {"ok"}
     # a second sweep of the same study executes nothing
     second = run_sweep(study, out=tmp_path, progress=False)

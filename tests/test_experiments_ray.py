@@ -29,7 +29,7 @@ def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
         "train": {"epochs": 1, "batch_size": 256, "device": "cpu"}, "evaluation": {"n": 16},
         "seeds": [0, 1],
         "variants": [{"name": "ok"},
-                     {"name": "broken", "dataset": "mnist", "data_dir": "/nonexistent/ray"}],
+                     {"name": "broken", "train": {"epochs": 2, "lr": 1e30}}],  # diverges
     })
     summary = run_sweep(study, out=tmp_path, executor="ray", progress=False)
     assert not ray.is_initialized()  # the local Ray it started is shut down again
@@ -37,7 +37,7 @@ def test_ray_executor_runs_a_tiny_grid(tmp_path: Path) -> None:
     with ResultsStore(summary.db) as store:
         runs = store.runs()
         assert set(runs[runs.status == "complete"].variant) == {"ok"}
-        assert runs[runs.status == "failed"].error.str.startswith("DataError").all()
+        assert runs[runs.status == "failed"].error.str.startswith("TrainingDivergedError").all()
         assert runs.node.str.fullmatch("[0-9a-f]{56}").all()  # the Ray node id that ran it
         assert (runs.worker_pid > 0).all() and not (runs.worker_pid == os.getpid()).any()
         assert len(store.epoch_metrics()) == 2 and len(store.structure()) == 2 * 2 * 2

@@ -53,11 +53,11 @@ def token_cluster() -> Iterator[Cluster]:
 
 
 def study_file(folder: Path, name: str, broken: bool = False, seeds: int = 2) -> Path:
-    """Tiny runs of ``seeds`` seeds; with ``broken`` as many more whose data is missing (they
+    """Tiny runs of ``seeds`` seeds; with ``broken`` as many more that diverge (they
     raise)."""
     variants = [{"name": "ok"}]
     if broken:
-        variants.append({"name": "broken", "dataset": "mnist", "data_dir": "/nonexistent/rr"})
+        variants.append({"name": "broken", "train": {"epochs": 2, "lr": 1e30}})  # diverges
     path = folder / f"{name}.yaml"
     path.write_text(yaml.safe_dump({
         "name": name, "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
@@ -134,7 +134,7 @@ def test_a_run_lost_with_its_node_runs_again_on_a_survivor(cluster: Cluster, tmp
         assert row["attempts"] == (2 if rid == lost else 1), row  # a run that raised: no retry
         assert row["node"] == head.node_id and row["worker_pid"] == dict(on_head)[rid]
         if broken:
-            assert str(row["error"]).startswith("DataError"), row
+            assert str(row["error"]).startswith("TrainingDivergedError"), row
     lines = stderr.splitlines()
     died = [line for line in lines if "died" in line]
     assert len(died) == 1 and re.fullmatch(

@@ -218,9 +218,9 @@ def test_sweep_exits_1_when_a_run_failed(tmp_path: Path, capsys: pytest.CaptureF
             "evaluation": {"n": 16}}
     good = tmp_path / "good.yaml"
     good.write_text(yaml.safe_dump(base))
-    bad = tmp_path / "bad.yaml"  # valid config, data missing at run time: the run fails
+    bad = tmp_path / "bad.yaml"  # valid config, a run that diverges: it fails, the sweep goes on
     bad.write_text(yaml.safe_dump({**base, "variants": [
-        {"name": "ok"}, {"name": "broken", "dataset": "mnist", "data_dir": str(tmp_path / "none")}]}))
+        {"name": "ok"}, {"name": "broken", "train": {"epochs": 2, "lr": 1e30}}]}))
     assert main(["sweep", str(good), "--out", str(tmp_path / "good"), "--no-progress"]) == 0
     assert main(["sweep", str(bad), "--out", str(tmp_path / "bad"), "--no-progress"]) == 1
     assert "1 failed" in capsys.readouterr().out

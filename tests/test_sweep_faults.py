@@ -23,7 +23,7 @@ from rankrobust.experiments.sweep import MAX_ATTEMPTS
 def study(seeds: Sequence[int] = (0, 1), broken: bool = False) -> StudyConfig:
     variants: list[dict[str, object]] = [{"name": "ok"}]
     if broken:
-        variants.append({"name": "broken", "dataset": "mnist", "data_dir": "/nonexistent/rr"})
+        variants.append({"name": "broken", "train": {"epochs": 2, "lr": 1e30}})  # diverges
     return study_from_dict({
         "name": "faults", "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
         "train": {"epochs": 1, "batch_size": 256, "device": "cpu"}, "evaluation": {"n": 16},
@@ -71,7 +71,7 @@ def test_a_lost_run_runs_again_and_a_run_that_raised_does_not(
         runs = store.runs().set_index("variant")
     assert (runs.attempts == MAX_ATTEMPTS).all()
     assert set(runs.loc["ok"].status) == {"complete"}
-    assert runs.loc["broken"].error.str.startswith("DataError").all()
+    assert runs.loc["broken"].error.str.startswith("TrainingDivergedError").all()
     err = capsys.readouterr().err.splitlines()
     assert sorted(line for line in err if line.startswith("lost ")) == sorted(
         f"lost {rid}" for rid in runs.run_id for _ in range(MAX_ATTEMPTS - 1))

@@ -104,3 +104,45 @@ def test_a_killed_sessions_time_to_its_last_run_is_summed_and_labelled(tmp_path:
     cells = sorted(table["wall time"])
     assert cells[0] == "1 h 00 min 00 s (to its last stored run: no end recorded, still running or killed)"
     assert cells[1] == "1 min 00 s"
+
+
+def test_missing_data_stops_the_study_before_anything_is_written(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """One line naming the run and where it looked, exit 2, no folder, no database: not one
+    failed run per config (a Fashion-MNIST study on a machine without the data once stored 186
+    failed runs). The dry run says the same."""
+    import yaml
+
+    from rankrobust.cli.main import main
+
+    spec = {"name": "nodata", "dataset": "synthetic", "model": "mlp",
+            "model_options": {"hidden": [8]}, "train": {"epochs": 1}, "seeds": [0, 1],
+            "variants": [{"name": "ok"}, {"name": "idx", "dataset": "mnist",
+                                          "data_dir": str(tmp_path / "nowhere")}]}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    out = tmp_path / "out"
+    for extra in ([], ["--dry-run"]):
+        assert main(["sweep", str(path), "--out", str(out), "--no-progress", *extra]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("rankrobust: error: mnist: no train IDX files")
+        assert str(tmp_path / "nowhere") in err[0] and err[0].endswith("[run idx/seed=0]")
+        assert not out.exists()
+
+
+def test_a_report_of_a_study_whose_runs_all_failed_builds(tmp_path: Path) -> None:
+    """No complete run: every claim not testable, no traceback (an empty frame once made the
+    chance column text and the report raised TypeError)."""
+    from rankrobust.report.build import build_report
+
+    diverging = {"name": "allfail", "dataset": "synthetic", "model": "mlp",
+                 "model_options": {"hidden": [8]}, "evaluation": {"n": 16}, "seeds": [0, 1],
+                 "train": {"epochs": 2, "lr": 1e30}}
+    summary = run_sweep(study_from_dict(diverging), out=tmp_path, executor=SequentialExecutor(),
+                        progress=False)
+    assert (summary.complete, summary.failed) == (0, 2)
+    html = build_report(summary.db, tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert html.exists() and "0 of 2 runs complete" in text
+    assert text.count("| not testable |") == 6
+

@@ -55,11 +55,12 @@ def preview(study: StudyConfig, out: Path, db: Path | None, args: argparse.Names
     from rankrobust.experiments.estimate import study_work
     from rankrobust.experiments.grid import expand, run_id
     from rankrobust.experiments.store import ResultsStore
-    from rankrobust.experiments.sweep import DB_NAME, check_models
+    from rankrobust.experiments.sweep import DB_NAME, check_data, check_models
     from rankrobust.work import check_work
 
     configs = expand(study, args.max_runs)
     check_models(configs)
+    check_data(configs)
     work = study_work(study.name, configs)
     workers = getattr(args, "workers", None) or 1
     check_work(work, args.max_hours, workers=workers)

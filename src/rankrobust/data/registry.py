@@ -100,7 +100,7 @@ def data_dirs(data_dir: DataDir, name: str) -> list[Path]:
     if data_dir is not None:
         root = Path(data_dir)
         dirs += [root, root / name, root / name.replace("-", "_"), root / "raw", root / name / "raw"]
-    return dirs
+    return list(dict.fromkeys(dirs))  # "mnist" has no "-": its two spellings are one folder
 
 
 def check_arrays(

@@ -39,7 +39,8 @@ from types import FrameType
 from typing import Any
 
 from rankrobust.data import dataset_info
-from rankrobust.errors import ConfigError
+from rankrobust.data.registry import SPLITS, load_dataset_numpy
+from rankrobust.errors import ConfigError, DataError
 from rankrobust.experiments.config import RunConfig
 from rankrobust.experiments.estimate import study_work
 from rankrobust.experiments.executors import ClusterLostError, Executor, make_executor
@@ -154,13 +155,33 @@ def check_models(configs: list[RunConfig]) -> None:
             raise ConfigError(f"model_options: {exc}{label}") from None
 
 
+def check_data(configs: list[RunConfig]) -> None:
+    """Every run's data must load, both splits, each dataset and data folder read once: data
+    that is missing, truncated or corrupt stops the study before anything is written (one
+    DataError naming the run), instead of failing every run that reads it."""
+    seen: set[tuple[str, str | None]] = set()
+    for config in configs:
+        key = (config.dataset, config.data_dir)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            for split in SPLITS:
+                load_dataset_numpy(config.dataset, split, config.data_dir)
+        except DataError as exc:
+            label = f" [run {config.label}]" if config.label else ""
+            raise DataError(f"{exc}{label}") from None
+
+
 def check_study(study: StudyConfig, max_runs: int | None = None, max_hours: float | None = None,
                 workers: int = 1) -> list[RunConfig]:
     """The runs of ``study`` after every check made before anything is written: the run cap
-    (``max_runs``), each run's config and model size, and the estimated work of all runs
-    shared by ``workers`` against ``max_hours`` (:mod:`rankrobust.work`)."""
+    (``max_runs``), each run's config, model size and data (:func:`check_data`), and the
+    estimated work of all runs shared by ``workers`` against ``max_hours``
+    (:mod:`rankrobust.work`)."""
     configs = expand(study, max_runs)
     check_models(configs)
+    check_data(configs)
     check_work(study_work(study.name, configs), max_hours, workers=workers)
     return configs
 

@@ -222,7 +222,7 @@ def run_summary(tables: StudyTables) -> pd.DataFrame:
     params = out["method_params"] if "method_params" in out.columns else pd.Series("{}", index=out.index)
     out["setting"] = [setting(m, p) for m, p in zip(out["method"], params, strict=True)]
     out["family"] = out["model"].map(family)
-    chance = out["dataset"].map(chance_level)
+    chance = out["dataset"].map(chance_level).astype(float)  # float even with no rows
     out["degenerate"] = out["clean_accuracy"].astype(float) < chance + DEGENERATE_MARGIN
     selected = at_selected_epoch(tables.structure, tables.scalars)  # the evaluated weights
     out = out.merge(structure_families(selected), on="run_id", how="left")
