@@ -131,3 +131,64 @@ def test_sweep_in_a_log_ends_with_a_summary_line(tmp_path: Path, capsys: pytest.
     assert err[-1].startswith("tiny: 1/1 runs (100 %), elapsed ") and "done=1 running=0 failed=0" in err[-1]
     assert json.dumps(err)  # plain text lines, no terminal control codes
     assert not any("\r" in line or "\x1b" in line for line in err)
+
+
+def test_the_eta_follows_the_work_done_when_units_cost_unequally() -> None:
+    """Three runs of estimated work 1, 1 and 8: after the first (10 s for 1 of 10 units of work)
+    the ETA is 90 s (the count-based one would say 20 s); after the second, 80 s."""
+    clock, log = FakeClock(), io.StringIO()
+    with Progress(3, "study", "runs", stream=log, clock=clock, heartbeat=False,
+                  total_work=10.0) as bar:
+        clock.now = 10.0
+        bar.update(1, work=1.0)
+        clock.now = 20.0
+        bar.update(1, work=1.0)
+        clock.now = 100.0
+        bar.update(1, work=8.0)
+    assert log.getvalue().splitlines() == [
+        "study: 1/3 runs (33 %), elapsed 0:10, ETA 1:30",
+        "study: 2/3 runs (67 %), elapsed 0:20, ETA 1:20",
+        "study: 3/3 runs (100 %), elapsed 1:40, ETA 0:00",
+        "study: 3/3 runs (100 %), elapsed 1:40, ETA 0:00",
+    ]
+
+
+def test_a_terminal_bar_shows_the_eta_by_work_in_its_postfix() -> None:
+    clock, term = FakeClock(), Terminal()
+    with Progress(3, "study", "runs", stream=term, clock=clock, total_work=10.0) as bar:
+        clock.now = 10.0
+        bar.update(1, work=1.0)
+        bar.set_postfix("done=1 running=2 failed=0")
+        shown = str(bar._bar)
+    assert "ETA 1:30, done=1 running=2 failed=0" in shown and "ETA 00:" not in shown
+
+
+def test_the_sweep_weighs_its_runs_by_their_estimated_work(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep hands its bar each run's estimated hours (rankrobust.experiments.estimate), so
+    a cheap and a costly run move the ETA by their cost, not by one each."""
+    from rankrobust.experiments import run_sweep, study_from_dict
+    from rankrobust.experiments import sweep as sweep_module
+    from rankrobust.experiments.estimate import run_work
+    from rankrobust.experiments.grid import expand
+
+    seen: dict[str, float] = {"total": 0.0, "done": 0.0}
+
+    class Spy(Progress):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            seen["total"] = float(self.total_work or 0.0)
+
+        def update(self, n: int = 1, work: float | None = None) -> None:
+            seen["done"] += float(work or 0.0)
+            super().update(n, work)
+
+    monkeypatch.setattr(sweep_module, "Progress", Spy)
+    study = study_from_dict({
+        "name": "w", "dataset": "synthetic", "model": "mlp", "model_options": {"hidden": [8]},
+        "train": {"epochs": 1}, "evaluation": {"n": 16}, "seeds": [0],
+        "variants": [{"name": "short"}, {"name": "long", "train": {"epochs": 3}}]})
+    hours = [run_work(c).hours for c in expand(study)]
+    run_sweep(study, out=tmp_path, progress=False)
+    assert hours[1] > 2 * hours[0] > 0
+    assert seen["total"] == pytest.approx(sum(hours)) == pytest.approx(seen["done"])

@@ -13,6 +13,11 @@ total. Where it writes depends on the stream:
   error stays the last line.
 
 Messages meant to survive the bar (a failed run) go through :meth:`Progress.write`.
+
+Units of unequal cost (a study's runs: seconds for a small MLP, half an hour for an adversarial
+CNN) give a count-based ETA that is far off. With ``total_work`` (any unit: the sweep uses each
+run's estimated hours) and ``update(n, work=w)``, the ETA is ``elapsed × (total_work −
+work_done) / work_done``: the time so far per unit of work done, times the work still to do.
 """
 
 from __future__ import annotations
@@ -51,8 +56,11 @@ class Progress:
         interval: float = INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
         heartbeat: bool = True,
+        total_work: float | None = None,
     ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
+        self.total_work = total_work if total_work is not None and total_work > 0 else None
+        self.work_done = 0.0
         self.stream = stream if stream is not None else sys.stderr
         self.forced = enabled is True
         self.interval, self.clock = interval, clock
@@ -66,9 +74,12 @@ class Progress:
         self._thread: threading.Thread | None = None
         self.mode = "off" if enabled is False else ("bar" if _isatty(self.stream) else "log")
         if self.mode == "bar":
+            # with total_work the ETA is ours (in the postfix), not tqdm's count-based one
+            eta = "" if self.total_work else ", ETA {remaining}"
             self._bar = tqdm(total=total, desc=desc, unit=unit, file=self.stream, dynamic_ncols=True,
                              leave=False,
-                             bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}, ETA {remaining}{postfix}")
+                             bar_format="{desc}: {n_fmt}/{total_fmt} |{bar}| {elapsed}" + eta + "{postfix}")
+            self._refresh_postfix()
         elif self.mode == "log" and heartbeat:
             self._thread = threading.Thread(target=self._beat, name="rankrobust-progress", daemon=True)
             self._thread.start()
@@ -77,12 +88,15 @@ class Progress:
         while not self._stop.wait(min(1.0, self.interval)):
             self.poll()
 
-    def update(self, n: int = 1) -> None:
-        """``n`` more units done."""
+    def update(self, n: int = 1, work: float | None = None) -> None:
+        """``n`` more units done, together ``work`` of ``total_work`` (when given)."""
         with self._lock:
             self.n += n
+            if work is not None and work > 0:
+                self.work_done += work
             if self._bar is not None:
                 self._bar.update(n)
+                self._refresh_postfix()
         self.poll()
 
     def set_postfix(self, text: str) -> None:
@@ -90,7 +104,29 @@ class Progress:
         with self._lock:
             self.postfix = text
             if self._bar is not None:
-                self._bar.set_postfix_str(text)
+                self._refresh_postfix()
+
+    def _refresh_postfix(self) -> None:
+        if not self.total_work:
+            self._bar.set_postfix_str(self.postfix)
+            return
+        eta = self._eta(self.clock() - self._start)
+        parts = [f"ETA {eta}" if eta else "ETA ?", self.postfix]
+        self._bar.set_postfix_str(", ".join(p for p in parts if p))
+
+    def _eta(self, elapsed: float) -> str:
+        """The time still to go, by work done when ``total_work`` is known, else by count; ''
+        when nothing is done yet."""
+        if not self.total:
+            return ""
+        if self.n >= self.total:
+            return "0:00"
+        if self.total_work and self.work_done > 0:
+            left = max(self.total_work - self.work_done, 0.0)
+            return clock_text(elapsed * left / self.work_done)
+        if self.n > 0:
+            return clock_text(elapsed * (self.total - self.n) / self.n)
+        return ""
 
     def line(self) -> str:
         """The log line for the current state."""
@@ -99,11 +135,8 @@ class Progress:
             return f"{self.desc}: running, elapsed {clock_text(elapsed)}"
         count = f"{self.n}/{self.total}" if self.total else f"{self.n}"
         share = f" ({100 * self.n / self.total:.0f} %)" if self.total else ""
-        eta = ""
-        if self.total and 0 < self.n < self.total:
-            eta = f", ETA {clock_text(elapsed * (self.total - self.n) / self.n)}"
-        elif self.total and self.n >= self.total:
-            eta = ", ETA 0:00"
+        left = self._eta(elapsed)
+        eta = f", ETA {left}" if left else ""
         tail = f", {self.postfix}" if self.postfix else ""
         return f"{self.desc}: {count} {self.unit}{share}, elapsed {clock_text(elapsed)}{eta}{tail}"
 

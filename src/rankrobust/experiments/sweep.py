@@ -42,7 +42,7 @@ from rankrobust.data import dataset_info
 from rankrobust.data.registry import SPLITS, load_dataset_numpy
 from rankrobust.errors import ConfigError, DataError
 from rankrobust.experiments.config import RunConfig
-from rankrobust.experiments.estimate import study_work
+from rankrobust.experiments.estimate import run_work, study_work
 from rankrobust.experiments.executors import ClusterLostError, Executor, make_executor
 from rankrobust.experiments.grid import canonical_json, expand, run_id
 from rankrobust.experiments.provenance import finish_record, session_record
@@ -289,7 +289,9 @@ def run_session(name: str, configs: list[RunConfig], store: ResultsStore, ex: Ex
         todo = plan(configs, store, retry_failed)
         if todo:  # a session that runs nothing (e.g. a rerun for the report) is not recorded
             store.save_session(key, session)
-            bar = Progress(len(todo), name, "runs", enabled=progress)
+            state.work = {run_id(c): run_work(c).hours for c in todo}  # for an ETA by work
+            bar = Progress(len(todo), name, "runs", enabled=progress,
+                           total_work=sum(state.work.values()))
             try:
                 with stop_on_sigterm(state):
                     drive(ex, store, deque(todo), bar, state, heartbeat)
@@ -314,6 +316,7 @@ class _Progress:
     in_flight: dict[str, RunConfig] = dataclasses.field(default_factory=dict)  # by run id
     tries: dict[str, int] = dataclasses.field(default_factory=dict)  # run id → submits
     stopping: bool = False  # a stop was requested: submit nothing more
+    work: dict[str, float] = dataclasses.field(default_factory=dict)  # run id → estimated hours
 
     def postfix(self) -> str:
         stop = " stopping" if self.stopping else ""
@@ -404,7 +407,7 @@ def collect(store: ResultsStore, result: RunResult, state: _Progress,
     else:
         state.failed += 1
         bar.write(f"run {done.run_id} failed: {done.error}")
-    bar.update(1)
+    bar.update(1, work=state.work.get(result.run_id))
 
 
 def release(store: ResultsStore, state: _Progress) -> int:
