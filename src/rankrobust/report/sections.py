@@ -96,7 +96,7 @@ def intro(ctx: Context) -> list[Block]:
     return [Paragraph(
         f"Study of Langenberg et al. (2019), arXiv:1901.10371, from the results database "
         f"{code(ctx.source)}: {len(done)} of {len(runs)} runs complete; datasets "
-        f"{names['dataset']}; models {names['model']} (sizes: **Claims in detail**); seeds {seeds}; "
+        f"{names['dataset']}; models {names['model']} (parameter counts under **Claims in detail**); seeds {seeds}; "
         f"machine {plain(machine(ctx.done))}.{collapsed} Summary first; the per-row tables, "
         "figures and notes on method follow it.")]
 
