@@ -28,6 +28,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--status", nargs="+", choices=STATUSES, default=None, help="only these statuses")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--all-columns", action="store_true", help="every column (config, versions, ...)")
+    p.add_argument("--summary", action="store_true",
+                   help="instead of the runs: how many per status, the share of the estimated "
+                   "work done, the sweep sessions' wall time and an ETA at that pace")
     p.set_defaults(run=run)
 
 
@@ -36,6 +39,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not Path(args.db).exists():
         raise ConfigError(f"no results database at {args.db} (run `rankrobust sweep` first or give --db)")
+    if args.summary:
+        if args.status is not None or args.all_columns or args.format != "table":
+            raise ConfigError("--summary takes no --status, --all-columns or --format")
+        from rankrobust.experiments.status import study_status
+
+        with ResultsStore(args.db, readonly=True) as store:
+            status = study_status(store.runs(), store.sessions())
+        print("\n".join(status.lines()))
+        return 0
     with ResultsStore(args.db, readonly=True) as store:  # never writes, works on read-only files
         frame = store.runs(status=args.status)
         scalars = store.scalars(list(frame["run_id"]))
