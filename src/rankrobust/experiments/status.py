@@ -6,6 +6,9 @@ so progress is counted in estimated work (:func:`~rankrobust.experiments.estimat
 the estimate ``--max-hours`` checks), not in runs: ``done = Σ work(complete or failed) / Σ
 work(all)``. The ETA is ``wall × (1 − done) / done``, the sessions' summed wall time per share
 of work so far times the share still to do; the runs in flight are counted as not done.
+The estimate is a bound that counts every attack step; attacks stop early on points already
+fooled, so the runs of non-robust models end sooner than their weight says, and an ETA taken
+while those run leans optimistic.
 """
 
 from __future__ import annotations
