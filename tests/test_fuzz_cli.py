@@ -366,8 +366,10 @@ def check_count(stdout: str, data: bytes) -> str | None:
                 * len(study.seeds) for var in (list(study.variants) or [{}]))
     want = f"study {study.name}: {len(runs)} runs; dry run, nothing written\n"
     first, _, rest = stdout.partition("\n")
-    if first + "\n" != want or not rest.startswith("estimated work: ≈ ") or rest.count("\n") != 1:
-        return f"printed {stdout!r}, expected {want!r} and the estimate"
+    estimate, _, data = rest.partition("\n")
+    if (first + "\n" != want or not estimate.startswith("estimated work: ≈ ")
+            or not data.startswith("data: ") or data.count("\n") != 1):
+        return f"printed {stdout!r}, expected {want!r}, the estimate and the data line"
     if not 1 <= len(runs) <= min(upper, study.max_runs):
         return f"printed {stdout!r}, expected {want!r} (≤ {upper})"
     return None

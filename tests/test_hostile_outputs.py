@@ -90,7 +90,8 @@ def test_dry_run_writes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[st
                     "grid:\n  train.lr: [0.1, 0.2]\n")
     out = tmp_path / "never"
     assert main(["sweep", str(path), "--dry-run", "--out", str(out)]) == 0
-    first, estimate = capsys.readouterr().out.strip().splitlines()
+    first, estimate, data = capsys.readouterr().out.strip().splitlines()
     assert first == "study s: 4 runs; dry run, nothing written"
     assert estimate.startswith("estimated work: ≈ ") and "--max-hours" in estimate
+    assert data == "data: every dataset loads here"
     assert not out.exists()

@@ -53,6 +53,7 @@ def statuses(db: Path) -> list[str]:
 def test_sigterm_finishes_the_run_in_flight_and_starts_no_other(
         tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
     ex = Signalling(times=1)
+    before = signal.getsignal(signal.SIGTERM)  # not always SIG_DFL: a library may have set one
     summary = run_sweep(study(), out=tmp_path, executor=ex, progress=False)
     assert (summary.executed, summary.complete, summary.stopped) == (1, 1, 3)
     assert summary.exit_code == STOPPED_EXIT == 143
@@ -62,8 +63,8 @@ def test_sigterm_finishes_the_run_in_flight_and_starts_no_other(
     with ResultsStore(summary.db, readonly=True) as store:
         rec = store.sessions().iloc[0]
     assert rec["runs_executed"] == 1 and rec["seconds"] > 0 and rec["finished_at"]
-    # the handler is gone with the sweep: SIGTERM is the default again
-    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    # the sweep's handler is gone with it: the one before is back
+    assert signal.getsignal(signal.SIGTERM) is before
 
     again = run_sweep(study(), out=tmp_path, executor=SequentialExecutor(), progress=False)
     assert (again.skipped, again.complete, again.stopped, again.exit_code) == (1, 3, 0, 0)
@@ -110,24 +111,32 @@ def test_missing_data_stops_the_study_before_anything_is_written(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """One line naming the run and where it looked, exit 2, no folder, no database: not one
     failed run per config (a Fashion-MNIST study on a machine without the data once stored 186
-    failed runs). The dry run says the same."""
+    failed runs). The dry run notes it."""
     import yaml
 
     from rankrobust.cli.main import main
 
-    spec = {"name": "nodata", "dataset": "synthetic", "model": "mlp",
+    spec: dict[str, object] = {"name": "nodata", "dataset": "synthetic", "model": "mlp",
             "model_options": {"hidden": [8]}, "train": {"epochs": 1}, "seeds": [0, 1],
             "variants": [{"name": "ok"}, {"name": "idx", "dataset": "mnist",
                                           "data_dir": str(tmp_path / "nowhere")}]}
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump(spec))
     out = tmp_path / "out"
-    for extra in ([], ["--dry-run"]):
-        assert main(["sweep", str(path), "--out", str(out), "--no-progress", *extra]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and err[0].startswith("rankrobust: error: mnist: no train IDX files")
-        assert str(tmp_path / "nowhere") in err[0] and err[0].endswith("[run idx/seed=0]")
-        assert not out.exists()
+    assert main(["sweep", str(path), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("rankrobust: error: mnist: no train IDX files")
+    assert str(tmp_path / "nowhere") in err[0] and err[0].endswith("[run idx/seed=0]")
+    assert not out.exists()
+    # a dry run may count a study that runs elsewhere: it says so, and exits 0
+    assert main(["sweep", str(path), "--out", str(out), "--dry-run"]) == 0
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith("data: not here (mnist: no train IDX files") and "[run idx/seed=0]" in last
+    assert last.endswith("a sweep here would stop before writing anything") and not out.exists()
+    spec["variants"] = [{"name": "ok"}]
+    path.write_text(yaml.safe_dump(spec))
+    assert main(["sweep", str(path), "--out", str(out), "--dry-run"]) == 0
+    assert capsys.readouterr().out.strip().splitlines()[-1] == "data: every dataset loads here"
 
 
 def test_a_report_of_a_study_whose_runs_all_failed_builds(tmp_path: Path) -> None:

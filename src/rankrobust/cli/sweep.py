@@ -55,12 +55,11 @@ def preview(study: StudyConfig, out: Path, db: Path | None, args: argparse.Names
     from rankrobust.experiments.estimate import study_work
     from rankrobust.experiments.grid import expand, run_id
     from rankrobust.experiments.store import ResultsStore
-    from rankrobust.experiments.sweep import DB_NAME, check_data, check_models
+    from rankrobust.experiments.sweep import DB_NAME, check_models, data_problem
     from rankrobust.work import check_work
 
     configs = expand(study, args.max_runs)
     check_models(configs)
-    check_data(configs)
     work = study_work(study.name, configs)
     workers = getattr(args, "workers", None) or 1
     check_work(work, args.max_hours, workers=workers)
@@ -75,6 +74,10 @@ def preview(study: StudyConfig, out: Path, db: Path | None, args: argparse.Names
     print(f"study {study.name}: {len(configs)} runs{done}; dry run, nothing written")
     print(f"estimated work: ≈ {work.passes:.3g} forward+backward passes, ≈ {work.hours:.3g} h "
           "at this machine's assumed rate (bound: --max-hours)")
+    # a study may be counted here and run where its data is: a note, not a refusal
+    problem = data_problem(configs)
+    print("data: every dataset loads here" if problem is None else
+          f"data: not here ({problem}); a sweep here would stop before writing anything")
     return 0
 
 

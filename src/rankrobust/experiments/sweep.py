@@ -155,10 +155,9 @@ def check_models(configs: list[RunConfig]) -> None:
             raise ConfigError(f"model_options: {exc}{label}") from None
 
 
-def check_data(configs: list[RunConfig]) -> None:
-    """Every run's data must load, both splits, each dataset and data folder read once: data
-    that is missing, truncated or corrupt stops the study before anything is written (one
-    DataError naming the run), instead of failing every run that reads it."""
+def data_problem(configs: list[RunConfig]) -> str | None:
+    """The first run whose data does not load (both splits, each dataset and data folder read
+    once), as one line naming the run; None when all load."""
     seen: set[tuple[str, str | None]] = set()
     for config in configs:
         key = (config.dataset, config.data_dir)
@@ -170,7 +169,17 @@ def check_data(configs: list[RunConfig]) -> None:
                 load_dataset_numpy(config.dataset, split, config.data_dir)
         except DataError as exc:
             label = f" [run {config.label}]" if config.label else ""
-            raise DataError(f"{exc}{label}") from None
+            return f"{exc}{label}"
+    return None
+
+
+def check_data(configs: list[RunConfig]) -> None:
+    """Data that is missing, truncated or corrupt stops the study before anything is written
+    (one DataError naming the run, :func:`data_problem`), instead of failing every run that
+    reads it."""
+    problem = data_problem(configs)
+    if problem is not None:
+        raise DataError(problem)
 
 
 def check_study(study: StudyConfig, max_runs: int | None = None, max_hours: float | None = None,
@@ -181,8 +190,8 @@ def check_study(study: StudyConfig, max_runs: int | None = None, max_hours: floa
     (:mod:`rankrobust.work`)."""
     configs = expand(study, max_runs)
     check_models(configs)
-    check_data(configs)
     check_work(study_work(study.name, configs), max_hours, workers=workers)
+    check_data(configs)  # last: it reads the files
     return configs
 
 
