@@ -192,3 +192,13 @@ def test_the_sweep_weighs_its_runs_by_their_estimated_work(
     run_sweep(study, out=tmp_path, progress=False)
     assert hours[1] > 2 * hours[0] > 0
     assert seen["total"] == pytest.approx(sum(hours)) == pytest.approx(seen["done"])
+
+
+@pytest.mark.parametrize("total_work", [float("inf"), float("nan"), 0.0, -1.0])
+def test_an_unusable_total_work_falls_back_to_counting(total_work: float) -> None:
+    clock, log = FakeClock(), io.StringIO()
+    with Progress(4, "study", "runs", stream=log, clock=clock, heartbeat=False,
+                  total_work=total_work) as bar:
+        clock.now = 10.0
+        bar.update(1, work=float("inf"))
+    assert log.getvalue().splitlines()[0] == "study: 1/4 runs (25 %), elapsed 0:10, ETA 0:30"

@@ -22,6 +22,7 @@ work_done) / work_done``: the time so far per unit of work done, times the work 
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -59,7 +60,8 @@ class Progress:
         total_work: float | None = None,
     ) -> None:
         self.total, self.desc, self.unit = total, desc, unit
-        self.total_work = total_work if total_work is not None and total_work > 0 else None
+        usable = total_work is not None and math.isfinite(total_work) and total_work > 0
+        self.total_work = total_work if usable else None  # else the ETA counts units
         self.work_done = 0.0
         self.stream = stream if stream is not None else sys.stderr
         self.forced = enabled is True
@@ -92,7 +94,7 @@ class Progress:
         """``n`` more units done, together ``work`` of ``total_work`` (when given)."""
         with self._lock:
             self.n += n
-            if work is not None and work > 0:
+            if work is not None and math.isfinite(work) and work > 0:
                 self.work_done += work
             if self._bar is not None:
                 self._bar.update(n)
